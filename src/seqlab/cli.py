@@ -1,0 +1,155 @@
+"""The `seqlab` command: one subcommand per pipeline stage, plus predict.
+
+    seqlab validate                      check params.yaml (the first DVC stage)
+    seqlab generate kth|binary_add|ocr   write data/<task>/
+    seqlab train kth|binary_add|ocr [--variant rnn|crnn]
+    seqlab evaluate kth|binary_add|ocr [--variant rnn|crnn]
+    seqlab tesseract                     the Tesseract baseline on the OCR test splits
+    seqlab predict kth|binary_add        lines on stdin -> one answer per line
+    seqlab predict ocr IMAGE...          path<TAB>text per image
+
+User errors (bad params, missing or corrupt files, unsafe checkpoints) print one line to stderr
+and exit 1 without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from seqlab.errors import SeqlabError
+
+TASKS = ("kth", "binary_add", "ocr")
+DEFAULT_VARIANT = {"ocr": "crnn"}
+
+
+def _task(args: argparse.Namespace):
+    from seqlab.tasks import get_task
+
+    variant = getattr(args, "variant", None)
+    if args.task == "ocr":
+        variant = variant or DEFAULT_VARIANT["ocr"]
+    elif variant:
+        raise SeqlabError(f"task {args.task} has no variants (got --variant {variant})")
+    return get_task(args.task, variant)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from seqlab.atomic import write_text
+    from seqlab.params import load_params
+
+    load_params(args.params)
+    if args.write:
+        # Constant content on purpose: downstream stages depend on this file so that DVC runs
+        # validation first, yet a valid edit of one task's params changes nothing for the others.
+        write_text(args.write, "params.yaml is valid\n")
+    print(f"{args.params}: valid", file=sys.stderr)
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from seqlab.params import load_params
+
+    params = load_params(args.params)
+    task = _task(args)
+    t0 = time.perf_counter()
+    stats = task.generate(params)
+    print(f"[{task.name}] generated {stats} in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from seqlab.params import load_params
+    from seqlab.training import train
+
+    params = load_params(args.params)
+    train(_task(args), params)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from seqlab.evaluation import evaluate
+
+    metrics = evaluate(_task(args))
+    print(json.dumps(metrics, indent=1, sort_keys=True)[:4000], file=sys.stderr)
+    return 0
+
+
+def cmd_tesseract(args: argparse.Namespace) -> int:
+    from seqlab.ocr.baseline import run_tesseract_baseline
+    from seqlab.params import load_params
+
+    run_tesseract_baseline(load_params(args.params))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from seqlab import paths
+    from seqlab.evaluation import load_model
+
+    if args.task == "ocr":
+        default = paths.model_path(f"ocr-{DEFAULT_VARIANT['ocr']}")
+    else:
+        default = paths.model_path(args.task)
+    task, model, ckpt = load_model(args.model or default, args.task)
+    if args.task == "ocr":
+        if not args.inputs:
+            raise SeqlabError("predict ocr needs one or more image paths")
+        inputs = args.inputs
+    else:
+        if args.inputs:
+            raise SeqlabError(f"predict {args.task} reads its input lines from stdin, not arguments")
+        inputs = sys.stdin
+    failures = task.predict(model, ckpt["config"]["meta"], inputs, sys.stdout, sys.stderr)
+    return 1 if failures else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="seqlab", description="Sequence-learning pipeline stages and predict.")
+    parser.add_argument("--params", default=os.environ.get("SEQLAB_PARAMS", "params.yaml"),
+                        help="params file (default: params.yaml in the current directory)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate", help="validate params.yaml")
+    p.add_argument("--write", help="on success, write a marker file (used by the DVC stage)")
+    p.set_defaults(func=cmd_validate)
+
+    for name, func, helptext in (("generate", cmd_generate, "generate a task's data"),
+                                 ("train", cmd_train, "train a task's model"),
+                                 ("evaluate", cmd_evaluate, "evaluate a trained model on the test splits")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("task", choices=TASKS)
+        if name != "generate":
+            p.add_argument("--variant", choices=("rnn", "crnn"), help="OCR model variant (default: crnn)")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("tesseract", help="run the Tesseract baseline on the OCR test splits")
+    p.set_defaults(func=cmd_tesseract)
+
+    p = sub.add_parser("predict", help="predict with a trained model")
+    p.add_argument("task", choices=TASKS)
+    p.add_argument("inputs", nargs="*", help="image paths (ocr); kth and binary_add read lines from stdin")
+    p.add_argument("--model", type=Path, help="checkpoint to use (default: the one the pipeline trained)")
+    p.set_defaults(func=cmd_predict)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SeqlabError as exc:
+        print(f"seqlab: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("seqlab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

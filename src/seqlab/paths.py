@@ -1,0 +1,46 @@
+"""Where things live: the repository root and the per-task data, model and metrics paths.
+
+Stages run with the repository as working directory (DVC guarantees it), also inside the
+temporary copies that queued and --temp experiments use, so data/models/metrics paths are
+relative. Only state that must outlive such a copy (the MLflow store, resumable checkpoints)
+is anchored at the real repository root, which DVC passes as DVC_ROOT.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DATA = Path("data")
+MODELS = Path("models")
+METRICS = Path("metrics")
+
+
+def repo_root() -> Path:
+    """The real repository root: DVC_ROOT under DVC, else the nearest parent holding .dvc/ or .git/."""
+    env = os.environ.get("DVC_ROOT")
+    if env:
+        return Path(env).resolve()
+    here = Path.cwd().resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / ".dvc").is_dir() or (candidate / ".git").exists():
+            return candidate
+    return here
+
+
+def data_dir(task: str) -> Path:
+    return DATA / task
+
+
+def model_path(model_id: str) -> Path:
+    """models/<id>.pt, where id is the task (kth) or task-variant (ocr-crnn)."""
+    return MODELS / f"{model_id}.pt"
+
+
+def metrics_dir(model_id: str) -> Path:
+    return METRICS / model_id
+
+
+def state_dir() -> Path:
+    """Scratch state that survives a killed stage (resumable checkpoints); never in git or DVC."""
+    return repo_root() / ".seqlab"

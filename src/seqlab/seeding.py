@@ -1,0 +1,37 @@
+"""One place that seeds every random number generator a stage touches."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def derive_seed(seed: int, *parts: str | int) -> int:
+    """A stable sub-seed for a named purpose (split, epoch, worker), independent of call order."""
+    return int(np.random.SeedSequence([seed, *(_as_int(p) for p in parts)]).generate_state(1)[0])
+
+
+def _as_int(part: str | int) -> int:
+    if isinstance(part, int):
+        return part
+    return int.from_bytes(part.encode("utf-8"), "little") % 2**63
+
+
+def rng_state() -> dict[str, Any]:
+    """RNG states as plain types and tensors, so they load with torch.load(weights_only=True)."""
+    return {"python": random.getstate(), "torch": torch.get_rng_state()}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    torch.set_rng_state(state["torch"])

@@ -1,0 +1,142 @@
+"""MLflow tracking: one store at the repository root, one experiment per model, one run per training.
+
+The default store is SQLite at `<repo root>/mlflow.db` with artifacts in `<repo root>/mlartifacts`,
+anchored through DVC_ROOT so queued and --temp experiments (which run in `.dvc/tmp/exps/...`)
+write to the same store as workspace runs. MLFLOW_TRACKING_URI overrides the store; a remote
+server is probed before any training so an outage fails fast with a clear message.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from seqlab.errors import SeqlabError
+from seqlab.params import flatten
+from seqlab.paths import repo_root
+
+PROBE_TIMEOUT_S = 5.0
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo_root() / 'mlflow.db'}"
+
+
+def _configure_mlflow() -> Any:
+    # Keep an unreachable server from stalling a stage in MLflow's retry loop; quiet its telemetry.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    return mlflow
+
+
+def check_tracking_server() -> None:
+    """Fail within seconds, before training, when a remote tracking server does not answer."""
+    uri = tracking_uri()
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=PROBE_TIMEOUT_S) as resp:
+            if resp.status != 200:
+                raise SeqlabError(f"MLflow tracking server {uri} is unhealthy (HTTP {resp.status})")
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise SeqlabError(
+            f"MLflow tracking server {uri} is not reachable ({reason}); start it, or unset "
+            "MLFLOW_TRACKING_URI to use the embedded store at the repository root"
+        ) from None
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() if out.returncode == 0 else ""
+    except OSError:
+        return ""
+
+
+def run_tags(stage_hint: str) -> dict[str, str]:
+    """Tags linking an MLflow run to its DVC experiment, baseline rev, git commit and stage."""
+    tags = {
+        "dvc.exp_name": os.environ.get("DVC_EXP_NAME", ""),
+        "dvc.baseline_rev": os.environ.get("DVC_EXP_BASELINE_REV", ""),
+        "dvc.stage": os.environ.get("DVC_STAGE", stage_hint),
+        "git.commit": _git_commit(),
+    }
+    return {k: v for k, v in tags.items() if v}
+
+
+class Tracker:
+    """A thin handle on one MLflow run: start or resume, batched metric logging, artifacts."""
+
+    def __init__(self, experiment: str, run_id: str | None = None, *, run_name: str | None = None,
+                 params: Mapping[str, Any] | None = None, tags: Mapping[str, str] | None = None) -> None:
+        self.mlflow = _configure_mlflow()
+        from mlflow.tracking import MlflowClient
+
+        self.client = MlflowClient()
+        if run_id is None:
+            exp = self.client.get_experiment_by_name(experiment)
+            if exp is None:
+                artifacts = (repo_root() / "mlartifacts").as_uri() if "MLFLOW_TRACKING_URI" not in os.environ else None
+                exp_id = _retry(lambda: self.client.create_experiment(experiment, artifact_location=artifacts))
+            else:
+                exp_id = exp.experiment_id
+            run = _retry(lambda: self.client.create_run(exp_id, run_name=run_name, tags=dict(tags or {})))
+            self.run_id = run.info.run_id
+            if params:
+                self.log_params(params)
+        else:
+            self.run_id = run_id
+            _retry(lambda: self.client.update_run(run_id, status="RUNNING"))
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)) for k, v in flatten(params).items()]
+        for i in range(0, len(items), 100):  # MLflow caps a batch at 100 params
+            _retry(lambda chunk=items[i:i + 100]: self.client.log_batch(self.run_id, params=chunk))
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step) for k, v in metrics.items() if _is_number(v)]
+        for i in range(0, len(items), 1000):
+            _retry(lambda chunk=items[i:i + 1000]: self.client.log_batch(self.run_id, metrics=chunk))
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        for k, v in tags.items():
+            _retry(lambda k=k, v=v: self.client.set_tag(self.run_id, k, v))
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        if Path(path).exists():
+            _retry(lambda: self.client.log_artifact(self.run_id, str(path), artifact_path))
+
+    def finish(self, status: str = "FINISHED") -> None:
+        _retry(lambda: self.client.set_terminated(self.run_id, status=status))
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _retry(fn: Any, attempts: int = 8) -> Any:
+    """Retry briefly on SQLite lock contention (parallel queued experiments share one store)."""
+    for i in range(attempts):
+        try:
+            return fn()
+        except Exception as exc:  # MLflow wraps sqlite errors in several exception types
+            if "database is locked" not in str(exc) or i == attempts - 1:
+                raise
+            time.sleep(0.2 * 2**i)
+    return None

@@ -1,0 +1,130 @@
+"""Data generation invariants, padding rule, model shapes and predict parsing for kth and binary_add."""
+
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from seqlab.recurrent import SequenceClassifier, SequenceTagger
+from seqlab.tasks.binary_add import BinaryAddTask, encode_pair, make_pairs, parse_operands, random_int_with_bits
+from seqlab.tasks.kth import KthTask, make_sequences, parse_digits
+from seqlab.tasks.padded import flatten_rows, unflatten
+
+
+def test_kth_sequences_target_is_kth_digit():
+    rng = np.random.default_rng(0)
+    a = make_sequences(rng, 500, 3, 9, k=3)
+    rows = np.split(a["digits"], np.cumsum(a["lengths"])[:-1])
+    assert all(3 <= len(r) <= 9 for r in rows)
+    assert all(r[2] == t for r, t in zip(rows, a["targets"]))
+    assert set(np.unique(a["digits"])) <= set(range(10))
+
+
+def test_example_from_the_spec():
+    digits = parse_digits("9 7 0 5 6")
+    assert digits == [9, 7, 0, 5, 6] and digits[3 - 1] == 0
+    assert parse_digits("97056") == digits
+
+
+@pytest.mark.parametrize("line", ["", "12a4", "1,2,3", "-1 2 3"])
+def test_kth_parse_rejects_non_digits(line):
+    with pytest.raises(ValueError):
+        parse_digits(line)
+
+
+def test_binary_padding_rule_and_lsb_first():
+    x, y = encode_pair(0b1011, 0b110)  # 11 + 6 = 17 = 0b10001: the sum has one more bit
+    assert x.shape == (5, 2) and y.shape == (5,)
+    assert x[:, 0].tolist() == [1, 1, 0, 1, 0]  # 1011 LSB first, left-padded with one 0
+    assert x[:, 1].tolist() == [0, 1, 1, 0, 0]
+    assert y.tolist() == [1, 0, 0, 0, 1]
+    x, y = encode_pair(0, 0)
+    assert x.shape == (1, 2) and y.tolist() == [0]
+
+
+def test_binary_pairs_are_correct_sums_with_bit_lengths_in_range():
+    rng = np.random.default_rng(1)
+    a = make_pairs(rng, 200, 3, 70)
+    starts = np.concatenate([[0], np.cumsum(a["lengths"])[:-1]])
+    for s, n, ob in zip(starts, a["lengths"], a["op_bits"]):
+        bits = a["inputs"][s:s + n]
+        val = lambda col: sum(int(b) << i for i, b in enumerate(col))  # noqa: E731
+        total = val(a["sums"][s:s + n])
+        assert val(bits[:, 0]) + val(bits[:, 1]) == total
+        assert max(val(bits[:, 0]).bit_length(), val(bits[:, 1]).bit_length()) == ob
+        assert 3 <= ob <= 70 and n == max(1, total.bit_length())
+
+
+def test_random_int_has_exact_bit_length():
+    rng = np.random.default_rng(2)
+    assert all(random_int_with_bits(rng, b).bit_length() == b for b in (0, 1, 2, 63, 64, 65, 200))
+
+
+@pytest.mark.parametrize("line, expected", [("1011 110", (11, 6)), ("  0 0 ", (0, 0)), ("1 " + "1" * 300, (1, 2**300 - 1))])
+def test_binary_parse(line, expected):
+    assert parse_operands(line) == expected
+
+
+@pytest.mark.parametrize("line", ["101", "1 2", "10 11 1", "abc def"])
+def test_binary_parse_rejects(line):
+    with pytest.raises(ValueError):
+        parse_operands(line)
+
+
+def test_flatten_unflatten_round_trip():
+    rows = [np.array([1, 2, 3], np.uint8), np.array([4], np.uint8), np.array([5, 6], np.uint8)]
+    flat, lengths = flatten_rows(rows)
+    padded = unflatten(flat, lengths)
+    assert padded.tolist() == [[1, 2, 3], [4, 0, 0], [5, 6, 0]]
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_models_shapes_and_padding_invariance(cell):
+    torch.manual_seed(0)
+    clf = SequenceClassifier(cell, 10, 8, 2, 10).eval()
+    x = torch.randn(3, 7, 10)
+    lengths = torch.tensor([7, 3, 5])
+    out = clf(x, lengths)
+    assert out.shape == (3, 10)
+    alone = clf(x[1:2, :3], lengths[1:2])  # same sequence without padding
+    assert torch.allclose(out[1], alone[0], atol=1e-6)
+    tagger = SequenceTagger(cell, 2, 8, 1).eval()
+    seq = tagger(torch.randn(2, 6, 2), torch.tensor([6, 4]))
+    assert seq.shape == (2, 6)
+
+
+class _Echo(torch.nn.Module):
+    """A stand-in model: kth answers the k-th digit via one-hot lookup; checks predict's plumbing only."""
+
+    def forward(self, x, lengths):
+        return x[:, 2, :] * 10
+
+
+def test_kth_predict_answers_good_lines_and_reports_bad_ones():
+    out, err = io.StringIO(), io.StringIO()
+    failures = KthTask().predict(_Echo(), {"k": 3}, ["9 7 0 5 6\n", "12\n", "x1\n", "1234567890123456789012345\n"], out, err)
+    assert out.getvalue().split() == ["0", "3"]
+    assert failures == 2
+    assert "line 2" in err.getvalue() and "fewer than k=3" in err.getvalue() and "line 3" in err.getvalue()
+
+
+class _PerfectAdder(torch.nn.Module):
+    """Computes sum bits exactly from the inputs (a carry loop) to test predict's decoding."""
+
+    def forward(self, x, lengths):
+        out, carry = [], torch.zeros(x.shape[0])
+        for t in range(x.shape[1]):
+            s = x[:, t, 0] + x[:, t, 1] + carry
+            out.append((s % 2) * 20 - 10)
+            carry = (s >= 2).float()
+        return torch.stack(out, 1)
+
+
+def test_binary_predict_decodes_msb_first_and_long_inputs():
+    out, err = io.StringIO(), io.StringIO()
+    a, b = 2**200 + 12345, 2**199 + 99
+    lines = ["1011 110", "0 0", "12 1", f"{a:b} {b:b}"]
+    failures = BinaryAddTask().predict(_PerfectAdder(), {}, lines, out, err)
+    assert out.getvalue().split() == ["10001", "0", f"{a + b:b}"]
+    assert failures == 1 and "line 3" in err.getvalue()
