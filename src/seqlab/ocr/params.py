@@ -44,7 +44,7 @@ DATA = {
 MODELS = {
     "rnn": {"hidden_size": Positive(), "num_layers": Positive(), "projection": Int(min=0), "dropout": Float(min=0, max=0.9)},
     "crnn": {"channels": Field("list[int]"), "hidden_size": Positive(), "num_layers": Positive(),
-             "dropout": Float(min=0, max=0.9)},
+             "downsample": Field("int", choices=None, min=1), "dropout": Float(min=0, max=0.9)},
 }
 
 SCHEMA = {
@@ -91,9 +91,12 @@ def _rules(p: dict[str, Any]) -> None:
     for color in d["text_colors"]:
         if not (color.startswith("#") and len(color) == 7 and all(c in "0123456789abcdefABCDEF" for c in color[1:])):
             raise ParamsError(f"ocr.data.text_colors: {color!r} is not a #rrggbb colour")
-    for v in VARIANTS:
-        if v == "crnn" and not p["ocr"][v]["model"]["channels"]:
-            raise ParamsError("ocr.crnn.model.channels must not be empty")
+    crnn = p["ocr"]["crnn"]["model"]
+    if not crnn["channels"]:
+        raise ParamsError("ocr.crnn.model.channels must not be empty")
+    ds = crnn["downsample"]
+    if ds & (ds - 1) or ds > 2 ** len(crnn["channels"]):
+        raise ParamsError(f"ocr.crnn.model.downsample must be a power of 2 up to 2**len(channels) (got {ds})")
 
 
 register_section("ocr", SCHEMA, [_rules])

@@ -1,0 +1,78 @@
+"""Reading word images from files for predict: any size, mode and common format, or one clear error.
+
+Every image becomes uint8 grayscale (dark text on light background) at the model's height with
+its aspect ratio kept. Transparent pixels are composited on white, 16-bit images are scaled to
+8 bits, multi-frame files (GIF, APNG) use their first frame.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+MAX_WIDTH = 16384  # after rescaling to the model height; wider inputs are rejected, not truncated
+MIN_WIDTH = 16  # narrower images get white columns on the right so every model has output steps
+
+
+class ImageReadError(Exception):
+    """A file that is not a usable image; the message names the problem in one line."""
+
+
+def to_grayscale(img: Image.Image) -> np.ndarray:
+    """Any Pillow image -> uint8 (H, W) grayscale on a white background."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        return np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    if img.mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        return np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0) + 0.5, 0, 255).astype(np.uint8)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return np.asarray(img.convert("L"), dtype=np.uint8)
+
+
+def resize_to_height(gray: np.ndarray, height: int) -> np.ndarray:
+    h, w = gray.shape
+    if h == height:
+        return gray
+    new_w = max(1, round(w * height / h))
+    return np.asarray(Image.fromarray(gray).resize((new_w, height), Image.Resampling.BILINEAR), dtype=np.uint8)
+
+
+def load_word_image(path: str | Path, height: int) -> np.ndarray:
+    """Load `path` as a grayscale word image of `height` rows; ImageReadError says what is wrong."""
+    path = Path(path)
+    if path.is_dir():
+        raise ImageReadError("is a directory, not an image file")
+    if not path.exists():
+        raise ImageReadError("no such file")
+    if path.stat().st_size == 0:
+        raise ImageReadError("empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.seek(0)  # first frame of animations
+                img = ImageOps.exif_transpose(img)
+                img.load()
+                gray = to_grayscale(img)
+    except UnidentifiedImageError:
+        raise ImageReadError("not a recognised image format") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageReadError("image is too large to decode safely") from None
+    except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data
+        raise ImageReadError(f"cannot decode image ({str(exc).splitlines()[0] or type(exc).__name__})") from None
+    if gray.shape[0] < 2 or gray.shape[1] < 1:
+        raise ImageReadError(f"image of {gray.shape[1]}x{gray.shape[0]} pixels is too small to hold a word")
+    out = resize_to_height(gray, height)
+    if out.shape[1] < MIN_WIDTH:
+        out = np.pad(out, ((0, 0), (0, MIN_WIDTH - out.shape[1])), constant_values=255)
+    if out.shape[1] > MAX_WIDTH:
+        raise ImageReadError(f"image is {out.shape[1]} px wide at height {height}; the limit is {MAX_WIDTH}")
+    return out
