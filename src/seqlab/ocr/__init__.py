@@ -1,0 +1,1 @@
+"""CTC OCR task: charsets, word sources and trdg word-image rendering."""

@@ -1,0 +1,97 @@
+"""Explicit, ordered character sets for CTC labels.
+
+Class index 0 is the CTC blank; character i of a charset has class index i + 1, so a model
+needs `num_classes = len(chars) + 1` outputs. Caseless charsets lowercase text before
+filtering or encoding (the label of "Hello" is "hello").
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Iterable
+
+BLANK = 0
+
+# name -> (chars in class order, caseless)
+NAMED_CHARSETS: dict[str, tuple[str, bool]] = {
+    "digits_lower": (string.digits + string.ascii_lowercase, True),
+    "alnum": (string.digits + string.ascii_letters, False),
+    "printable": (string.digits + string.ascii_letters + string.punctuation, False),
+}
+DEFAULT_CHARSET = "digits_lower"
+
+
+class Charset:
+    """An ordered set of label characters; explicit strings are case-sensitive."""
+
+    def __init__(self, name: str, chars: str, caseless: bool = False) -> None:
+        if not chars:
+            raise ValueError(f"charset {name!r} is empty")
+        seen: set[str] = set()
+        for ch in chars:
+            if ch.isspace():
+                raise ValueError(f"charset {name!r} contains whitespace {ch!r}")
+            if ch in seen:
+                raise ValueError(f"charset {name!r} contains {ch!r} twice")
+            if caseless and ch != ch.lower():
+                raise ValueError(f"caseless charset {name!r} contains upper-case {ch!r}")
+            seen.add(ch)
+        self.name = name
+        self.chars = chars
+        self.caseless = caseless
+        self._index = {ch: i + 1 for i, ch in enumerate(chars)}
+
+    @classmethod
+    def from_name(cls, name_or_chars: str = DEFAULT_CHARSET) -> Charset:
+        """A named charset (digits_lower, alnum, printable) or an explicit string of characters.
+
+        An explicit string equal to a named set's characters is that set (with its case folding),
+        so a charset saved as its characters loads back with the same behaviour.
+        """
+        for name, (chars, caseless) in NAMED_CHARSETS.items():
+            if name_or_chars in (name, chars):
+                return cls(name, chars, caseless)
+        return cls(name_or_chars, name_or_chars)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.chars) + 1
+
+    def __len__(self) -> int:
+        return len(self.chars)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Charset) and (self.chars, self.caseless) == (other.chars, other.caseless)
+
+    def __hash__(self) -> int:
+        return hash((self.chars, self.caseless))
+
+    def __repr__(self) -> str:
+        return f"Charset({self.name!r}, {len(self.chars)} chars, caseless={self.caseless})"
+
+    def normalize(self, text: str) -> str:
+        """The label form of `text`: lowercased when the charset is caseless, else unchanged."""
+        return text.lower() if self.caseless else text
+
+    def accepts(self, text: str) -> bool:
+        """True when every character of the normalized text is in the charset."""
+        return all(ch in self._index for ch in self.normalize(text))
+
+    def encode(self, text: str) -> list[int]:
+        """Class indices (1..len) of the normalized text; unknown characters raise ValueError."""
+        try:
+            return [self._index[ch] for ch in self.normalize(text)]
+        except KeyError as exc:
+            raise ValueError(f"{text!r}: character {exc.args[0]!r} is not in charset {self.name!r}") from None
+
+    def decode(self, indices: Iterable[int]) -> str:
+        """Text of class indices; blanks (0) are skipped, so collapsed CTC paths decode directly."""
+        out = []
+        for i in indices:
+            i = int(i)
+            if i == BLANK:
+                continue
+            if not 0 < i <= len(self.chars):
+                raise ValueError(f"class index {i} is outside charset {self.name!r} (1..{len(self.chars)})")
+            out.append(self.chars[i - 1])
+        return "".join(out)

@@ -1,0 +1,365 @@
+"""Word images for the OCR task, rendered with trdg.
+
+Each image is described by an `ImageSpec` (text, font, seed, background, distortion) drawn from
+the stage seed, and rendered by trdg's one-image generator after seeding Python's `random`,
+numpy's global RNG and OpenCV's RNG (trdg draws from all three) with the spec's own seed. An
+image therefore depends only on its spec, and the output is byte-identical whatever the number
+of worker processes.
+
+Rendering choices:
+- Text is rendered as " word ": trdg sizes its canvas from glyph advances, which clips the ink
+  of overhanging first/last glyphs (italics, Pacifico, Walkway Oblique: 72 of the 100 fonts
+  clip some words). One space on each side leaves room for every overhang we measured.
+- No `width` is passed to trdg (it would clip long words): height is exact, width follows the text.
+- Images whose text is nearly invisible (see `render_one`) are re-rendered, never kept or dropped.
+- Fonts that draw lowercase as uppercase (BEBAS, Capture_it, Capture_it_2, SEASRN) or as small
+  capitals (Amatic-Bold, AmaticSC) are used only with caseless charsets, whose labels are
+  lowercased anyway; case-sensitive charsets exclude them. Fonts that lack a visible glyph for
+  some charset character are excluded too (e.g. SEASRN and Capture_it for `printable`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import multiprocessing
+import random
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cache, partial
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from tqdm import tqdm
+
+from seqlab.atomic import atomic_write, save_arrays
+from seqlab.errors import ParamsError
+from seqlab.ocr.charset import Charset
+from seqlab.ocr.trdg_compat import import_trdg, trdg_dir
+from seqlab.ocr.words import WordSource
+
+SPLITS = ("train", "val", "test", "test_heldout_fonts")
+BACKGROUNDS = {"noise": 0, "plain": 1, "quasicrystal": 2, "image": 3}  # name -> trdg background_type
+CASE_UNRELIABLE_FONTS = frozenset(
+    {"Amatic-Bold.ttf", "AmaticSC-Regular.ttf", "BEBAS___.ttf", "Capture_it.ttf", "Capture_it_2.ttf", "SEASRN__.ttf"}
+)
+MARGINS = (2, 0, 2, 0)  # top, left, bottom, right; the padding spaces already give horizontal room
+MAX_ATTEMPTS = 4  # the last attempt uses a plain background, which trdg never rejects
+# Below this text/background grey-level gap most words on photo backgrounds are unreadable; ~25%
+# of photo crops fall below it. A floor against invisible text, not a legibility guarantee; only
+# photos are checked, since on the other backgrounds a low gap means a thin font, still legible.
+MIN_CONTRAST = 32
+CONTACT_SHEET_SIZE = (6, 8)  # columns, rows
+_LABEL_FONT = "Roboto-Regular.ttf"
+
+
+class RenderError(RuntimeError):
+    """trdg failed on one image every time it was retried."""
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """Everything that decides one image; its label is `charset.normalize(text)`."""
+
+    text: str
+    font: str  # file name in trdg's Latin fonts
+    seed: int
+    background: int  # trdg background_type, see BACKGROUNDS
+    distortion: int = 0  # 0 none, 1 sine, 2 cosine
+    distortion_orientation: int = 0  # 0 vertical, 1 horizontal, 2 both
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    height: int
+    skew_angle: int = 0  # trdg draws a whole number of degrees in [-skew_angle, skew_angle]
+    blur: float = 0.0  # Gaussian blur radius drawn in [0, blur]
+    text_colors: tuple[str, ...] = ("#000000",)  # trdg draws each RGB channel between first and last
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> RenderConfig:
+        skew = float(params["skew_angle"])
+        if not skew.is_integer():
+            raise ParamsError(f"ocr.data.skew_angle must be a whole number of degrees (trdg draws integers), got {skew}")
+        return cls(int(params["height"]), int(skew), float(params["blur"]), tuple(params["text_colors"]))
+
+
+@dataclass
+class RenderResult:
+    images: list[np.ndarray]  # uint8, (height, width) each
+    retries: int  # failed trdg attempts that were retried
+
+
+def font_dir() -> Path:
+    return trdg_dir() / "fonts" / "latin"
+
+
+def list_fonts() -> list[str]:
+    """File names of every Latin font trdg ships, sorted."""
+    return sorted(p.name for p in font_dir().glob("*.[ot]tf"))
+
+
+@cache
+def missing_glyphs(font: str, chars: str) -> str:
+    """Characters of `chars` that `font` draws as nothing or as its missing-glyph box."""
+    face = ImageFont.truetype(str(font_dir() / font), 24, layout_engine=ImageFont.Layout.BASIC)
+
+    def ink(text: str) -> bytes | None:
+        canvas = Image.new("L", (64, 64))
+        ImageDraw.Draw(canvas).text((16, 8), text, font=face, fill=255)
+        return canvas.tobytes() if canvas.getbbox() else None
+
+    notdef = ink("\uffff")  # a noncharacter: no font maps it
+    return "".join(c for c in chars if (drawn := ink(c)) is None or drawn == notdef)
+
+
+def font_problem(font: str, charset: Charset) -> str | None:
+    """Why `font` cannot render labels of `charset` correctly, or None when it can."""
+    if not charset.caseless and font in CASE_UNRELIABLE_FONTS:
+        return "draws lowercase as capitals, so case-sensitive labels would be wrong"
+    missing = missing_glyphs(font, charset.chars)
+    return f"has no glyph for {missing!r}" if missing else None
+
+
+def usable_fonts(fonts: str | Sequence[str], charset: Charset) -> tuple[list[str], dict[str, str]]:
+    """Fonts to render with, and the excluded ones with the reason.
+
+    `fonts="all"` silently drops unusable fonts (they are reported in the stats); an explicit
+    list naming one is a params error.
+    """
+    names = list_fonts() if fonts == "all" else sorted(fonts)
+    problems = {f: p for f in names if (p := font_problem(f, charset)) is not None}
+    if fonts != "all" and problems:
+        font, why = next(iter(problems.items()))
+        raise ParamsError(f"ocr.data.fonts: {font} {why} (charset {charset.name!r})")
+    return [f for f in names if f not in problems], problems
+
+
+def choose_heldout_fonts(heldout: int | Sequence[str], fonts: Sequence[str], seed: int) -> list[str]:
+    """The fonts kept out of train/val: `heldout` of `fonts` drawn from the seed, or an explicit list."""
+    from seqlab.seeding import derive_seed  # here, not at module level: spawned workers skip torch
+
+    if isinstance(heldout, int):
+        if not 0 < heldout < len(fonts):
+            raise ParamsError(f"ocr.data.heldout_fonts must be in 1..{len(fonts) - 1} for {len(fonts)} usable fonts")
+        rng = np.random.default_rng(derive_seed(seed, "ocr", "heldout_fonts"))
+        return sorted(str(f) for f in rng.choice(sorted(fonts), size=heldout, replace=False))
+    unusable = [f for f in heldout if f not in fonts]
+    if unusable:
+        raise ParamsError(f"ocr.data.heldout_fonts: {unusable[0]} is not a usable font for this charset")
+    if len(set(heldout)) >= len(set(fonts)):
+        raise ParamsError("ocr.data.heldout_fonts must leave at least one training font")
+    return sorted(set(heldout))
+
+
+def build_specs(
+    rng: np.random.Generator, count: int, fonts: Sequence[str], words: WordSource, params: dict[str, Any]
+) -> list[ImageSpec]:
+    """`count` image specs drawn from `rng`: words, fonts, backgrounds, distortions and seeds."""
+    weights = np.array([float(params["background_weights"].get(name, 0)) for name in BACKGROUNDS])
+    texts = words.sample(rng, count)
+    font_ids = rng.integers(len(fonts), size=count)
+    backgrounds = rng.choice(list(BACKGROUNDS.values()), size=count, p=weights / weights.sum())
+    distorted = rng.random(count) < float(params["distortion_ratio"])
+    distortions = np.where(distorted, rng.integers(1, 3, size=count), 0)
+    orientations = rng.integers(0, 3, size=count)
+    seeds = rng.integers(2**31, size=count)
+    return [
+        ImageSpec(text, fonts[f], s, b, d, o)
+        for text, f, s, b, d, o in zip(
+            texts, font_ids.tolist(), seeds.tolist(), backgrounds.tolist(), distortions.tolist(),
+            orientations.tolist(), strict=True,
+        )
+    ]
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    cv2.setRNGSeed(seed)  # trdg's noise background uses cv2.randn
+
+
+def _attempt_seed(seed: int, attempt: int) -> int:
+    return seed if attempt == 0 else int(np.random.SeedSequence([seed, attempt]).generate_state(1)[0] >> 1)
+
+
+def contrast(gray: np.ndarray, text: np.ndarray) -> float:
+    """Grey-level gap between the median text pixel and the median background pixel."""
+    if text.all() or not text.any():
+        return 0.0
+    return abs(float(np.median(gray[text])) - float(np.median(gray[~text])))
+
+
+def render_one(spec: ImageSpec, cfg: RenderConfig) -> tuple[np.ndarray, int]:
+    """The grayscale image of `spec` and the number of retries it took.
+
+    An attempt fails when trdg raises, returns None (its own text/background check, which
+    compares whole-image means) or, on a photo background, gives text whose median grey is
+    within MIN_CONTRAST of the background's (dark words on dark photo crops are invisible, so
+    their labels would be noise). Each retry reseeds deterministically, the last one on a plain
+    background; when every attempt fails, RenderError is raised: no image is dropped silently.
+    """
+    generator = import_trdg()
+    error: Exception | None = None
+    for attempt in range(MAX_ATTEMPTS):
+        background = spec.background if attempt < MAX_ATTEMPTS - 1 else BACKGROUNDS["plain"]
+        _seed_all(_attempt_seed(spec.seed, attempt))
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # trdg prints why it rejects an image
+                result = generator.generate(
+                    index=0, text=f" {spec.text} ", font=str(font_dir() / spec.font), out_dir=None,
+                    size=cfg.height, extension="png", skewing_angle=cfg.skew_angle, random_skew=True,
+                    blur=cfg.blur, random_blur=True, background_type=background,
+                    distorsion_type=spec.distortion, distorsion_orientation=spec.distortion_orientation,
+                    is_handwritten=False, name_format=0, width=-1, alignment=0,
+                    text_color=",".join(cfg.text_colors), orientation=0, space_width=1.0,
+                    character_spacing=0, margins=MARGINS, fit=False, output_mask=1, word_split=False,
+                    image_dir=str(trdg_dir() / "images"), image_mode="RGB",
+                )
+        except Exception as exc:  # any trdg failure is retried; the last one is chained below
+            error = exc
+            continue
+        if result is not None:
+            image, mask = result
+            # RGB, not "L": trdg's mask encodes character numbers in the blue channel, which
+            # an "L" conversion rounds to zero for the first characters.
+            gray = np.array(image.convert("L"), dtype=np.uint8)
+            if background != BACKGROUNDS["image"] or contrast(gray, np.asarray(mask).any(axis=2)) >= MIN_CONTRAST:
+                return gray, attempt
+    raise RenderError(f"trdg failed {MAX_ATTEMPTS} times to render {spec} (last error: {error})") from error
+
+
+def _render_chunk(specs: Sequence[ImageSpec], cfg: RenderConfig) -> tuple[list[np.ndarray], int]:
+    images, retries = [], 0
+    for spec in specs:
+        image, tries = render_one(spec, cfg)
+        images.append(image)
+        retries += tries
+    return images, retries
+
+
+def render_images(
+    specs: Sequence[ImageSpec], cfg: RenderConfig, workers: int = 1, progress: bool = True
+) -> RenderResult:
+    """Render `specs` in order over `workers` processes; the result does not depend on `workers`."""
+    # Several chunks per worker balance slow (quasicrystal) chunks and keep the progress bar moving.
+    size = max(1, min(64, math.ceil(len(specs) / (max(workers, 1) * 16))))
+    chunks = [specs[i : i + size] for i in range(0, len(specs), size)]
+    result = RenderResult([], 0)
+    with tqdm(total=len(specs), unit="img", desc="render", disable=not progress) as bar:
+        if workers <= 1 or len(chunks) <= 1:
+            _collect(map(partial(_render_chunk, cfg=cfg), chunks), result, bar)
+        else:
+            # spawn: workers start clean (no inherited RNG, thread or torch state) on every OS.
+            with multiprocessing.get_context("spawn").Pool(min(workers, len(chunks))) as pool:
+                _collect(pool.imap(partial(_render_chunk, cfg=cfg), chunks), result, bar)
+    return result
+
+
+def _collect(parts: Iterable[tuple[list[np.ndarray], int]], result: RenderResult, bar: tqdm) -> None:
+    for images, retries in parts:
+        result.images.extend(images)
+        result.retries += retries
+        bar.update(len(images))
+
+
+def save_split(path: Path, images: Sequence[np.ndarray], labels: Sequence[str], fonts: Sequence[str], height: int) -> None:
+    """One split as flattened row-major pixels plus per-image widths, labels and fonts."""
+    save_arrays(
+        path,
+        pixels=np.concatenate([im.ravel() for im in images]),
+        widths=np.array([im.shape[1] for im in images], dtype=np.int32),
+        height=np.array(height, dtype=np.int32),
+        texts=np.array(labels, dtype=str),
+        fonts=np.array(fonts, dtype=str),
+    )
+
+
+def contact_sheet(path: Path, images: Sequence[np.ndarray], labels: Sequence[str], fonts: Sequence[str]) -> None:
+    """A PNG grid of samples with each label (black) and font (grey) under its image."""
+    cols, rows = CONTACT_SHEET_SIZE
+    n = min(len(images), cols * rows)
+    height = images[0].shape[0]
+    cell_w = min(256, max(im.shape[1] for im in images[:n])) + 12
+    cell_h = height + 40
+    sheet = Image.new("L", (cols * cell_w, math.ceil(n / cols) * cell_h), 255)
+    draw = ImageDraw.Draw(sheet)
+    label_font = ImageFont.truetype(str(font_dir() / _LABEL_FONT), 15)
+    name_font = ImageFont.truetype(str(font_dir() / _LABEL_FONT), 10)
+    for i in range(n):
+        x, y = (i % cols) * cell_w + 6, (i // cols) * cell_h + 4
+        img = Image.fromarray(images[i])
+        if img.width > cell_w - 12:  # shrink, never stretch, the few very long words
+            img = img.resize((cell_w - 12, max(1, round(img.height * (cell_w - 12) / img.width))), Image.Resampling.LANCZOS)
+        sheet.paste(img, (x, y))
+        draw.text((x, y + height + 2), labels[i], font=label_font, fill=0)
+        draw.text((x, y + height + 21), fonts[i], font=name_font, fill=110)
+    atomic_write(path, lambda fh: sheet.save(fh, format="PNG"))
+
+
+def generate(
+    data_params: dict[str, Any], seed: int, out_dir: Path, workers: int = 1, progress: bool = True
+) -> dict[str, Any]:
+    """The OCR generate stage: render every split to `out_dir/<split>.npz` plus a contact sheet.
+
+    `test` uses the training fonts; `test_heldout_fonts` uses only the held-out fonts, which never
+    appear in train or val. Returns JSON-ready stats.
+    """
+    from seqlab.seeding import derive_seed  # here, not at module level: spawned workers skip torch
+
+    start = time.perf_counter()
+    out_dir = Path(out_dir)
+    charset = Charset.from_name(data_params["charset"])
+    fonts, excluded = usable_fonts(data_params["fonts"], charset)
+    heldout = choose_heldout_fonts(data_params["heldout_fonts"], fonts, seed)
+    train_fonts = [f for f in fonts if f not in heldout]
+    words = WordSource(charset, **data_params["words"])
+    cfg = RenderConfig.from_params(data_params)
+
+    specs = {
+        split: build_specs(
+            np.random.default_rng(derive_seed(seed, "ocr", split)),
+            int(data_params["counts"][split]),
+            heldout if split == "test_heldout_fonts" else train_fonts,
+            words,
+            data_params,
+        )
+        for split in SPLITS
+    }
+    all_specs = [s for split in SPLITS for s in specs[split]]
+    render_start = time.perf_counter()
+    rendered = render_images(all_specs, cfg, workers, progress)
+    render_seconds = time.perf_counter() - render_start
+
+    stats: dict[str, Any] = {"counts": {}, "mean_width": {}, "retries": rendered.retries}
+    offset = 0
+    for split in SPLITS:
+        split_specs = specs[split]
+        images = rendered.images[offset : offset + len(split_specs)]
+        offset += len(split_specs)
+        labels = [charset.normalize(s.text) for s in split_specs]
+        split_fonts = [s.font for s in split_specs]
+        save_split(out_dir / f"{split}.npz", images, labels, split_fonts, cfg.height)
+        if split == "train":
+            contact_sheet(out_dir / "contact_sheet.png", images, labels, split_fonts)
+        stats["counts"][split] = len(images)
+        stats["mean_width"][split] = round(float(np.mean([im.shape[1] for im in images])), 2)
+
+    stats.update(
+        charset=charset.name,
+        chars=charset.chars,
+        num_classes=charset.num_classes,
+        dictionary_words=len(words.words),
+        train_fonts=len(train_fonts),
+        heldout_fonts=heldout,
+        excluded_fonts=excluded,
+        render_seconds=round(render_seconds, 2),
+        seconds=round(time.perf_counter() - start, 2),
+        images_per_s=round(len(all_specs) / max(render_seconds, 1e-9), 1),
+    )
+    return stats
