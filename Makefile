@@ -23,11 +23,11 @@ pipeline: install  ## run the whole DVC pipeline on params.yaml
 	$(BIN)/dvc repro
 
 test: install  ## lint and run the test suite
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/python -m pytest -q
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
 
 ui: install  ## MLflow UI on the repository's store, bound to 127.0.0.1
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db \

@@ -7,7 +7,13 @@ import pytest
 import torch
 
 from seqlab.recurrent import SequenceClassifier, SequenceTagger
-from seqlab.tasks.binary_add import BinaryAddTask, encode_pair, make_pairs, parse_operands, random_int_with_bits
+from seqlab.tasks.binary_add import (
+    BinaryAddTask,
+    encode_pair,
+    make_pairs,
+    parse_operands,
+    random_int_with_bits,
+)
 from seqlab.tasks.kth import KthTask, make_sequences, parse_digits
 from seqlab.tasks.padded import flatten_rows, unflatten
 

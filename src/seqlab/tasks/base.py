@@ -57,6 +57,7 @@ class Task(ABC):
 
     def configure(self, section: dict[str, Any]) -> None:
         """Take the run's {'model', 'train'} params before training or evaluation (e.g. the loss kind)."""
+        return None  # most tasks need nothing beyond build_model's arguments
 
     def data_meta(self, data: Any) -> dict[str, Any]:
         """Facts about the data the model needs at predict time (charset, height...)."""

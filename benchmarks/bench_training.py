@@ -1,0 +1,60 @@
+"""Training throughput of the shared batched loop vs. the seed notebooks' batch-1, per-sample loop.
+
+Same model, same data, same optimiser; prints samples/s for both and the ratio. Run from the repo
+root after `dvc repro generate@kth generate@binary_add` (or the whole pipeline):
+
+    .venv/bin/python benchmarks/bench_training.py
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from seqlab.params import load_params
+from seqlab.tasks import get_task
+
+
+def per_sample_loop(task, model, data, n: int) -> float:
+    """The seed's style: one sample per step, Python-level loop over samples."""
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    t0 = time.perf_counter()
+    for batch in list(task.batches(data, 1, torch.Generator().manual_seed(0)))[:n]:
+        loss = task.loss(model, batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return n / (time.perf_counter() - t0)
+
+
+def batched_epoch(task, model, data, batch_size: int) -> float:
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    t0 = time.perf_counter()
+    for batch in task.batches(data, batch_size, torch.Generator().manual_seed(0)):
+        loss = task.loss(model, batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return len(data) / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    params = load_params()
+    print(f"torch threads: {torch.get_num_threads()}")
+    print("| task | model params | batch-1 loop (samples/s) | batched loop (samples/s) | speed-up |")
+    print("|---|---|---|---|---|")
+    for name in ("kth", "binary_add"):
+        task = get_task(name)
+        section = params[name]
+        task.configure(section)
+        data = task.load_split("train")
+        model = task.build_model(section["model"], task.data_meta(data))
+        slow = per_sample_loop(task, model, data, 500)
+        fast = batched_epoch(task, model, data, section["train"]["batch_size"])
+        n_params = sum(p.numel() for p in model.parameters())
+        print(f"| {name} | {n_params} | {slow:,.0f} | {fast:,.0f} | {fast / slow:.0f}x |")
+
+
+if __name__ == "__main__":
+    main()
