@@ -15,13 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seqlab import paths
 from seqlab.atomic import load_arrays, save_arrays
 from seqlab.plots import line_plot
 from seqlab.recurrent import SequenceClassifier
 from seqlab.seeding import derive_seed
 from seqlab.tasks.base import Task
-from seqlab.tasks.padded import PaddedSplit, flatten_rows, iterate_batches, num_batches, unflatten
-from seqlab import paths
+from seqlab.tasks.padded import PaddedSplit, iterate_batches, num_batches, unflatten
 
 SPLITS = ("train", "val", "test", "generalization")
 
