@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from seqlab.errors import ParamsError
-from seqlab.params import TRAIN, Field, Float, Int, Positive, register_section
+from seqlab.params import TRAIN, Choice, Field, Float, Int, Positive, register_section
 
 VARIANTS = ("rnn", "crnn")
 
@@ -32,7 +32,7 @@ DATA = {
     "heldout_fonts": Field("int|list[str]"),
     "words": {"min_len": Positive(), "max_len": Positive(), "dictionary_ratio": Float(min=0, max=1),
               "number_ratio": Float(min=0, max=1)},
-    "skew_angle": Float(min=0, max=45),
+    "skew_angle": Int(min=0, max=45),  # trdg draws whole degrees
     "blur": Float(min=0, max=5),
     "distortion_ratio": Float(min=0, max=1),
     "background_weights": {"noise": Float(min=0), "plain": Float(min=0), "quasicrystal": Float(min=0),
@@ -42,9 +42,10 @@ DATA = {
 }
 
 MODELS = {
-    "rnn": {"hidden_size": Positive(), "num_layers": Positive(), "projection": Int(min=0), "dropout": Float(min=0, max=0.9)},
+    "rnn": {"hidden_size": Positive(), "num_layers": Positive(), "projection": Int(min=0), "stride": Positive(),
+            "dropout": Float(min=0, max=0.9)},
     "crnn": {"channels": Field("list[int]"), "hidden_size": Positive(), "num_layers": Positive(),
-             "downsample": Field("int", choices=None, min=1), "dropout": Float(min=0, max=0.9)},
+             "downsample": Positive(), "pool": Choice("stride", "max"), "dropout": Float(min=0, max=0.9)},
 }
 
 SCHEMA = {
@@ -66,9 +67,12 @@ def _rules(p: dict[str, Any]) -> None:
     try:
         from seqlab.ocr.charset import Charset
 
-        Charset.from_name(d["charset"])
+        chars = Charset.from_name(d["charset"]).chars
     except ValueError as exc:
         raise ParamsError(f"ocr.data.charset: {exc}") from None
+    if w["number_ratio"] > 0 and not any(c.isdigit() for c in chars):
+        raise ParamsError(f"ocr.data.charset has no digit, but ocr.data.words.number_ratio is {w['number_ratio']} "
+                          "(numbers need digits: add them or set number_ratio to 0)")
     available = trdg_fonts()
     fonts = available if d["fonts"] == "all" else d["fonts"]
     if isinstance(d["fonts"], str) and d["fonts"] != "all":
@@ -92,8 +96,8 @@ def _rules(p: dict[str, Any]) -> None:
         if not (color.startswith("#") and len(color) == 7 and all(c in "0123456789abcdefABCDEF" for c in color[1:])):
             raise ParamsError(f"ocr.data.text_colors: {color!r} is not a #rrggbb colour")
     crnn = p["ocr"]["crnn"]["model"]
-    if not crnn["channels"]:
-        raise ParamsError("ocr.crnn.model.channels must not be empty")
+    if not crnn["channels"] or min(crnn["channels"]) < 1:
+        raise ParamsError(f"ocr.crnn.model.channels must be a non-empty list of positive sizes (got {crnn['channels']})")
     ds = crnn["downsample"]
     if ds & (ds - 1) or ds > 2 ** len(crnn["channels"]):
         raise ParamsError(f"ocr.crnn.model.downsample must be a power of 2 up to 2**len(channels) (got {ds})")

@@ -83,10 +83,7 @@ class RenderConfig:
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> RenderConfig:
-        skew = float(params["skew_angle"])
-        if not skew.is_integer():
-            raise ParamsError(f"ocr.data.skew_angle must be a whole number of degrees (trdg draws integers), got {skew}")
-        return cls(int(params["height"]), int(skew), float(params["blur"]), tuple(params["text_colors"]))
+        return cls(int(params["height"]), int(params["skew_angle"]), float(params["blur"]), tuple(params["text_colors"]))
 
 
 @dataclass

@@ -49,7 +49,13 @@ def read_meta(data_dir: Path) -> dict[str, Any]:
     path = data_dir / "meta.json"
     if not path.is_file():
         raise DataError(f"{path} is missing (run the generate stage first: dvc repro)")
-    return json.loads(path.read_text())
+    try:
+        meta = json.loads(path.read_text())
+        Charset.from_name(meta["charset"])
+        int(meta["height"])
+    except (ValueError, KeyError, TypeError) as exc:  # JSONDecodeError is a ValueError
+        raise DataError(f"{path} is corrupt ({type(exc).__name__}: {exc}); regenerate it with dvc repro -f ocr-generate") from None
+    return meta
 
 
 def load_ocr_split(path: Path, charset: Charset) -> OcrSplit:
@@ -120,9 +126,9 @@ class OcrTask(Task):
         m = dict(model_params)
         sizes = {"hidden": m.pop("hidden_size"), "layers": m.pop("num_layers"), "dropout": m.pop("dropout")}
         if self.variant == "rnn":
-            sizes["proj"] = m.pop("projection")
+            sizes.update(proj=m.pop("projection"), stride=m.pop("stride"))
         else:
-            sizes.update(channels=m.pop("channels"), downsample=m.pop("downsample"))
+            sizes.update(channels=m.pop("channels"), downsample=m.pop("downsample"), pool=m.pop("pool"))
         self._charset = Charset.from_name(meta["charset"])
         return build_model(self.variant, len(meta["charset"]) + 1, meta["height"], **sizes)
 

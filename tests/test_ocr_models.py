@@ -1,0 +1,127 @@
+import pytest
+import torch
+
+from seqlab.ctc import greedy_decode
+from seqlab.errors import ParamsError
+from seqlab.ocr.models import CRNN, ColumnBiLSTM, build_model
+
+HEIGHT = 8
+NUM_CLASSES = 5
+TINY = {
+    "rnn": {"proj": 16, "hidden": 32, "layers": 1, "stride": 1},
+    "crnn": {"channels": [8, 16], "hidden": 32, "layers": 1},
+    "crnn-max": {"channels": [8, 16], "hidden": 32, "layers": 1, "pool": "max"},
+    "rnn-stride": {"proj": 16, "hidden": 32, "layers": 1, "stride": 4},
+}
+VARIANTS = sorted(TINY)
+# Output steps for widths 23, 17, 9: one per column (or ceil per 4-column frame); ceil twice (strided
+# convs); floor twice (max-pool).
+EXPECTED_LENGTHS = {"rnn": [23, 17, 9], "rnn-stride": [6, 5, 3], "crnn": [6, 5, 3], "crnn-max": [5, 4, 2]}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and 2 threads on a busy 2-core box can be ~20x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny(variant: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model(variant.split("-")[0], NUM_CLASSES, HEIGHT, **TINY[variant])
+
+
+def glyph_images(labels: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each class is a fixed random 8x6 glyph; words are glyphs with 2 blank columns between them."""
+    gen = torch.Generator().manual_seed(123)
+    glyphs = (torch.rand(NUM_CLASSES, HEIGHT, 6, generator=gen) > 0.5).float()
+    words = [torch.cat([torch.nn.functional.pad(glyphs[c], (1, 1)) for c in lab], dim=1) for lab in labels]
+    widths = torch.tensor([w.shape[1] for w in words])
+    images = torch.zeros(len(words), 1, HEIGHT, int(widths.max()))
+    for i, w in enumerate(words):
+        images[i, 0, :, : w.shape[1]] = w
+    return images, widths
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_shapes_and_lengths(variant: str) -> None:
+    model = tiny(variant)
+    images, widths = torch.rand(3, 1, HEIGHT, 23), torch.tensor([23, 17, 9])
+    log_probs, lengths = model(images, widths)
+    assert lengths.tolist() == EXPECTED_LENGTHS[variant]
+    assert lengths.dtype == torch.long
+    steps = EXPECTED_LENGTHS[variant][0]
+    assert log_probs.shape == (steps, 3, NUM_CLASSES)
+    assert torch.allclose(log_probs.exp().sum(2), torch.ones(steps, 3), atol=1e-5)
+    assert torch.equal(model.output_lengths(widths), lengths)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_padding_does_not_change_a_sample(variant: str) -> None:
+    model = tiny(variant).eval()
+    torch.manual_seed(1)
+    narrow = torch.rand(1, 1, HEIGHT, 13)
+    batch = torch.rand(2, 1, HEIGHT, 40)  # garbage in the padding must not matter either
+    batch[1, :, :, :13] = narrow[0]
+    with torch.no_grad():
+        alone, n_alone = model(narrow, torch.tensor([13]))
+        both, n_both = model(batch, torch.tensor([40, 13]))
+    n = int(n_alone[0])
+    assert n == int(n_both[1]) > 0
+    torch.testing.assert_close(both[:n, 1], alone[:n, 0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_ctc_loss_finite_and_backward(variant: str) -> None:
+    model = tiny(variant).train()
+    images, widths = glyph_images([[1, 2], [3, 3, 4]])
+    log_probs, lengths = model(images, widths)
+    loss = torch.nn.functional.ctc_loss(log_probs, torch.tensor([1, 2, 3, 3, 4]), lengths, torch.tensor([2, 3]))
+    assert torch.isfinite(loss)
+    loss.backward()
+    grads = [p.grad for p in model.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_overfits_three_words(variant: str) -> None:
+    labels = [[1, 2, 3], [3, 3, 1, 4], [2, 4]]  # includes a doubled symbol
+    images, widths = glyph_images(labels)
+    targets = torch.tensor([c for lab in labels for c in lab])
+    target_lengths = torch.tensor([len(lab) for lab in labels])
+    model = tiny(variant)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    decoded: list[list[int]] = []
+    for step in range(1, 401):
+        model.train()
+        log_probs, lengths = model(images, widths)
+        loss = torch.nn.functional.ctc_loss(log_probs, targets, lengths, target_lengths)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 25 == 0:  # stop as soon as eval-mode decoding is right
+            model.eval()
+            with torch.no_grad():
+                decoded = greedy_decode(*model(images, widths))
+            if decoded == labels:
+                break
+    assert decoded == labels
+
+
+def test_build_model_defaults_and_errors() -> None:
+    assert isinstance(build_model("rnn", 63, 32), ColumnBiLSTM)
+    crnn = build_model("crnn", 63, 32, channels=[16, 32, 64], downsample=4)
+    assert isinstance(crnn, CRNN) and crnn.downsample == 4
+    with pytest.raises(ParamsError, match="variant"):
+        build_model("cnn", 63, 32)
+    with pytest.raises(ParamsError, match="hiden"):
+        build_model("rnn", 63, 32, hiden=64)
+    with pytest.raises(ParamsError, match="downsample"):
+        build_model("crnn", 63, 32, channels=[8], downsample=4)
+    with pytest.raises(ParamsError, match="pool"):
+        build_model("crnn", 63, 32, pool="avg")
+    with pytest.raises(ValueError):
+        build_model("rnn", 63, 32)(torch.zeros(1, 1, 16, 10), torch.tensor([10]))
