@@ -5,6 +5,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export DVC_NO_ANALYTICS := 1
 export MLFLOW_DISABLE_TELEMETRY := true
+# Stage commands (seqlab, dvc) resolve from the venv without activating it.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: install pipeline test lint ui clean-state
 

@@ -3,50 +3,39 @@
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
-
-from conftest import copy_repo, tiny_params
+from conftest import pipeline_repo, run_cmd, sandbox_env, stage_outcomes, tiny_params
 
 pytestmark = pytest.mark.e2e
 
 
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory) -> tuple[Path, dict]:
+    base = tmp_path_factory.mktemp("seqlab")
+    return pipeline_repo(base / "repo", tiny_params()), sandbox_env(base)
+
+
+@pytest.fixture(scope="module")
+def repo(sandbox) -> Path:
+    return sandbox[0]
+
+
 def run(cmd: list[str], cwd: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc
-
-
-def pipeline_env(root: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING_URI", "DVC_"))}
-    env.update(DVC_NO_ANALYTICS="1", MLFLOW_DISABLE_TELEMETRY="true", PATH=f"{Path(sys.executable).parent}:{env['PATH']}",
-               DVC_SITE_CACHE_DIR=str(root / ".dvc-site-cache"), HOME=str(root / ".home"))
-    (root / ".home").mkdir(exist_ok=True)
-    return env
+    return run_cmd(cmd, cwd, env, check=check)
 
 
 def ran_stages(output: str) -> set[str]:
-    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
+    return stage_outcomes(output)["ran"]
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    root = copy_repo(tmp_path_factory.mktemp("seqlab"))
-    (root / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
-    run(["git", "commit", "-qam", "tiny params"], root)
-    return root
-
-
-@pytest.fixture(scope="module")
-def reproduced(repo: Path) -> subprocess.CompletedProcess:
-    return run(["dvc", "repro"], repo, pipeline_env(repo))
+def reproduced(sandbox) -> subprocess.CompletedProcess:
+    root, env = sandbox
+    return run(["dvc", "repro"], root, env)
 
 
 def test_repro_writes_sane_metrics(repo, reproduced):
@@ -63,15 +52,30 @@ def test_repro_writes_sane_metrics(repo, reproduced):
     assert (repo / "metrics/kth/by_length.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_second_repro_does_nothing(repo, reproduced):
-    out = run(["dvc", "repro"], repo, pipeline_env(repo))
+def test_repro_runs_ocr_end_to_end(repo, reproduced):
+    stages = ran_stages(reproduced.stdout)
+    assert {"ocr-generate", "ocr-train@rnn", "ocr-train@crnn", "ocr-evaluate@rnn", "ocr-evaluate@crnn",
+            "ocr-tesseract"} <= stages
+    for model in ("ocr-rnn", "ocr-crnn", "ocr-tesseract"):
+        m = json.loads((repo / f"metrics/{model}/eval.json").read_text())
+        for split, n in (("test", 16), ("test_heldout_fonts", 16)):
+            assert m[split]["count"] == n and 0.0 <= m[split]["word_accuracy"] <= 1.0 and m[split]["cer"] >= 0.0, m
+            assert m[split]["words_per_s"] > 0
+        assert (repo / f"metrics/{model}/predictions.png").read_bytes()[:4] == b"\x89PNG"
+    history = (repo / "metrics/ocr-crnn/history.csv").read_text().splitlines()
+    assert "val_cer" in history[0] and len(history) == 2  # one epoch in tiny params
+    assert (repo / "data/ocr/contact_sheet.png").is_file()
+
+
+def test_second_repro_does_nothing(repo, sandbox, reproduced):
+    out = run(["dvc", "repro"], repo, sandbox[1])
     assert ran_stages(out.stdout) == set()
-    status = run(["dvc", "status"], repo, pipeline_env(repo))
+    status = run(["dvc", "status"], repo, sandbox[1])
     assert "up to date" in status.stdout
 
 
-def test_predict_with_the_trained_models(repo, reproduced):
-    env = pipeline_env(repo)
+def test_predict_with_the_trained_models(repo, sandbox, reproduced):
+    env = sandbox[1]
     out = subprocess.run(["seqlab", "predict", "kth"], cwd=repo, env=env, input="9 7 0 5 6\n1 2\n", capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 1  # line 2 is too short for k=3
@@ -80,12 +84,16 @@ def test_predict_with_the_trained_models(repo, reproduced):
     out = subprocess.run(["seqlab", "predict", "binary_add"], cwd=repo, env=env, input="1011 110\n", capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 0 and set(out.stdout.strip()) <= {"0", "1"}
+    image = repo / "data/ocr/contact_sheet.png"  # any image reads; a missing one is reported, not fatal
+    out = subprocess.run(["seqlab", "predict", "ocr", str(image), "missing.png"], cwd=repo, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1 and out.stdout.startswith(f"{image}\t") and "missing.png" in out.stderr
 
 
-def test_exp_run_reruns_only_the_changed_task_and_tracks_it(repo, reproduced):
+def test_exp_run_reruns_only_the_changed_task_and_tracks_it(repo, sandbox, reproduced):
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "pipeline outputs locked"], repo)
-    out = run(["dvc", "exp", "run", "-S", "binary_add.train.lr=0.02", "-n", "lr-002"], repo, pipeline_env(repo))
+    out = run(["dvc", "exp", "run", "-S", "binary_add.train.lr=0.02", "-n", "lr-002"], repo, sandbox[1])
     stages = ran_stages(out.stdout)
     assert {"train@binary_add", "evaluate@binary_add"} <= stages
     assert not any("kth" in s or "ocr" in s for s in stages), stages
