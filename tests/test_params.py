@@ -1,7 +1,7 @@
-import copy
 
 import pytest
 import yaml
+from reliability_support import DELETE, edited
 
 from seqlab.errors import ParamsError
 from seqlab.params import flatten, load_params, validate
@@ -13,20 +13,6 @@ def test_repo_params_are_valid(raw_params):
     assert isinstance(params["kth"]["train"]["lr"], float)
 
 
-def _edit(raw, dotted, value):
-    p = copy.deepcopy(raw)
-    *parents, last = dotted.split(".")
-    node = p
-    for key in parents:
-        node = node[key]
-    if value is _DELETE:
-        del node[last]
-    else:
-        node[last] = value
-    return p
-
-
-_DELETE = object()
 
 
 @pytest.mark.parametrize("key, value, message", [
@@ -43,17 +29,17 @@ _DELETE = object()
     ("kth.train.epochs", 2.5, "kth.train.epochs must be an integer"),
     ("kth.train.scheduler", "step", "kth.train.scheduler must be one of"),
     ("kth.train.batch_sise", 4, "kth.train.batch_sise is not a known key (did you mean kth.train.batch_size?)"),
-    ("kth.train.batch_size", _DELETE, "kth.train.batch_size is missing"),
+    ("kth.train.batch_size", DELETE, "kth.train.batch_size is missing"),
     ("binary_add.data.min_bits", 20, "binary_add.data.min_bits must be <= binary_add.data.max_bits"),
     ("binary_add.train.loss", "hinge", "binary_add.train.loss must be one of bce, mse"),
     ("binary_add.data.generalization_bits", 8, "binary_add.data.generalization_bits must be > binary_add.data.max_bits"),
-    ("binary_add.model", _DELETE, "binary_add.model is missing"),
+    ("binary_add.model", DELETE, "binary_add.model is missing"),
     ("seed", -1, "seed must be >= 0"),
     ("kth.data", [1, 2], "kth.data must be a mapping"),
 ])
 def test_invalid_params_name_key_and_rule(raw_params, key, value, message):
     with pytest.raises(ParamsError) as err:
-        validate(_edit(raw_params, key, value))
+        validate(edited(raw_params, key, value))
     assert message in str(err.value)
     assert "\n" not in str(err.value)
 

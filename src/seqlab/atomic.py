@@ -8,6 +8,7 @@ zip CRCs make a truncated or edited file fail loudly on load.
 
 from __future__ import annotations
 
+import glob
 import io
 import json
 import os
@@ -32,7 +33,9 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it replaces `path` in one rename."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
+    _remove_stale_temps(target)
+    # The writer's pid is in the name, so a later write can tell a killed writer's leftover from a live one.
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=suffix + ".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp creates 0600; outputs should be readable like any file
@@ -43,6 +46,25 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         os.replace(tmp_path, target)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def _remove_stale_temps(target: Path) -> None:
+    """Delete temporary files left beside `target` by writers that were killed (kill -9, OOM, power)."""
+    prefix = f".{target.name}."
+    for tmp in target.parent.glob(glob.escape(prefix) + "*.tmp"):
+        pid = tmp.name[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. PermissionError: it exists but belongs to someone else
+        return True
+    return True
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> None:
@@ -75,13 +97,28 @@ def save_arrays(path: str | os.PathLike, **arrays: np.ndarray) -> None:
     atomic_write(path, write)
 
 
+class Arrays(dict):
+    """The arrays of one archive; a missing name (an edited or foreign file) raises DataError, not KeyError."""
+
+    def __init__(self, path: Path, arrays: dict[str, np.ndarray]) -> None:
+        super().__init__(arrays)
+        self.path = path
+
+    def __missing__(self, name: str) -> np.ndarray:
+        raise DataError(f"{self.path}: data file is corrupt or was edited (no array {name!r}); "
+                        "regenerate it with dvc repro -f")
+
+
 def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Load every array of an archive written by `save_arrays`; corrupt files raise DataError."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: data file is missing (run the generate stage first: dvc repro)")
     try:
+        if not zipfile.is_zipfile(path):
+            raise ValueError("not a zip archive")
         with np.load(path, allow_pickle=False) as npz:
-            return {name: npz[name] for name in npz.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-        raise DataError(f"{path}: data file is corrupt or truncated ({exc}); regenerate it with dvc repro -f") from exc
+            return Arrays(path, {name: npz[name] for name in npz.files})
+    except Exception as exc:  # noqa: BLE001 - zlib.error, NotImplementedError... any damage is the same error
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path}: data file is corrupt or truncated ({detail}); regenerate it with dvc repro -f") from None

@@ -7,8 +7,9 @@ instead of executed. Predict needs nothing but the checkpoint.
 
 from __future__ import annotations
 
+import hashlib
 import pickle
-import zipfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,22 @@ from seqlab.atomic import atomic_path
 from seqlab.errors import CheckpointError
 
 FORMAT = "seqlab-checkpoint/1"
+MODEL_TAG = "seqlab.model_sha256"  # MLflow tag on the training run: the digest of the model file it wrote
+
+
+def file_digest(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save({"format": FORMAT, **payload}, tmp)
+    # Saved through a file handle: given a path, torch names the archive's root folder after the (random)
+    # temporary file name, so identical checkpoints would get different bytes and DVC hashes.
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save({"format": FORMAT, **payload}, fh)
 
 
 def load_checkpoint(path: str | Path, task: str | None = None) -> dict[str, Any]:
@@ -31,12 +43,21 @@ def load_checkpoint(path: str | Path, task: str | None = None) -> dict[str, Any]
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found (train it first: dvc repro)")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error below says it all
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsupported content"
-        raise CheckpointError(f"{path}: refused to load an unsafe or foreign checkpoint ({first})") from None
-    except (RuntimeError, zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({str(exc).splitlines()[0]})") from None
+        # torch's first line suggests weights_only=False, the one thing not to do: say what was refused instead.
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        code = next((line for line in lines if "GLOBAL" in line), None)
+        if code:
+            raise CheckpointError(f"{path}: refused to load: unpickling it could run code, and a checkpoint holds "
+                                  f"only tensors and plain values ({code})") from None
+        detail = next((line for line in lines if "Unsupported" in line), "not plain data")
+        raise CheckpointError(f"{path}: not a readable checkpoint, refused by the safe loader ({detail})") from None
+    except Exception as exc:  # noqa: BLE001 - truncated, corrupt or foreign files fail in many ways
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint ({detail})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a seqlab checkpoint")
     if task is not None and ckpt.get("task") != task:

@@ -63,9 +63,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from seqlab.params import load_params
+    from seqlab.tracking import check_tracking_server
+
+    # Both checks come before importing torch (seconds): a bad edit or a down server fails at once.
+    params = load_params(args.params)
+    check_tracking_server()
     from seqlab.training import train
 
-    params = load_params(args.params)
     train(_task(args), params)
     return 0
 
@@ -81,10 +85,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_tesseract(args: argparse.Namespace) -> int:
-    from seqlab.ocr.baseline import run_tesseract_baseline
     from seqlab.params import load_params
 
-    run_tesseract_baseline(load_params(args.params))
+    params = load_params(args.params)
+    from seqlab.ocr.baseline import run_tesseract_baseline
+
+    run_tesseract_baseline(params)
     return 0
 
 
@@ -140,7 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "predict" and not any(e.startswith("-") for e in extra):
+        args.inputs += extra  # `predict ocr --model m.pt a.png`: argparse leaves paths after an option over
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args)
     except SeqlabError as exc:

@@ -13,6 +13,7 @@ from torch import nn
 from seqlab import paths
 from seqlab.atomic import write_json
 from seqlab.checkpoint import load_checkpoint
+from seqlab.errors import CheckpointError
 from seqlab.plots import write_csv
 from seqlab.tasks import get_task
 from seqlab.tasks.base import Task
@@ -25,13 +26,17 @@ def load_model(path: str | Path, task_name: str) -> tuple[Task, nn.Module, dict[
     task = get_task(config["task"], config.get("variant"))
     task.configure(config)
     model = task.build_model(config["model"], config["meta"])
-    model.load_state_dict(ckpt["model_state"])
+    try:
+        model.load_state_dict(ckpt["model_state"])
+    except (RuntimeError, KeyError, TypeError) as exc:  # a hand-edited file whose weights do not fit its config
+        raise CheckpointError(f"{path}: weights do not match the model config ({str(exc).splitlines()[0]})") from None
     model.eval()
     return task, model, ckpt
 
 
 def evaluate(task: Task) -> dict[str, Any]:
-    _, model, ckpt = load_model(paths.model_path(task.model_id), task.name)
+    model_file = paths.model_path(task.model_id)
+    _, model, ckpt = load_model(model_file, task.name)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
     with torch.no_grad():
@@ -43,24 +48,26 @@ def evaluate(task: Task) -> dict[str, Any]:
         write_csv(out / f"{name}.csv", rows)
         files.append(out / f"{name}.csv")
     files += sorted(p for p in out.glob("*.png") if p.name != "history.png")
-    _attach_to_run(ckpt, metrics, files)
+    _attach_to_run(task, model_file, metrics, files)
     return metrics
 
 
-def _attach_to_run(ckpt: dict[str, Any], metrics: dict[str, Any], files: list[Path]) -> None:
-    """Log test metrics and plots into the MLflow run that trained this model, when the store has it."""
-    run_id = ckpt.get("meta", {}).get("mlflow_run_id")
-    if not run_id:
-        return
-    from seqlab.params import flatten
-    from seqlab.tracking import Tracker
+def _attach_to_run(task: Task, model_file: Path, metrics: dict[str, Any], files: list[Path]) -> None:
+    """Log test metrics and plots into the MLflow run that trained this model, when the store has it.
 
-    try:
-        tracker = Tracker("", run_id=run_id)
-    except Exception as exc:  # e.g. a model restored from DVC's cache whose run lives in another store
-        print(f"note: MLflow run {run_id} not found in this store ({type(exc).__name__}); "
-              "test metrics are in metrics/ only", file=sys.stderr)
+    The run is found by the model file's digest (a tag set by training), so the checkpoint itself holds
+    no run id and identical params give byte-identical models.
+    """
+    from seqlab.checkpoint import MODEL_TAG, file_digest
+    from seqlab.params import flatten
+    from seqlab.tracking import Tracker, find_run
+
+    run_id = find_run(f"seqlab-{task.model_id}", MODEL_TAG, file_digest(model_file))
+    if run_id is None:  # e.g. a model restored from DVC's cache whose run lives in another store
+        print(f"note: no MLflow run in this store trained {model_file}; test metrics are in metrics/ only",
+              file=sys.stderr)
         return
+    tracker = Tracker("", run_id=run_id)
     tracker.log_metrics({f"test.{k}": v for k, v in flatten(metrics).items()})
     for f in files:
         tracker.log_artifact(f, "evaluation")

@@ -28,10 +28,15 @@ def _as_int(part: str | int) -> int:
 
 def rng_state() -> dict[str, Any]:
     """RNG states as plain types and tensors, so they load with torch.load(weights_only=True)."""
-    return {"python": random.getstate(), "torch": torch.get_rng_state()}
+    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():  # dropout on a GPU draws from the CUDA generators, not the CPU one
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])

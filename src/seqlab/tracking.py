@@ -13,9 +13,15 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; parallel first runs there may still race
+    fcntl = None  # type: ignore[assignment]
 
 from seqlab.errors import SeqlabError
 from seqlab.params import flatten
@@ -24,8 +30,12 @@ from seqlab.paths import repo_root
 PROBE_TIMEOUT_S = 5.0
 
 
+def default_uri() -> str:
+    return f"sqlite:///{repo_root() / 'mlflow.db'}"
+
+
 def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo_root() / 'mlflow.db'}"
+    return os.environ.get("MLFLOW_TRACKING_URI") or default_uri()
 
 
 def _configure_mlflow() -> Any:
@@ -39,6 +49,45 @@ def _configure_mlflow() -> Any:
     return mlflow
 
 
+@contextmanager
+def _store_lock() -> Iterator[None]:
+    """Serialize opening a SQLite store and creating experiments across processes.
+
+    Parallel stages (`dvc queue start -j 2`) that open a store which does not exist yet would both run
+    its schema migrations (one dies: "duplicate column name") and both create the experiment.
+    """
+    if fcntl is None or not tracking_uri().startswith("sqlite:"):
+        yield
+        return
+    lock = repo_root() / ".seqlab" / "mlflow.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _client() -> Any:
+    _configure_mlflow()
+    from mlflow.tracking import MlflowClient
+
+    with _store_lock():
+        return MlflowClient()  # opens (and on first use creates and migrates) the store
+
+
+def find_run(experiment: str, tag: str, value: str) -> str | None:
+    """Id of the newest run of `experiment` tagged `tag=value`, or None."""
+    client = _client()
+    exp = _retry(lambda: client.get_experiment_by_name(experiment))
+    if exp is None:
+        return None
+    runs = _retry(lambda: client.search_runs([exp.experiment_id], f"tags.`{tag}` = '{value}'",
+                                             order_by=["attributes.start_time DESC"], max_results=1))
+    return runs[0].info.run_id if runs else None
+
+
 def check_tracking_server() -> None:
     """Fail within seconds, before training, when a remote tracking server does not answer."""
     uri = tracking_uri()
@@ -48,6 +97,10 @@ def check_tracking_server() -> None:
         with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=PROBE_TIMEOUT_S) as resp:
             if resp.status != 200:
                 raise SeqlabError(f"MLflow tracking server {uri} is unhealthy (HTTP {resp.status})")
+    except urllib.error.HTTPError as exc:  # it answered, but not with "OK" (e.g. 502/503 behind a proxy)
+        raise SeqlabError(f"MLflow tracking server {uri} is unhealthy (HTTP {exc.code} on /health); check the "
+                          "server, or unset MLFLOW_TRACKING_URI to use the embedded store at the repository root"
+                          ) from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise SeqlabError(
@@ -81,16 +134,10 @@ class Tracker:
     def __init__(self, experiment: str, run_id: str | None = None, *, run_name: str | None = None,
                  params: Mapping[str, Any] | None = None, tags: Mapping[str, str] | None = None) -> None:
         self.mlflow = _configure_mlflow()
-        from mlflow.tracking import MlflowClient
-
-        self.client = MlflowClient()
+        self.client = _client()
         if run_id is None:
-            exp = self.client.get_experiment_by_name(experiment)
-            if exp is None:
-                artifacts = (repo_root() / "mlartifacts").as_uri() if "MLFLOW_TRACKING_URI" not in os.environ else None
-                exp_id = _retry(lambda: self.client.create_experiment(experiment, artifact_location=artifacts))
-            else:
-                exp_id = exp.experiment_id
+            with _store_lock():
+                exp_id = self._experiment_id(experiment)
             run = _retry(lambda: self.client.create_run(exp_id, run_name=run_name, tags=dict(tags or {})))
             self.run_id = run.info.run_id
             if params:
@@ -98,6 +145,20 @@ class Tracker:
         else:
             self.run_id = run_id
             _retry(lambda: self.client.update_run(run_id, status="RUNNING"))
+
+    def _experiment_id(self, name: str) -> str:
+        exp = _retry(lambda: self.client.get_experiment_by_name(name))
+        if exp is not None:
+            return exp.experiment_id
+        # Not "is MLFLOW_TRACKING_URI set": mlflow.set_tracking_uri sets it, and MLflow's default artifact
+        # root is ./mlruns under the cwd, which for a queued experiment is a temp dir that DVC deletes.
+        artifacts = (repo_root() / "mlartifacts").as_uri() if tracking_uri() == default_uri() else None
+        try:
+            return _retry(lambda: self.client.create_experiment(name, artifact_location=artifacts))
+        except Exception as exc:  # another process created it first (a remote server has no lock)
+            if "already exists" not in str(exc) and "RESOURCE_ALREADY_EXISTS" not in str(exc):
+                raise
+            return self.client.get_experiment_by_name(name).experiment_id
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from seqlab import paths
 from seqlab.atomic import write_json
-from seqlab.checkpoint import load_checkpoint, save_checkpoint
+from seqlab.checkpoint import MODEL_TAG, file_digest, load_checkpoint, save_checkpoint
 from seqlab.plots import line_plot, write_csv
 from seqlab.seeding import derive_seed, rng_state, seed_everything, set_rng_state
 from seqlab.tasks.base import Task, to_device
@@ -121,6 +121,8 @@ def train(task: Task, params: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         for epoch in range(state["epoch"] + 1, cfg["epochs"] + 1):
+            if state["bad_epochs"] >= cfg["patience"]:
+                break  # resumed after an early stop: an uninterrupted run stopped here too
             t0 = time.perf_counter()
             model.train()
             gen = torch.Generator().manual_seed(derive_seed(seed, "epoch", epoch))
@@ -198,7 +200,7 @@ def _write_outputs(task: Task, model: torch.nn.Module, config: dict, state: dict
     save_checkpoint(model_file, {
         "task": task.name, "variant": task.variant, "config": config,
         "model_state": {k: v.cpu() for k, v in model.state_dict().items()},
-        "meta": {"mlflow_run_id": state["run_id"], "best_epoch": state["best_epoch"]},
+        "meta": {"best_epoch": state["best_epoch"]},  # no run id: same params must give the same bytes
     })
     out = paths.metrics_dir(task.model_id)
     write_json(out / "train.json", summary)
@@ -208,6 +210,7 @@ def _write_outputs(task: Task, model: torch.nn.Module, config: dict, state: dict
     loss_keys = [k for k in history[0] if k.endswith("loss")]
     line_plot(out / "history.png", history, "epoch", loss_keys, f"{task.model_id}: loss per epoch", "loss", logy=True)
     if tracker:
+        tracker.set_tags({MODEL_TAG: file_digest(model_file)})  # how evaluate finds this run
         tracker.log_metrics({f"final_{k}": v for k, v in summary.items() if k != "parameters"})
         tracker.log_metrics({"parameters": summary["parameters"]})
         for f in (model_file, out / "history.csv", out / "history.png"):

@@ -66,13 +66,15 @@ def load_word_image(path: str | Path, height: int) -> np.ndarray:
         raise ImageReadError("not a recognised image format") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageReadError("image is too large to decode safely") from None
-    except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data
-        raise ImageReadError(f"cannot decode image ({str(exc).splitlines()[0] or type(exc).__name__})") from None
+    except Exception as exc:  # noqa: BLE001 - truncated or corrupt data fails in many ways (OSError, zlib.error...)
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ImageReadError(f"cannot decode image ({detail})") from None
     if gray.shape[0] < 2 or gray.shape[1] < 1:
         raise ImageReadError(f"image of {gray.shape[1]}x{gray.shape[0]} pixels is too small to hold a word")
+    width = max(1, round(gray.shape[1] * height / gray.shape[0]))
+    if width > MAX_WIDTH:  # checked before resizing: a 1e6 x 2 image would need gigabytes at the model height
+        raise ImageReadError(f"image is {width} px wide at height {height}; the limit is {MAX_WIDTH}")
     out = resize_to_height(gray, height)
     if out.shape[1] < MIN_WIDTH:
         out = np.pad(out, ((0, 0), (0, MIN_WIDTH - out.shape[1])), constant_values=255)
-    if out.shape[1] > MAX_WIDTH:
-        raise ImageReadError(f"image is {out.shape[1]} px wide at height {height}; the limit is {MAX_WIDTH}")
     return out

@@ -1,0 +1,153 @@
+"""Bad files for OCR predict: each gets its own one-line error or a correct answer; the batch goes on.
+
+Built with Pillow/numpy in tmp: empty file, truncated PNG, text named .png, 1x1, 20000 px wide, 16-bit PNG,
+CMYK JPEG, animated GIF, a directory, a missing path (plus a 1e6 x 2 image that must be refused before it is
+resized to gigabytes). Checked at three levels: `load_word_image`, `OcrTask.predict` with a tiny untrained
+model from `seqlab.ocr.models.build_model`, and `seqlab predict ocr` end to end.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from seqlab.ocr.images import ImageReadError, load_word_image
+
+HEIGHT = 32
+CHARSET = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+# name -> expected error fragment, or None for "answered" (then checked against a reference image)
+EXPECTED = {
+    "empty.png": "empty file",
+    "truncated.png": "cannot decode image",
+    "text.png": "not a recognised image format",
+    "tiny-1x1.png": "too small",
+    "wide-20000.png": "20000 px wide",
+    "huge-1e6x2.png": "px wide",
+    "sixteen-bit.png": None,
+    "cmyk.jpg": None,
+    "animated.gif": None,
+    "a-directory.png": "is a directory",
+    "missing.png": "no such file",
+}
+
+
+def _word(width: int = 96, height: int = HEIGHT, text: str = "hello") -> Image.Image:
+    im = Image.new("L", (width, height), 255)
+    ImageDraw.Draw(im).text((4, height // 4), text, fill=0)
+    return im
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("images")
+    _word().save(d / "good.png")
+    (d / "empty.png").write_bytes(b"")
+    buf = io.BytesIO()
+    _word(400, 64).save(buf, "PNG")
+    (d / "truncated.png").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    (d / "text.png").write_text("this is not an image\n")
+    Image.new("L", (1, 1), 0).save(d / "tiny-1x1.png")
+    _word(20000).save(d / "wide-20000.png")
+    Image.new("L", (1_000_000, 2), 255).save(d / "huge-1e6x2.png")
+    Image.fromarray(np.asarray(_word(), dtype=np.uint16) * 257).save(d / "sixteen-bit.png")
+    _word().convert("CMYK").save(d / "cmyk.jpg", "JPEG", quality=95)
+    first = _word().convert("P")
+    first.save(d / "first-frame.gif")
+    first.save(d / "animated.gif", save_all=True, append_images=[_word(text="XXXXXXXX").convert("P")],
+               duration=100, loop=0)
+    (d / "a-directory.png").mkdir()
+    return d
+
+
+def test_fixtures_are_what_they_claim(files):
+    assert Image.open(files / "sixteen-bit.png").mode == "I;16"
+    assert Image.open(files / "cmyk.jpg").mode == "CMYK"
+    assert Image.open(files / "animated.gif").n_frames == 2
+    assert Image.open(files / "wide-20000.png").size == (20000, HEIGHT)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_load_word_image_answers_or_says_why(files, name):
+    expected = EXPECTED[name]
+    if expected is not None:
+        with pytest.raises(ImageReadError) as err:
+            load_word_image(files / name, HEIGHT)
+        assert expected in str(err.value) and "\n" not in str(err.value)
+        return
+    image = load_word_image(files / name, HEIGHT)
+    reference = load_word_image(files / ("first-frame.gif" if name == "animated.gif" else "good.png"), HEIGHT)
+    assert image.dtype == np.uint8 and image.shape == reference.shape
+    if name == "cmyk.jpg":  # lossy: close, not equal
+        assert np.abs(image.astype(int) - reference.astype(int)).mean() < 8
+    else:
+        assert np.array_equal(image, reference)
+
+
+def test_any_decoder_exception_becomes_one_line(files, monkeypatch):
+    """Pillow raises more than OSError on damaged data (zlib.error, struct.error...): never let one escape."""
+    import seqlab.ocr.images as images
+
+    def broken(img):
+        raise RuntimeError("")  # no message at all, the worst case for a one-line report
+
+    monkeypatch.setattr(images.ImageOps, "exif_transpose", broken)
+    with pytest.raises(ImageReadError, match=r"cannot decode image \(RuntimeError\)"):
+        load_word_image(files / "good.png", HEIGHT)
+
+
+def _tiny_model_checkpoint(path: Path) -> Path:
+    from seqlab.checkpoint import save_checkpoint
+    from seqlab.ocr.models import build_model
+
+    model_params = {"channels": [8, 16], "hidden_size": 16, "num_layers": 1, "downsample": 4, "pool": "stride",
+                    "dropout": 0.0}
+    meta = {"charset": CHARSET, "height": HEIGHT}
+    model = build_model("crnn", len(CHARSET) + 1, HEIGHT, channels=[8, 16], hidden=16, layers=1, downsample=4)
+    config = {"task": "ocr", "variant": "crnn", "seed": 0, "model": model_params, "train": {}, "meta": meta}
+    save_checkpoint(path, {"task": "ocr", "variant": "crnn", "config": config, "model_state": model.state_dict(),
+                           "meta": {}})
+    return path
+
+
+def _batch(files: Path) -> list[str]:
+    names = sorted(EXPECTED) + ["good.png"]
+    return [str(files / n) for n in names]
+
+
+def _check_outputs(files: Path, stdout: str, stderr: str) -> None:
+    answered = dict(line.split("\t", 1) for line in stdout.splitlines())
+    errors = stderr.strip().splitlines()
+    bad = [n for n, e in EXPECTED.items() if e is not None]
+    assert sorted(Path(p).name for p in answered) == sorted([n for n, e in EXPECTED.items() if e is None] + ["good.png"])
+    assert len(errors) == len(bad), stderr
+    for name in bad:
+        (line,) = [e for e in errors if e.startswith(f"{files / name}: ")]
+        assert EXPECTED[name] in line, line
+    # Same pixels, same answer: the 16-bit copy reads like the 8-bit original.
+    assert answered[str(files / "sixteen-bit.png")] == answered[str(files / "good.png")]
+
+
+def test_ocr_task_predict_answers_the_rest_of_the_batch(files, tmp_path):
+    from seqlab.evaluation import load_model
+
+    task, model, ckpt = load_model(_tiny_model_checkpoint(tmp_path / "tiny.pt"), "ocr")
+    out, err = io.StringIO(), io.StringIO()
+    failures = task.predict(model, ckpt["config"]["meta"], _batch(files), out, err)
+    assert failures == sum(e is not None for e in EXPECTED.values())
+    _check_outputs(files, out.getvalue(), err.getvalue())
+
+
+def test_seqlab_predict_ocr_end_to_end(files, tmp_path):
+    model = _tiny_model_checkpoint(tmp_path / "tiny.pt")
+    proc = subprocess.run([sys.executable, "-m", "seqlab.cli", "predict", "ocr", "--model", str(model), *_batch(files)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1  # some inputs failed
+    assert "Traceback" not in proc.stderr
+    _check_outputs(files, proc.stdout, proc.stderr)

@@ -1,0 +1,291 @@
+"""Fault injection, interrupted training: kill -9 mid-epoch, rerun, and get exactly the uninterrupted result.
+
+The e2e test kills `dvc repro train@kth` (the whole process group, SIGKILL) during epoch 3, reruns the pipeline
+and compares the model bytes, train/eval metrics and the MLflow run with an uninterrupted run in another copy.
+kth has no dropout, so two in-process tests cover what it cannot: the RNG states (a dropout model, with a
+control run that skips restoring them and must differ) and a kill between an early stop and the outputs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import tiny_params
+from reliability_support import (
+    clone_base,
+    env_for,
+    leftover_temps,
+    lock_outs,
+    read_json,
+    read_params,
+    run,
+    sha256,
+    without_timing,
+    write_params,
+)
+from torch import nn
+
+EPOCHS = 4
+
+
+def _resume_files(root: Path) -> list[Path]:
+    return sorted((root / ".seqlab" / "resume").glob("kth-*.pt"))
+
+
+def _saved_epoch(root: Path) -> int:
+    files = _resume_files(root)
+    if not files:
+        return 0
+    try:
+        return torch.load(files[0], weights_only=True)["loop_state"]["epoch"]
+    except (OSError, RuntimeError, EOFError):  # replaced between glob and open
+        return 0
+
+
+def _runs(root: Path, experiment: str) -> list[tuple[str, str]]:
+    db = sqlite3.connect(root / "mlflow.db")
+    try:
+        return db.execute("SELECT r.run_uuid, r.status FROM runs r JOIN experiments e USING (experiment_id) "
+                          "WHERE e.name = ?", (experiment,)).fetchall()
+    finally:
+        db.close()
+
+
+def _metric_history(root: Path, run_id: str, key: str) -> list[tuple[int, float]]:
+    db = sqlite3.connect(root / "mlflow.db")
+    try:
+        return db.execute("SELECT step, value FROM metrics WHERE run_uuid = ? AND key = ? ORDER BY step, timestamp",
+                          (run_id, key)).fetchall()
+    finally:
+        db.close()
+
+
+@pytest.fixture(scope="module")
+def copies(pipeline_template, tmp_path_factory):
+    """Two copies with the same params: enough kth data that an epoch lasts seconds, 4 epochs, no early stop."""
+    first = clone_base(pipeline_template, tmp_path_factory, "resume-a")
+    params = read_params(first)
+    params["kth"]["data"].update(n_train=3000)
+    params["kth"]["train"].update(epochs=EPOCHS, patience=EPOCHS)
+    write_params(first, params)
+    run(["dvc", "repro", "generate@kth"], first)
+    second = first.parent.parent / "resume-b"
+    shutil.copytree(first, second, symlinks=True)
+    return first, second
+
+
+@pytest.mark.e2e
+def test_kill_9_mid_epoch_then_rerun_matches_uninterrupted(copies):
+    killed, clean = copies
+    # The uninterrupted reference runs alongside (it only has to finish, not to be timed).
+    reference = subprocess.Popen(["dvc", "repro", "evaluate@kth"], cwd=clean, env=env_for(clean),
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(["dvc", "repro", "train@kth"], cwd=killed, env=env_for(killed), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while _saved_epoch(killed) < 2:  # epoch 2's checkpoint is on disk: epoch 3 is running now
+            assert proc.poll() is None, "training ended before it could be killed"
+            assert time.monotonic() < deadline, "no checkpoint of epoch 2 within 300 s"
+            time.sleep(0.05)
+        time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    state = torch.load(_resume_files(killed)[0], weights_only=True)
+    assert state["loop_state"]["epoch"] == 2, "the kill did not land in epoch 3; make epochs longer"
+    killed_run_id = state["loop_state"]["run_id"]
+    assert not (killed / "models/kth.pt").exists()
+    assert [s for _, s in _runs(killed, "seqlab-kth")] == ["RUNNING"]  # a kill -9 cannot close the run
+
+    rerun = run(["dvc", "repro", "evaluate@kth"], killed)
+    assert "resuming after epoch 2" in rerun.stdout + rerun.stderr
+    out, _ = reference.communicate(timeout=600)
+    assert reference.returncode == 0, out[-3000:]
+
+    # Same bytes and metrics as the uninterrupted run.
+    assert sha256(killed / "models/kth.pt") == sha256(clean / "models/kth.pt")
+    assert lock_outs(killed)["train@kth:models/kth.pt"] == lock_outs(clean)["train@kth:models/kth.pt"]
+    assert (killed / "metrics/kth/history.csv").read_text() == (clean / "metrics/kth/history.csv").read_text()
+    train_killed, train_clean = (read_json(r / "metrics/kth/train.json") for r in (killed, clean))
+    assert train_killed["epochs_run"] == EPOCHS
+    assert without_timing(train_killed) == without_timing(train_clean)
+    assert read_json(killed / "metrics/kth/eval.json") == read_json(clean / "metrics/kth/eval.json")
+
+    # One MLflow run, resumed (not duplicated), complete, finished, with the same curve as the clean run.
+    assert _runs(killed, "seqlab-kth") == [(killed_run_id, "FINISHED")]
+    (clean_run_id, _), = _runs(clean, "seqlab-kth")
+    for key in ("train_loss", "val_loss", "val_accuracy", "lr"):
+        history = _metric_history(killed, killed_run_id, key)
+        assert [step for step, _ in history] == list(range(1, EPOCHS + 1)), (key, history)
+        assert history == _metric_history(clean, clean_run_id, key)
+    assert _metric_history(killed, killed_run_id, "test.test.accuracy")  # evaluate found the resumed run
+
+    # Nothing half-written survives: no temporary files, and the resume checkpoint is gone after success.
+    assert leftover_temps(killed) == [] and _resume_files(killed) == []
+
+
+@pytest.mark.e2e
+def test_stale_temp_file_of_a_killed_writer_is_removed(copies):
+    """A write killed between create and rename leaves `.<name>.<pid>.<rand>.tmp`; the next write removes it."""
+    killed, _ = copies
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = killed / "data" / f".params.ok.{dead.pid}.abcd1234.tmp"
+    stale.write_text("params.yaml is va")
+    live = killed / "data" / f".params.ok.{os.getpid()}.efgh5678.tmp"  # a writer that is still running
+    live.write_text("")
+    run(["dvc", "repro", "-f", "-s", "validate"], killed)  # the stage rewrites data/params.ok
+    assert not stale.exists() and live.exists()
+    live.unlink()
+
+
+# --- in-process: RNG restore and early stop ---------------------------------------------------------------
+
+
+class _Dropped(nn.Module):
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.inner(F.dropout(x, 0.3, self.training), lengths)
+
+
+def _dropout_task():
+    from seqlab.tasks.kth import KthTask
+
+    class DropoutKth(KthTask):
+        def build_model(self, model_params, meta):
+            return _Dropped(super().build_model(model_params, meta))
+
+    return DropoutKth()
+
+
+class _Interrupt(KeyboardInterrupt):
+    pass
+
+
+def _fresh_dir(tmp_path: Path, name: str, monkeypatch) -> Path:
+    """A scratch repo root for an in-process run: cwd, DVC_ROOT and the MLflow store all inside it."""
+    root = tmp_path / name
+    (root / ".git").mkdir(parents=True)
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("DVC_ROOT", str(root))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return root
+
+
+def _params(**train):
+    from seqlab.params import validate
+
+    p = tiny_params()
+    p["kth"]["train"].update(train)
+    return validate(p)
+
+
+def _final_state(root: Path) -> dict[str, torch.Tensor]:
+    return torch.load(root / "models" / "kth.pt", weights_only=True)["model_state"]
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _run_interrupted(params: dict, interrupt_at_call: int) -> None:
+    from seqlab.training import train
+
+    task = _dropout_task()
+    calls = {"n": 0}
+    loss = task.loss
+
+    def failing_loss(model, batch):
+        calls["n"] += 1
+        if calls["n"] == interrupt_at_call:
+            raise _Interrupt()
+        return loss(model, batch)
+
+    task.loss = failing_loss
+    with pytest.raises(_Interrupt):
+        train(task, params)
+
+
+def test_resume_restores_rng_for_dropout(tmp_path, monkeypatch):
+    import seqlab.training as training
+    from seqlab.tasks.kth import KthTask
+
+    params = _params(epochs=3, patience=3)
+    steps = -(-params["kth"]["data"]["n_train"] // params["kth"]["train"]["batch_size"])
+
+    clean = _fresh_dir(tmp_path, "clean", monkeypatch)
+    KthTask().generate(params)
+    clean_summary = training.train(_dropout_task(), params)
+    reference = _final_state(clean)
+
+    for name, restore in (("resumed", True), ("resumed-without-rng", False)):
+        root = _fresh_dir(tmp_path, name, monkeypatch)
+        shutil.copytree(clean / "data", root / "data")
+        _run_interrupted(params, interrupt_at_call=steps + 2)  # second batch of epoch 2
+        with monkeypatch.context() as m:
+            if not restore:
+                m.setattr(training, "set_rng_state", lambda state: None)
+            summary = training.train(_dropout_task(), params)
+        if restore:
+            assert _same(_final_state(root), reference)
+            assert without_timing(summary) == without_timing(clean_summary)
+        else:  # control: the comparison above is sensitive to the RNG state
+            assert not _same(_final_state(root), reference)
+
+
+def test_resume_after_early_stop_does_not_train_more(tmp_path, monkeypatch):
+    import seqlab.training as training
+    from seqlab.tasks.kth import KthTask
+
+    params = _params(lr=0.05, scheduler="constant", patience=1, epochs=8)
+    clean = _fresh_dir(tmp_path, "clean", monkeypatch)
+    KthTask().generate(params)
+    clean_summary = training.train(KthTask(), params)
+    assert clean_summary["epochs_run"] < 8, "precondition: this config must stop early"
+
+    root = _fresh_dir(tmp_path, "killed", monkeypatch)
+    shutil.copytree(clean / "data", root / "data")
+    real_write = training._write_outputs
+
+    def killed_before_outputs(*args, **kwargs):
+        raise _Interrupt()
+
+    monkeypatch.setattr(training, "_write_outputs", killed_before_outputs)
+    with pytest.raises(_Interrupt):
+        training.train(KthTask(), params)
+    monkeypatch.setattr(training, "_write_outputs", real_write)
+    summary = training.train(KthTask(), params)
+    assert summary["epochs_run"] == clean_summary["epochs_run"]
+    assert without_timing(summary) == without_timing(clean_summary)
+    assert _same(_final_state(root), _final_state(clean))
+
+
+def test_resume_checkpoint_has_everything(tmp_path, monkeypatch):
+    """The per-epoch checkpoint holds model, optimizer, scheduler, RNG and loop state, and loads weights_only."""
+    from seqlab.checkpoint import load_checkpoint
+    from seqlab.tasks.kth import KthTask
+
+    params = _params(epochs=3, patience=3)
+    root = _fresh_dir(tmp_path, "ckpt", monkeypatch)
+    KthTask().generate(params)
+    steps = -(-params["kth"]["data"]["n_train"] // params["kth"]["train"]["batch_size"])
+    _run_interrupted(params, interrupt_at_call=steps + 1)
+    (path,) = (root / ".seqlab" / "resume").glob("kth-*.pt")
+    ckpt = load_checkpoint(path, "kth")
+    assert {"model_state", "optimizer_state", "scheduler_state", "rng_state", "loop_state"} <= ckpt.keys()
+    assert ckpt["loop_state"]["epoch"] == 1 and ckpt["loop_state"]["run_id"]
+    assert ckpt["scheduler_state"]["last_epoch"] == steps
+    assert leftover_temps(root) == []
