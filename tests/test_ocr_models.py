@@ -12,11 +12,14 @@ TINY = {
     "crnn": {"channels": [8, 16], "hidden": 32, "layers": 1},
     "crnn-max": {"channels": [8, 16], "hidden": 32, "layers": 1, "pool": "max"},
     "rnn-stride": {"proj": 16, "hidden": 32, "layers": 1, "stride": 4},
+    "rnn-frames": {"proj": 16, "hidden": 32, "layers": 1, "stride": 4, "frames_per_step": 2},
+    "crnn-frames": {"channels": [8, 16], "hidden": 32, "layers": 1, "frames_per_step": 2},
 }
 VARIANTS = sorted(TINY)
 # Output steps for widths 23, 17, 9: one per column (or ceil per 4-column frame); ceil twice (strided
-# convs); floor twice (max-pool).
-EXPECTED_LENGTHS = {"rnn": [23, 17, 9], "rnn-stride": [6, 5, 3], "crnn": [6, 5, 3], "crnn-max": [5, 4, 2]}
+# convs); floor twice (max-pool); twice as many frames with frames_per_step=2.
+EXPECTED_LENGTHS = {"rnn": [23, 17, 9], "rnn-stride": [6, 5, 3], "crnn": [6, 5, 3], "crnn-max": [5, 4, 2],
+                    "rnn-frames": [12, 10, 6], "crnn-frames": [12, 10, 6]}
 
 
 @pytest.fixture(autouse=True)

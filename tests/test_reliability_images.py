@@ -106,7 +106,7 @@ def _tiny_model_checkpoint(path: Path) -> Path:
     from seqlab.checkpoint import save_checkpoint
     from seqlab.ocr.models import build_model
 
-    model_params = {"channels": [8, 16], "hidden_size": 16, "num_layers": 1, "downsample": 4, "pool": "stride",
+    model_params = {"channels": [8, 16], "hidden_size": 16, "num_layers": 1, "downsample": 4, "pool": "stride", "frames_per_step": 1,
                     "dropout": 0.0}
     meta = {"charset": CHARSET, "height": HEIGHT}
     model = build_model("crnn", len(CHARSET) + 1, HEIGHT, channels=[8, 16], hidden=16, layers=1, downsample=4)

@@ -1,6 +1,7 @@
 """Data generation invariants, padding rule, model shapes and predict parsing for kth and binary_add."""
 
 import io
+import re
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from seqlab.recurrent import SequenceClassifier, SequenceTagger
 from seqlab.tasks.binary_add import (
     BinaryAddTask,
     encode_pair,
+    long_run_pair,
     make_pairs,
     parse_operands,
     random_int_with_bits,
@@ -49,9 +51,10 @@ def test_binary_padding_rule_and_lsb_first():
     assert x.shape == (1, 2) and y.tolist() == [0]
 
 
-def test_binary_pairs_are_correct_sums_with_bit_lengths_in_range():
+@pytest.mark.parametrize("long_run_ratio", [0.0, 0.5])
+def test_binary_pairs_are_correct_sums_with_bit_lengths_in_range(long_run_ratio):
     rng = np.random.default_rng(1)
-    a = make_pairs(rng, 200, 3, 70)
+    a = make_pairs(rng, 200, 3, 70, long_run_ratio)
     starts = np.concatenate([[0], np.cumsum(a["lengths"])[:-1]])
     for s, n, ob in zip(starts, a["lengths"], a["op_bits"]):
         bits = a["inputs"][s:s + n]
@@ -60,6 +63,25 @@ def test_binary_pairs_are_correct_sums_with_bit_lengths_in_range():
         assert val(bits[:, 0]) + val(bits[:, 1]) == total
         assert max(val(bits[:, 0]).bit_length(), val(bits[:, 1]).bit_length()) == ob
         assert 3 <= ob <= 70 and n == max(1, total.bit_length())
+
+
+def _longest_run(a: int, b: int) -> tuple[int, str]:
+    """The longest run of positions of one kind (g: both bits 1, k: both 0, p: they differ)."""
+    kinds = "".join("g" if a >> i & b >> i & 1 else "p" if (a ^ b) >> i & 1 else "k"
+                    for i in range(max(a.bit_length(), b.bit_length())))
+    return max((len(m.group()), m.group()[0]) for m in re.finditer(r"g+|k+|p+", kinds))
+
+
+def test_long_run_pairs_have_long_runs_of_every_kind():
+    rng = np.random.default_rng(3)
+    runs = [_longest_run(*long_run_pair(rng, 16)) for _ in range(600)]
+    uniform = [_longest_run(random_int_with_bits(rng, 16), random_int_with_bits(rng, 16))[0] for _ in range(600)]
+    long_share = lambda lengths: np.mean(np.array(lengths) >= 10)  # noqa: E731
+    assert long_share([n for n, _ in runs]) > 5 * long_share(uniform)
+    assert {kind for n, kind in runs if n >= 10} == {"g", "k", "p"}
+    assert all(max(x.bit_length(), y.bit_length()) == 16 for x, y in (long_run_pair(rng, 16) for _ in range(200)))
+    a = make_pairs(np.random.default_rng(4), 300, 3, 16, long_run_ratio=1.0)  # correct sums, checked above
+    assert a["op_bits"].min() >= 3 and a["op_bits"].max() == 16
 
 
 def test_random_int_has_exact_bit_length():

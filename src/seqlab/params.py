@@ -155,6 +155,7 @@ SCHEMA: dict[str, Any] = {
             "min_bits": Positive(),
             "max_bits": Positive(),
             "generalization_bits": Positive(),
+            "long_run_ratio": Float(min=0, max=1),
             "n_train": Positive(),
             "n_val": Positive(),
             "n_test": Positive(),

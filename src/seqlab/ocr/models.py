@@ -43,6 +43,18 @@ def _run_packed(lstm: nn.LSTM, x: Tensor, lengths: Tensor) -> Tensor:
     return out
 
 
+def _ctc_frames(logits: Tensor, lengths: Tensor, frames: int) -> tuple[Tensor, Tensor]:
+    """(T, B, frames * C) scores -> log-probs (T * frames, B, C): each LSTM step emits `frames` CTC frames.
+
+    CTC needs a blank between repeated characters ("ll" -> l, blank, l), so a word needs up to
+    2 * len - 1 frames; at 4 pixel columns per step a narrow "ll" gets too few. Emitting 2 frames
+    per step doubles the resolution for the cost of a wider linear layer, not a longer LSTM.
+    """
+    t, b, _ = logits.shape
+    out = logits.view(t, b, frames, -1).permute(0, 2, 1, 3).reshape(t * frames, b, -1)
+    return out.log_softmax(dim=2), lengths * frames
+
+
 def _check_input(images: Tensor, widths: Tensor, height: int) -> None:
     if images.dim() != 4 or images.shape[1] != 1 or images.shape[2] != height:
         raise ValueError(f"images must be (B, 1, {height}, W), got {tuple(images.shape)}")
@@ -65,27 +77,29 @@ class ColumnBiLSTM(nn.Module):
             batch 32) stride 4 reached 1.3% val CER, stride 2 7.6%, and stride 1 never left the plateau.
             4 also matches the CRNN's time resolution, so the two variants differ only in features.
         dropout: dropout between LSTM layers (ignored with one layer).
+        frames_per_step: CTC frames emitted per LSTM step (see :func:`_ctc_frames`).
     """
 
     def __init__(self, num_classes: int, height: int = 32, proj: int = 64, hidden: int = 128,
-                 layers: int = 1, stride: int = 4, dropout: float = 0.0) -> None:
+                 layers: int = 1, stride: int = 4, dropout: float = 0.0, frames_per_step: int = 1) -> None:
         super().__init__()
-        if stride < 1:
-            raise ValueError(f"stride must be >= 1, got {stride}")
+        if stride < 1 or frames_per_step < 1:
+            raise ValueError(f"stride and frames_per_step must be >= 1, got {stride} and {frames_per_step}")
         self.height = height
-        self.downsample = stride  # pixel columns per output step; batching pads to a multiple of it
+        self.downsample = stride  # pixel columns per LSTM step; batching pads to a multiple of it
+        self.frames = frames_per_step
         features = height * stride
         self.proj = nn.Sequential(nn.Linear(features, proj), nn.ReLU()) if proj else nn.Identity()
         self.lstm = _bilstm(proj or features, hidden, layers, dropout)
-        self.fc = nn.Linear(2 * hidden, num_classes)
+        self.fc = nn.Linear(2 * hidden, num_classes * frames_per_step)
 
     def output_lengths(self, widths: Tensor) -> Tensor:
-        """Number of valid output steps for images of the given true widths (a partial frame counts)."""
-        return -(-widths.to(torch.long) // self.downsample)
+        """Number of valid CTC frames for images of the given true widths (a partial step counts)."""
+        return -(-widths.to(torch.long) // self.downsample) * self.frames
 
     def forward(self, images: Tensor, widths: Tensor) -> tuple[Tensor, Tensor]:
         _check_input(images, widths, self.height)
-        lengths = self.output_lengths(widths).to(images.device)
+        lengths = -(-widths.to(device=images.device, dtype=torch.long) // self.downsample)  # LSTM steps
         x = images[:, 0]  # (B, H, W)
         s = self.downsample
         if s > 1:
@@ -100,7 +114,7 @@ class ColumnBiLSTM(nn.Module):
         else:
             x = x.permute(2, 0, 1)  # (W, B, H)
         out = _run_packed(self.lstm, self.proj(x), lengths)
-        return self.fc(out).log_softmax(dim=2), lengths
+        return _ctc_frames(self.fc(out), lengths, self.frames)
 
 
 class CRNN(nn.Module):
@@ -124,12 +138,16 @@ class CRNN(nn.Module):
             per ``downsample`` pixel columns, so labels need about that many columns per character.
         pool: "stride" (strided convs) or "max" (stride-1 convs followed by 2x2 / 2x1 max-pooling).
         dropout: dropout between LSTM layers (ignored with one layer).
+        frames_per_step: CTC frames emitted per LSTM step (see :func:`_ctc_frames`).
     """
 
     def __init__(self, num_classes: int, height: int = 32, channels: Sequence[int] = (32, 64, 128),
                  hidden: int = 128, layers: int = 1, downsample: int = 4, pool: str = "stride",
-                 dropout: float = 0.0) -> None:
+                 dropout: float = 0.0, frames_per_step: int = 1) -> None:
         super().__init__()
+        if frames_per_step < 1:
+            raise ValueError(f"frames_per_step must be >= 1, got {frames_per_step}")
+        self.frames = frames_per_step
         width_steps = int(math.log2(downsample)) if downsample >= 1 else -1
         if 2 ** width_steps != downsample or width_steps > len(channels):
             raise ValueError(f"downsample must be a power of 2 up to 2**{len(channels)}, got {downsample}")
@@ -154,18 +172,18 @@ class CRNN(nn.Module):
         self.collapse = nn.Sequential(nn.Conv2d(prev, prev, (h, 1), bias=False), nn.BatchNorm2d(prev),
                                       nn.ReLU(inplace=True)) if h > 1 else nn.Identity()
         self.lstm = _bilstm(prev, hidden, layers, dropout)
-        self.fc = nn.Linear(2 * hidden, num_classes)
+        self.fc = nn.Linear(2 * hidden, num_classes * frames_per_step)
 
     def _shrink(self, lengths: Tensor, sw: int) -> Tensor:
         # Strided conv (k=3, p=1): ceil(L / s); max-pool (k=s, no padding): floor(L / s).
         return -(-lengths // sw) if self.pool == "stride" else lengths // sw
 
     def output_lengths(self, widths: Tensor) -> Tensor:
-        """Exact number of output steps for images of the given true widths."""
+        """Exact number of CTC frames for images of the given true widths."""
         lengths = widths.to(torch.long)
         for _, sw in self.steps:
             lengths = self._shrink(lengths, sw)
-        return lengths
+        return lengths * self.frames
 
     def forward(self, images: Tensor, widths: Tensor) -> tuple[Tensor, Tensor]:
         _check_input(images, widths, self.height)
@@ -181,7 +199,7 @@ class CRNN(nn.Module):
         x = self.collapse(x)  # (B, C, 1, T)
         x = x.squeeze(2).permute(2, 0, 1)  # (T, B, C)
         out = _run_packed(self.lstm, x, lengths)
-        return self.fc(out).log_softmax(dim=2), lengths
+        return _ctc_frames(self.fc(out), lengths, self.frames)
 
 
 VARIANTS: dict[str, type[nn.Module]] = {"rnn": ColumnBiLSTM, "crnn": CRNN}
@@ -195,8 +213,8 @@ def build_model(variant: str, num_classes: int, height: int, **sizes: object) ->
         num_classes: len(charset) + 1 (class 0 is the CTC blank).
         height: image height in pixels.
         **sizes: the variant's size args (``ocr.models.<variant>.*``); missing ones take the defaults.
-            rnn: proj, hidden, layers, stride, dropout. crnn: channels, hidden, layers, downsample,
-            pool, dropout.
+            rnn: proj, hidden, layers, stride, dropout, frames_per_step. crnn: channels, hidden, layers,
+            downsample, pool, dropout, frames_per_step.
     """
     if variant not in VARIANTS:
         raise ParamsError(f"ocr model variant must be one of {sorted(VARIANTS)}, got {variant!r}")

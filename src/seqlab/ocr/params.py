@@ -43,9 +43,10 @@ DATA = {
 
 MODELS = {
     "rnn": {"hidden_size": Positive(), "num_layers": Positive(), "projection": Int(min=0), "stride": Positive(),
-            "dropout": Float(min=0, max=0.9)},
+            "frames_per_step": Int(min=1, max=4), "dropout": Float(min=0, max=0.9)},
     "crnn": {"channels": Field("list[int]"), "hidden_size": Positive(), "num_layers": Positive(),
-             "downsample": Positive(), "pool": Choice("stride", "max"), "dropout": Float(min=0, max=0.9)},
+             "downsample": Positive(), "pool": Choice("stride", "max"),
+             "frames_per_step": Int(min=1, max=4), "dropout": Float(min=0, max=0.9)},
 }
 
 SCHEMA = {

@@ -30,6 +30,7 @@ from seqlab.tasks.base import Task
 from seqlab.text_metrics import summarize
 
 TEST_SPLITS = ("test", "test_heldout_fonts")
+PARAM_TO_ARG = {"hidden_size": "hidden", "num_layers": "layers", "projection": "proj"}
 EVAL_BATCH = 128
 
 
@@ -123,12 +124,8 @@ class OcrTask(Task):
         return {"charset": meta["charset"], "height": meta["height"]}
 
     def build_model(self, model_params: dict[str, Any], meta: dict[str, Any]) -> nn.Module:
-        m = dict(model_params)
-        sizes = {"hidden": m.pop("hidden_size"), "layers": m.pop("num_layers"), "dropout": m.pop("dropout")}
-        if self.variant == "rnn":
-            sizes.update(proj=m.pop("projection"), stride=m.pop("stride"))
-        else:
-            sizes.update(channels=m.pop("channels"), downsample=m.pop("downsample"), pool=m.pop("pool"))
+        # params.yaml names -> constructor args; keys a checkpoint predates take the constructor default.
+        sizes = {PARAM_TO_ARG.get(k, k): v for k, v in model_params.items()}
         self._charset = Charset.from_name(meta["charset"])
         return build_model(self.variant, len(meta["charset"]) + 1, meta["height"], **sizes)
 

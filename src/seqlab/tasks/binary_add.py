@@ -44,14 +44,47 @@ def encode_pair(a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([bits(a), bits(b)], axis=1), bits(total)
 
 
-def make_pairs(rng: np.random.Generator, n: int, min_bits: int, max_bits: int) -> dict[str, np.ndarray]:
-    """n additions whose operands have independent bit lengths uniform in [min_bits, max_bits]."""
+RUN_KINDS = ("generate", "kill", "propagate")  # both bits 1 / both 0 / bits differ
+
+
+def long_run_pair(rng: np.random.Generator, bits: int) -> tuple[int, int]:
+    """Two `bits`-bit operands with one run of random length where every position is of one kind.
+
+    Generate (1+1) and kill (0+0) runs set the carry over and over, a propagate run (bits differ)
+    must hold the carry it got for as long as it lasts. Uniform random operands almost never have
+    runs longer than a handful of steps, and a model that never saw one loses track of the carry
+    (or cannot reset it) on longer numbers. The top bit is left alone, so both stay `bits` long.
+    """
+    a, b = random_int_with_bits(rng, bits), random_int_with_bits(rng, bits)
+    if bits < 2:
+        return a, b
+    start = int(rng.integers(0, bits - 1))
+    end = int(rng.integers(start + 1, bits))
+    run = ((1 << end) - 1) ^ ((1 << start) - 1)  # positions start .. end-1
+    kind = RUN_KINDS[int(rng.integers(0, len(RUN_KINDS)))]
+    if kind == "generate":
+        a, b = a | run, b | run
+    elif kind == "kill":
+        a, b = a & ~run, b & ~run
+    else:
+        b = (b & ~run) | (~a & run)
+    return a, b
+
+
+def make_pairs(rng: np.random.Generator, n: int, min_bits: int, max_bits: int,
+               long_run_ratio: float = 0.0) -> dict[str, np.ndarray]:
+    """n additions whose operands have independent bit lengths uniform in [min_bits, max_bits];
+    a `long_run_ratio` share of them hold one long run of same-kind positions (see long_run_pair)."""
     inputs, sums, op_bits = [], [], []
     for la, lb in rng.integers(min_bits, max_bits + 1, size=(n, 2)):
-        x, y = encode_pair(random_int_with_bits(rng, int(la)), random_int_with_bits(rng, int(lb)))
+        if rng.random() < long_run_ratio:
+            a, b = long_run_pair(rng, int(max(la, lb)))
+        else:
+            a, b = random_int_with_bits(rng, int(la)), random_int_with_bits(rng, int(lb))
+        x, y = encode_pair(a, b)
         inputs.append(x)
         sums.append(y)
-        op_bits.append(max(la, lb))
+        op_bits.append(max(a.bit_length(), b.bit_length(), 1))
     flat_in, lengths = flatten_rows(inputs)
     flat_sum, _ = flatten_rows(sums)
     return {"inputs": flat_in, "sums": flat_sum, "lengths": lengths, "op_bits": np.array(op_bits, dtype=np.int32)}
@@ -80,7 +113,9 @@ class BinaryAddTask(Task):
         stats = {}
         for split, (lo, hi, n) in ranges.items():
             rng = np.random.default_rng(derive_seed(seed, "binary_add", split))
-            save_arrays(self.data_dir / f"{split}.npz", **make_pairs(rng, n, lo, hi))
+            # Only training gets the extra runs: val/test/generalization stay uniform random, honest samples.
+            chains = d["long_run_ratio"] if split == "train" else 0.0
+            save_arrays(self.data_dir / f"{split}.npz", **make_pairs(rng, n, lo, hi, chains))
             stats[split] = {"n": n, "bits": [lo, hi]}
         return stats
 
