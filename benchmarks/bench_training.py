@@ -3,11 +3,15 @@
 Same model, same data, same optimiser; prints samples/s for both and the ratio. Run from the repo
 root after `dvc repro generate@kth generate@binary_add` (or the whole pipeline):
 
-    .venv/bin/python benchmarks/bench_training.py
+    .venv/bin/python benchmarks/bench_training.py [--threads N]
+
+The batch-1 loop runs the same model on one unpadded sequence per optimiser step, as the seed
+notebooks did; the batched loop is what `seqlab train` runs (padded batches of train.batch_size).
 """
 
 from __future__ import annotations
 
+import argparse
 import time
 
 import torch
@@ -40,6 +44,11 @@ def batched_epoch(task, model, data, batch_size: int) -> float:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     params = load_params()
     print(f"torch threads: {torch.get_num_threads()}")
     print("| task | model params | batch-1 loop (samples/s) | batched loop (samples/s) | speed-up |")

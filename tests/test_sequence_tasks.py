@@ -118,8 +118,10 @@ def test_models_shapes_and_padding_invariance(cell):
     alone = clf(x[1:2, :3], lengths[1:2])  # same sequence without padding
     assert torch.allclose(out[1], alone[0], atol=1e-6)
     tagger = SequenceTagger(cell, 2, 8, 1).eval()
-    seq = tagger(torch.randn(2, 6, 2), torch.tensor([6, 4]))
+    pairs = torch.randn(2, 6, 2)  # sample 1 has 4 real steps and random garbage after them
+    seq = tagger(pairs, torch.tensor([6, 4]))
     assert seq.shape == (2, 6)
+    assert torch.allclose(seq[1, :4], tagger(pairs[1:2, :4], torch.tensor([4]))[0], atol=1e-6)
 
 
 class _Echo(torch.nn.Module):
