@@ -3,7 +3,7 @@
     python benchmarks/bench_render.py [--count 2000]
 
 Times `render_images` end to end, pool start-up (~1-2 s) included, so use a realistic count;
-runs the default background mix and one without quasicrystal, and checks that both worker
+runs params.yaml's background mix and one without quasicrystal, and checks that both worker
 counts give identical images. Other processes on the machine skew wall-clock figures (the load
 average is printed); images per CPU-second show the parallel overhead regardless.
 """
@@ -19,15 +19,9 @@ import numpy as np
 from seqlab.ocr.charset import Charset
 from seqlab.ocr.render import RenderConfig, build_specs, list_fonts, render_images
 from seqlab.ocr.words import WordSource
+from seqlab.params import load_params
 
-PARAMS = {
-    "height": 32,
-    "skew_angle": 2,
-    "blur": 1,
-    "distortion_ratio": 0.1,
-    "background_weights": {"noise": 0.35, "plain": 0.4, "quasicrystal": 0.05, "image": 0.2},
-    "text_colors": ["#000000", "#555555"],
-}
+PARAMS = load_params()["ocr"]["data"]  # the rendering knobs of params.yaml
 
 
 def main() -> None:
@@ -35,7 +29,9 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=2000, help="images per run")
     args = parser.parse_args()
 
-    words = WordSource(Charset.from_name("digits_lower"), 2, 12, dictionary_ratio=0.8, number_ratio=0.1)
+    w = PARAMS["words"]
+    words = WordSource(Charset.from_name(PARAMS["charset"]), w["min_len"], w["max_len"],
+                       dictionary_ratio=w["dictionary_ratio"], number_ratio=w["number_ratio"])
     cfg = RenderConfig.from_params(PARAMS)
     no_quasicrystal = {**PARAMS, "background_weights": {**PARAMS["background_weights"], "quasicrystal": 0}}
     for label, params in (("default mix", PARAMS), ("no quasicrystal", no_quasicrystal)):
