@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import SEQUENCE_TARGETS, clone_pipeline, run_cmd, sandbox_env, stage_outcomes
+from conftest import SEQUENCE_TARGETS, clone_pipeline, run_cmd, sandbox_env, stage_outcomes, tiny_params
 
 pytestmark = pytest.mark.e2e
 
 SCRIPT = Path("scripts") / "ci_report.sh"
+BASE_HIDDEN = tiny_params()["binary_add"]["model"]["hidden_size"]  # what the template repo trained
 
 
 def _report_stages(report: str) -> dict[str, set[str]]:
@@ -40,7 +41,7 @@ def ci_run(pipeline_template, tmp_path_factory):
     run_cmd(["dvc", "push"], dev, env)
     run_cmd(["git", "checkout", "-qb", "tweak"], dev, env)
     params = yaml.safe_load((dev / "params.yaml").read_text())
-    params["binary_add"]["model"]["hidden_size"] = 24
+    params["binary_add"]["model"]["hidden_size"] = BASE_HIDDEN + 4
     (dev / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run_cmd(["git", "commit", "-qam", "wider binary_add LSTM"], dev, env)
 
@@ -67,10 +68,11 @@ def test_only_the_changed_task_reruns_after_pulling_the_rest(ci_run):
 def test_report_shows_param_and_metric_differences(ci_run):
     _, report, summary = ci_run
     assert summary == report
-    assert re.search(r"^\| params\.yaml\s*\| binary_add\.model\.hidden_size\s*\| 16\s*\| 24\s*\|", report, re.M), report
+    row = rf"^\| params\.yaml\s*\| binary_add\.model\.hidden_size\s*\| {BASE_HIDDEN}\s*\| {BASE_HIDDEN + 4}\s*\|"
+    assert re.search(row, report, re.M), report
     assert "kth." not in report.split("### Params")[1].split("### Metrics")[0]
     metrics = report.split("### Metrics")[1]
-    # 16 -> 24 hidden units changes the parameter count and the losses of binary_add only
+    # 4 more hidden units change the parameter count and the losses of binary_add only
     assert re.search(r"^\| metrics/binary_add/train\.json\s*\| parameters\s*\|", metrics, re.M), metrics
     assert re.search(r"^\| metrics/binary_add/train\.json\s*\| val_loss\s*\|", metrics, re.M), metrics
     assert "metrics/kth" not in metrics

@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import EXPERIMENT_LRS, run_cmd
+from conftest import EXPERIMENT_LRS, run_cmd, tiny_params
 
 from seqlab.mlflow_server import api, group_alive, start_server
 
@@ -42,11 +42,13 @@ def test_rest_api_shows_both_experiments_with_params_metrics_and_history(server)
         runs[name] = found[0]
 
     finals = {}
+    tiny = tiny_params()  # the params the experiments' template repo was made with
     for name, run in runs.items():
         params = {p["key"]: p["value"] for p in run["data"]["params"]}
         metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
         assert float(params["train.lr"]) == EXPERIMENT_LRS[name]
-        assert params["model.hidden_size"] == "16" and params["seed"] == "42"
+        assert params["model.hidden_size"] == str(tiny["binary_add"]["model"]["hidden_size"])
+        assert params["seed"] == str(tiny["seed"])
         assert run["info"]["status"] == "FINISHED" and run["info"]["run_name"] == name
         for key in ("final_val_loss", "final_val_bit_accuracy", "test.test.exact_match"):
             assert math.isfinite(metrics[key]), key

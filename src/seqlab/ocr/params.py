@@ -97,8 +97,8 @@ def _rules(p: dict[str, Any]) -> None:
         if not (color.startswith("#") and len(color) == 7 and all(c in "0123456789abcdefABCDEF" for c in color[1:])):
             raise ParamsError(f"ocr.data.text_colors: {color!r} is not a #rrggbb colour")
     crnn = p["ocr"]["crnn"]["model"]
-    if not crnn["channels"] or min(crnn["channels"]) < 1:
-        raise ParamsError(f"ocr.crnn.model.channels must be a non-empty list of positive sizes (got {crnn['channels']})")
+    if not crnn["channels"]:
+        raise ParamsError("ocr.crnn.model.channels must not be empty")
     ds = crnn["downsample"]
     if ds & (ds - 1) or ds > 2 ** len(crnn["channels"]):
         raise ParamsError(f"ocr.crnn.model.downsample must be a power of 2 up to 2**len(channels) (got {ds})")
