@@ -25,11 +25,11 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from seqlab.ctc import greedy_decode
-from seqlab.ocr.batching import WidthBucketSampler, collate, ctc_too_short
-from seqlab.ocr.models import build_model
-from seqlab.ocr.tesseract import TesseractReader, is_available
-from seqlab.text_metrics import summarize
+from seqlab.tasks.ocr.batching import WidthBucketSampler, collate, ctc_too_short
+from seqlab.tasks.ocr.ctc import greedy_decode
+from seqlab.tasks.ocr.metrics import summarize
+from seqlab.tasks.ocr.models import build_model
+from seqlab.tasks.ocr.tesseract import TesseractReader, is_available
 
 CHARS = string.ascii_letters + string.digits
 HEIGHT = 32

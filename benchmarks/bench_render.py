@@ -16,10 +16,10 @@ import time
 
 import numpy as np
 
-from seqlab.ocr.charset import Charset
-from seqlab.ocr.render import RenderConfig, build_specs, list_fonts, render_images
-from seqlab.ocr.words import WordSource
 from seqlab.params import load_params
+from seqlab.tasks.ocr.charset import Charset
+from seqlab.tasks.ocr.render import RenderConfig, build_specs, list_fonts, render_images
+from seqlab.tasks.ocr.words import WordSource
 
 PARAMS = load_params()["ocr"]["data"]  # the rendering knobs of params.yaml
 

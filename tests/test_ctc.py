@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from seqlab.ctc import greedy_decode
+from seqlab.tasks.ocr.ctc import greedy_decode
 
 
 def one_hot_log_probs(paths: list[list[int]], num_classes: int = 5) -> torch.Tensor:

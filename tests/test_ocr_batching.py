@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from seqlab.ocr.batching import WidthBucketSampler, collate, ctc_min_length, ctc_too_short
+from seqlab.tasks.ocr.batching import WidthBucketSampler, collate, ctc_min_length, ctc_too_short
 
 
 def test_buckets_cover_all_indices_once_and_keep_last_partial() -> None:

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from seqlab.ctc import greedy_decode
 from seqlab.errors import ParamsError
-from seqlab.ocr.models import CRNN, ColumnBiLSTM, build_model
+from seqlab.tasks.ocr.ctc import greedy_decode
+from seqlab.tasks.ocr.models import CRNN, ColumnBiLSTM, build_model
 
 HEIGHT = 8
 NUM_CLASSES = 5

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFont
 
-from seqlab.atomic import load_arrays
 from seqlab.errors import ParamsError
-from seqlab.ocr import render
-from seqlab.ocr.charset import BLANK, Charset
-from seqlab.ocr.render import (
+from seqlab.storage import load_arrays
+from seqlab.tasks.ocr import render
+from seqlab.tasks.ocr.charset import BLANK, Charset
+from seqlab.tasks.ocr.render import (
     SPLITS,
     ImageSpec,
     RenderConfig,
@@ -24,8 +24,8 @@ from seqlab.ocr.render import (
     render_images,
     usable_fonts,
 )
-from seqlab.ocr.trdg_compat import import_trdg, patch_pillow
-from seqlab.ocr.words import WordSource
+from seqlab.tasks.ocr.trdg_compat import import_trdg, patch_pillow
+from seqlab.tasks.ocr.words import WordSource
 
 FONTS = ["Lato-Regular.ttf", "OpenSans-Italic.ttf", "Pacifico.ttf", "Roboto-Bold.ttf", "BEBAS___.ttf", "Raleway-Thin.ttf"]
 PARAMS = {

@@ -3,7 +3,7 @@
 Built with Pillow/numpy in tmp: empty file, truncated PNG, text named .png, 1x1, 20000 px wide, 16-bit PNG,
 CMYK JPEG, animated GIF, a directory, a missing path (plus a 1e6 x 2 image that must be refused before it is
 resized to gigabytes). Checked at three levels: `load_word_image`, `OcrTask.predict` with a tiny untrained
-model from `seqlab.ocr.models.build_model`, and `seqlab predict ocr` end to end.
+model from `seqlab.tasks.ocr.models.build_model`, and `seqlab predict ocr` end to end.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from seqlab.ocr.images import ImageReadError, load_word_image
+from seqlab.tasks.ocr.images import ImageReadError, load_word_image
 
 HEIGHT = 32
 CHARSET = "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -92,7 +92,7 @@ def test_load_word_image_answers_or_says_why(files, name):
 
 def test_any_decoder_exception_becomes_one_line(files, monkeypatch):
     """Pillow raises more than OSError on damaged data (zlib.error, struct.error...): never let one escape."""
-    import seqlab.ocr.images as images
+    import seqlab.tasks.ocr.images as images
 
     def broken(img):
         raise RuntimeError("")  # no message at all, the worst case for a one-line report
@@ -104,7 +104,7 @@ def test_any_decoder_exception_becomes_one_line(files, monkeypatch):
 
 def _tiny_model_checkpoint(path: Path) -> Path:
     from seqlab.checkpoint import save_checkpoint
-    from seqlab.ocr.models import build_model
+    from seqlab.tasks.ocr.models import build_model
 
     model_params = {"channels": [8, 16], "hidden_size": 16, "num_layers": 1, "downsample": 4, "pool": "stride", "frames_per_step": 1,
                     "dropout": 0.0}

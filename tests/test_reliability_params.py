@@ -76,7 +76,7 @@ CASES = [
 
 # A charset missing characters the word mix needs (number_ratio > 0 but no digits) passes validation today and
 # only fails inside `seqlab generate ocr` (WordSource), after DVC has deleted data/ocr. The rule belongs in
-# seqlab/ocr/params.py (owned elsewhere); strict, so this turns red once it is fixed and the mark can go.
+# seqlab/tasks/ocr/params.py (owned elsewhere); strict, so this turns red once it is fixed and the mark can go.
 MISSING_CHARS = pytest.param(
     "ocr-charset-missing-digits", "ocr.data.charset", "abcdefghijklmnopqrstuvwxyz", ["ocr.data", "digit"], VALIDATE,
     id="ocr-charset-missing-digits")

@@ -8,7 +8,7 @@ pytest.importorskip("tesserocr")
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 from rapidfuzz.distance import Levenshtein  # noqa: E402
 
-from seqlab.ocr.tesseract import TesseractReader, is_available  # noqa: E402
+from seqlab.tasks.ocr.tesseract import TesseractReader, is_available  # noqa: E402
 
 
 def render(word: str) -> np.ndarray:

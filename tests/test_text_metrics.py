@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from seqlab.text_metrics import by_length, cer, mean_ned_similarity, summarize, word_accuracy
+from seqlab.tasks.ocr.metrics import by_length, cer, mean_ned_similarity, summarize, word_accuracy
 
 PREDS = ["abc", "ab", ""]
 TRUTHS = ["abc", "abd", "x"]  # distances 0, 1, 1; truth lengths 3, 3, 1

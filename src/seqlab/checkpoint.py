@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from seqlab.atomic import atomic_path
 from seqlab.errors import CheckpointError
+from seqlab.storage import atomic_path
 
 FORMAT = "seqlab-checkpoint/1"
 MODEL_TAG = "seqlab.model_sha256"  # MLflow tag on the training run: the digest of the model file it wrote

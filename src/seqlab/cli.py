@@ -38,8 +38,8 @@ def _task(args: argparse.Namespace):
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from seqlab.atomic import write_text
     from seqlab.params import load_params
+    from seqlab.storage import write_text
 
     load_params(args.params)
     if args.write:
@@ -88,7 +88,7 @@ def cmd_tesseract(args: argparse.Namespace) -> int:
     from seqlab.params import load_params
 
     params = load_params(args.params)
-    from seqlab.ocr.baseline import run_tesseract_baseline
+    from seqlab.tasks.ocr.baseline import run_tesseract_baseline
 
     run_tesseract_baseline(params)
     return 0

@@ -11,10 +11,10 @@ import torch
 from torch import nn
 
 from seqlab import paths
-from seqlab.atomic import write_json
 from seqlab.checkpoint import load_checkpoint
 from seqlab.errors import CheckpointError
 from seqlab.plots import write_csv
+from seqlab.storage import write_json
 from seqlab.tasks import get_task
 from seqlab.tasks.base import Task
 

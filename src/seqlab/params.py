@@ -227,7 +227,7 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
 def _load_task_sections() -> None:
     # Importing the OCR task registers its section; kept lazy so kth/binary_add never import trdg.
     if "ocr" not in SCHEMA:
-        import seqlab.ocr.params  # noqa: F401
+        import seqlab.tasks.ocr.params  # noqa: F401
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -24,10 +24,10 @@ import torch
 from tqdm import tqdm
 
 from seqlab import paths
-from seqlab.atomic import write_json
 from seqlab.checkpoint import MODEL_TAG, file_digest, load_checkpoint, save_checkpoint
 from seqlab.plots import line_plot, write_csv
 from seqlab.seeding import derive_seed, rng_state, seed_everything, set_rng_state
+from seqlab.storage import write_json
 from seqlab.tasks.base import Task, to_device
 from seqlab.tracking import Tracker, check_tracking_server, run_tags
 

@@ -10,7 +10,7 @@ from seqlab.tasks.base import Task
 _TASKS = {
     "kth": ("seqlab.tasks.kth", "KthTask"),
     "binary_add": ("seqlab.tasks.binary_add", "BinaryAddTask"),
-    "ocr": ("seqlab.ocr.task", "OcrTask"),
+    "ocr": ("seqlab.tasks.ocr.task", "OcrTask"),
 }
 TASK_NAMES = tuple(_TASKS)
 

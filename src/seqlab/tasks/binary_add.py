@@ -17,10 +17,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqlab import paths
-from seqlab.atomic import load_arrays, save_arrays
 from seqlab.plots import line_plot
 from seqlab.recurrent import SequenceTagger
 from seqlab.seeding import derive_seed
+from seqlab.storage import load_arrays, save_arrays
 from seqlab.tasks.base import Task
 from seqlab.tasks.padded import PaddedSplit, flatten_rows, iterate_batches, num_batches, unflatten
 

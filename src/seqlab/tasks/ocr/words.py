@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from seqlab.ocr.charset import Charset
-from seqlab.ocr.trdg_compat import trdg_dir
+from seqlab.tasks.ocr.charset import Charset
+from seqlab.tasks.ocr.trdg_compat import trdg_dir
 
 # Order of the kinds in WordSource.sample's draw; fixed so results do not depend on dict order.
 KINDS = ("dictionary", "number", "random")

@@ -1,6 +1,6 @@
 """Variable-width batching for word images: width buckets, padding collate, CTC length checks.
 
-Image convention (shared with :mod:`seqlab.ocr.models`): the uint8 grayscale image (dark text on a
+Image convention (shared with :mod:`seqlab.tasks.ocr.models`): the uint8 grayscale image (dark text on a
 light background) becomes ``ink = 1 - pixel / 255``, so background is ~0 and right padding with 0 is
 just more background.
 """

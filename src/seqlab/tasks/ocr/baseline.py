@@ -14,13 +14,13 @@ import numpy as np
 import torch
 
 from seqlab import paths
-from seqlab.atomic import write_json
 from seqlab.errors import SeqlabError
-from seqlab.ocr.charset import Charset
-from seqlab.ocr.report import prediction_grid
-from seqlab.ocr.task import TEST_SPLITS, load_ocr_split, read_meta
-from seqlab.ocr.tesseract import TesseractReader, is_available
-from seqlab.text_metrics import summarize
+from seqlab.storage import write_json
+from seqlab.tasks.ocr.charset import Charset
+from seqlab.tasks.ocr.metrics import summarize
+from seqlab.tasks.ocr.report import prediction_grid
+from seqlab.tasks.ocr.task import TEST_SPLITS, load_ocr_split, read_meta
+from seqlab.tasks.ocr.tesseract import TesseractReader, is_available
 
 MODEL_ID = "ocr-tesseract"
 

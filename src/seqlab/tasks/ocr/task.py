@@ -20,14 +20,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqlab import paths
-from seqlab.atomic import load_arrays, write_json
-from seqlab.ctc import greedy_decode
 from seqlab.errors import DataError
-from seqlab.ocr.batching import WidthBucketSampler, collate
-from seqlab.ocr.charset import Charset
-from seqlab.ocr.models import build_model
+from seqlab.storage import load_arrays, write_json
 from seqlab.tasks.base import Task
-from seqlab.text_metrics import summarize
+from seqlab.tasks.ocr.batching import WidthBucketSampler, collate
+from seqlab.tasks.ocr.charset import Charset
+from seqlab.tasks.ocr.ctc import greedy_decode
+from seqlab.tasks.ocr.metrics import summarize
+from seqlab.tasks.ocr.models import build_model
 
 TEST_SPLITS = ("test", "test_heldout_fonts")
 PARAM_TO_ARG = {"hidden_size": "hidden", "num_layers": "layers", "projection": "proj"}
@@ -88,7 +88,7 @@ class OcrTask(Task):
 
     # --- data -----------------------------------------------------------------------------
     def generate(self, params: dict[str, Any]) -> dict[str, Any]:
-        from seqlab.ocr.render import generate
+        from seqlab.tasks.ocr.render import generate
 
         d = params["ocr"]["data"]
         stats = generate(d, params["seed"], self.data_dir, d["workers"])
@@ -154,7 +154,7 @@ class OcrTask(Task):
 
     # --- evaluation -----------------------------------------------------------------------
     def evaluate(self, model: nn.Module, device: torch.device):
-        from seqlab.ocr.report import prediction_grid
+        from seqlab.tasks.ocr.report import prediction_grid
 
         metrics: dict[str, Any] = {}
         rows: list[dict] = []
@@ -174,7 +174,7 @@ class OcrTask(Task):
 
     # --- predict --------------------------------------------------------------------------
     def predict(self, model: nn.Module, meta: dict[str, Any], inputs: Iterable[str], out: TextIO, err: TextIO) -> int:
-        from seqlab.ocr.images import ImageReadError, load_word_image
+        from seqlab.tasks.ocr.images import ImageReadError, load_word_image
 
         self._charset = Charset.from_name(meta["charset"])
         images, names, failures = [], [], 0

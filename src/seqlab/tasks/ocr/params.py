@@ -66,7 +66,7 @@ def _rules(p: dict[str, Any]) -> None:
     if sum(d["background_weights"].values()) <= 0:
         raise ParamsError("ocr.data.background_weights must have at least one positive weight")
     try:
-        from seqlab.ocr.charset import Charset
+        from seqlab.tasks.ocr.charset import Charset
 
         chars = Charset.from_name(d["charset"]).chars
     except ValueError as exc:

@@ -37,11 +37,11 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
-from seqlab.atomic import atomic_write, save_arrays
 from seqlab.errors import ParamsError
-from seqlab.ocr.charset import Charset
-from seqlab.ocr.trdg_compat import import_trdg, trdg_dir
-from seqlab.ocr.words import WordSource
+from seqlab.storage import atomic_write, save_arrays
+from seqlab.tasks.ocr.charset import Charset
+from seqlab.tasks.ocr.trdg_compat import import_trdg, trdg_dir
+from seqlab.tasks.ocr.words import WordSource
 
 SPLITS = ("train", "val", "test", "test_heldout_fonts")
 BACKGROUNDS = {"noise": 0, "plain": 1, "quasicrystal": 2, "image": 3}  # name -> trdg background_type

@@ -1,6 +1,6 @@
 """Render MLflow's compare-runs page for the latest runs of an experiment to a PNG.
 
-    python -m seqlab.mlflow_compare --out docs/mlflow-compare.png [--experiment seqlab-binary_add] [--runs 2]
+    python tools/mlflow_compare.py --out docs/mlflow-compare.png [--experiment seqlab-binary_add] [--runs 2]
 
 Starts a light MLflow server on 127.0.0.1 against the repository's store (or uses
 MLFLOW_TRACKING_URI when that is an http(s) server), finds the latest finished runs through the
@@ -28,7 +28,7 @@ import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
-from seqlab.mlflow_server import api, mlflow_server
+from mlflow_server import api, mlflow_server
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 # Flags measured to work headless as root in a container with no network (see docs/experiments.md).
@@ -207,7 +207,7 @@ def tracking_server(store: str, artifacts: Path | None) -> Iterator[tuple[str, s
 def main(argv: list[str] | None = None) -> int:
     from seqlab.tracking import tracking_uri
 
-    parser = argparse.ArgumentParser(prog="python -m seqlab.mlflow_compare", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python tools/mlflow_compare.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="PNG to write")
     parser.add_argument("--experiment", default="seqlab-binary_add", help="MLflow experiment name")
     parser.add_argument("--runs", type=int, default=2, help="how many of the latest finished runs to compare (>= 2)")
