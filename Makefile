@@ -8,7 +8,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 # Stage commands (seqlab, dvc) resolve from the venv without activating it.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install pipeline test lint ui clean-state
+.PHONY: install fonts pipeline test lint ui clean-state
 
 # The venv is rebuilt when the requirement files change; the stamp records a finished install.
 $(VENV)/.installed: requirements.txt requirements-lock.txt pyproject.toml
@@ -19,17 +19,20 @@ $(VENV)/.installed: requirements.txt requirements-lock.txt pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $@
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed fonts
+
+fonts:  ## Debian font packages of the OCR font inventory (installs with apt-get when root)
+	scripts/install_fonts.sh
 
 pipeline: install  ## run the whole DVC pipeline on params.yaml
 	$(BIN)/dvc repro
 
-test: install  ## lint and run the test suite
-	$(BIN)/ruff check src tests benchmarks scripts
+test: lint  ## lint, type-check and run the test suite
 	$(BIN)/python -m pytest -q
 
-lint: install
-	$(BIN)/ruff check src tests benchmarks scripts
+lint: install  ## ruff over all Python code, mypy over the package (config: pyproject [tool.mypy])
+	$(BIN)/ruff check src tests tools benchmarks scripts
+	$(BIN)/mypy
 
 ui: install  ## MLflow UI on the repository's store, bound to 127.0.0.1
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db \

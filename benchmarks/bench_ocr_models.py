@@ -25,29 +25,33 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from seqlab.tasks.ocr.batching import WidthBucketSampler, collate, ctc_too_short
+from seqlab.tasks.ocr.batching import OcrBatch, WidthBucketSampler, collate
 from seqlab.tasks.ocr.ctc import greedy_decode
 from seqlab.tasks.ocr.metrics import summarize
-from seqlab.tasks.ocr.models import build_model
+from seqlab.tasks.ocr.models import MODELS
 from seqlab.tasks.ocr.tesseract import TesseractReader, is_available
 
 CHARS = string.ascii_letters + string.digits
 HEIGHT = 32
 CASE_UNSAFE_FONTS = ("BEBAS", "Capture_it", "SEASRN", "AmaticSC")
 
-# (variant, sizes): the first of each variant is the default.
+# (variant, model arguments): the first of each variant is the model class's defaults.
 CONFIGS: list[tuple[str, dict]] = [
     ("crnn", {}),
     ("crnn", {"pool": "max"}),
     ("crnn", {"channels": [32, 64, 128, 128]}),
-    ("crnn", {"layers": 2}),
-    ("crnn", {"channels": [16, 32, 64], "hidden": 96}),
-    ("rnn", {}),
-    ("rnn", {"stride": 2}),
-    ("rnn", {"stride": 1}),
-    ("rnn", {"stride": 1, "layers": 2}),
-    ("rnn", {"hidden": 256}),
+    ("crnn", {"num_layers": 2}),
+    ("crnn", {"channels": [16, 32, 64], "hidden_size": 96}),
+    ("bilstm", {}),
+    ("bilstm", {"stride": 2}),
+    ("bilstm", {"stride": 1}),
+    ("bilstm", {"stride": 1, "num_layers": 2}),
+    ("bilstm", {"hidden_size": 256}),
 ]
+
+
+def build(variant: str, sizes: dict) -> torch.nn.Module:
+    return MODELS[variant](len(CHARS) + 1, HEIGHT, **sizes)
 
 
 def trdg_dir() -> str | None:
@@ -98,17 +102,17 @@ def decode(ids: list[int]) -> str:
     return "".join(CHARS[i - 1] for i in ids)
 
 
-def speed(variant: str, sizes: dict, batch: dict, steps: int) -> tuple[int, float, float]:
+def speed(variant: str, sizes: dict, batch: OcrBatch, steps: int) -> tuple[int, float, float]:
     torch.manual_seed(0)
-    model = build_model(variant, len(CHARS) + 1, HEIGHT, **sizes)
+    model = build(variant, sizes)
     params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.Adam(model.parameters(), 1e-3)
     ctc = torch.nn.CTCLoss(zero_infinity=True)
-    bsz = len(batch["widths"])
+    bsz = len(batch.widths)
 
     def train_step() -> None:
-        log_probs, lengths = model(batch["images"], batch["widths"])
-        loss = ctc(log_probs, batch["targets"], lengths, batch["target_lengths"])
+        log_probs, lengths = model(batch.images, batch.widths)
+        loss = ctc(log_probs, batch.targets, lengths, batch.target_lengths)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -119,8 +123,8 @@ def speed(variant: str, sizes: dict, batch: dict, steps: int) -> tuple[int, floa
     train_rate = bsz / min(_timed(train_step) for _ in range(steps))
     model.eval()
     with torch.inference_mode():
-        model(batch["images"], batch["widths"])
-        infer_rate = bsz / min(_timed(lambda: greedy_decode(*model(batch["images"], batch["widths"])))
+        model(batch.images, batch.widths)
+        infer_rate = bsz / min(_timed(lambda: greedy_decode(*model(batch.images, batch.widths)))
                                for _ in range(steps))
     return params, train_rate, infer_rate
 
@@ -139,13 +143,11 @@ def train_eval(variant: str, sizes: dict, seconds: float, n_train: int, seed: in
     print(f"  {len(images) / (time.perf_counter() - t0):.0f} img/s", flush=True)
     tr_im, tr_w, va_im, va_w = images[:n_train], words[:n_train], images[n_train:], words[n_train:]
     torch.manual_seed(seed)
-    model = build_model(variant, len(CHARS) + 1, HEIGHT, **sizes)
+    model = build(variant, sizes)
     labels = [encode(w) for w in tr_w]
     widths = torch.tensor([im.shape[1] for im in tr_im])
-    short = set(ctc_too_short(model.output_lengths(widths), labels))
-    keep = [i for i in range(n_train) if i not in short]
-    print(f"  dropped {len(short)} samples too narrow for CTC", flush=True)
-    sampler = WidthBucketSampler(widths[keep], batch_size, torch.Generator().manual_seed(seed))
+    # Words too narrow for their label under CTC get an infinite loss, which zero_infinity zeroes.
+    sampler = WidthBucketSampler(widths, batch_size, torch.Generator().manual_seed(seed))
     opt = torch.optim.Adam(model.parameters(), lr)
     ctc = torch.nn.CTCLoss(zero_infinity=True)
     t0, step, epoch = time.perf_counter(), 0, 0
@@ -156,10 +158,10 @@ def train_eval(variant: str, sizes: dict, seconds: float, n_train: int, seed: in
                 break
             for g in opt.param_groups:  # time-based linear decay: the budget is seconds, not steps
                 g["lr"] = lr * max(0.05, 1 - frac)
-            b = collate([tr_im[keep[i]] for i in idx], [labels[keep[i]] for i in idx])
+            b = collate([tr_im[i] for i in idx], [labels[i] for i in idx])
             model.train()
-            log_probs, lengths = model(b["images"], b["widths"])
-            loss = ctc(log_probs, b["targets"], lengths, b["target_lengths"])
+            log_probs, lengths = model(b.images, b.widths)
+            loss = ctc(log_probs, b.targets, lengths, b.target_lengths)
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -176,7 +178,7 @@ def train_eval(variant: str, sizes: dict, seconds: float, n_train: int, seed: in
     with torch.inference_mode():
         for idx in order:
             b = collate([va_im[i] for i in idx], [encode(va_w[i]) for i in idx])
-            preds += [decode(p) for p in greedy_decode(*model(b["images"], b["widths"]))]
+            preds += [decode(p) for p in greedy_decode(*model(b.images, b.widths))]
     m = summarize(preds, truths)
     print(f"{variant} {sizes or 'defaults'}: {step} steps ({step * batch_size / seconds:.0f} samples/s, lr {lr:g}, batch {batch_size}) "
           f"val CER {m['cer']:.4f} nocase {m['cer_nocase']:.4f} word-acc {m['word_accuracy']:.3f}")
@@ -185,10 +187,10 @@ def train_eval(variant: str, sizes: dict, seconds: float, n_train: int, seed: in
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=5, help="timed steps per measurement (best is kept)")
-    ap.add_argument("--variants", nargs="+", default=["crnn", "rnn"])
+    ap.add_argument("--variants", nargs="+", default=["crnn", "bilstm"])
     ap.add_argument("--train-seconds", type=float, default=0, help="also train each variant this long and report val CER")
     ap.add_argument("--train-words", type=int, default=24000)
-    ap.add_argument("--train-sizes", type=json.loads, default={}, help='JSON sizes, e.g. \'{"hidden": 96}\'')
+    ap.add_argument("--train-sizes", type=json.loads, default={}, help='JSON model arguments, e.g. \'{"hidden_size": 96}\'')
     ap.add_argument("--lr", type=float, default=2e-3, help="peak lr of the training run (linear decay)")
     ap.add_argument("--batch-size", type=int, default=64, help="batch size of the training run")
     ap.add_argument("--skip-speed", action="store_true", help="only the training run")
@@ -210,8 +212,8 @@ def main() -> None:
     near = sorted(range(len(images)), key=lambda i: abs(images[i].shape[1] - 100))[:64]
     images, words = [images[i] for i in near], [words[i] for i in near]
     batch = collate(images, [encode(w) for w in words])
-    print(f"batch: 64 x 1 x {HEIGHT} x {batch['images'].shape[3]} "
-          f"(widths {batch['widths'].min().item()}-{batch['widths'].max().item()})\n")
+    print(f"batch: 64 x 1 x {HEIGHT} x {batch.images.shape[3]} "
+          f"(widths {batch.widths.min().item()}-{batch.widths.max().item()})\n")
 
     print(f"{'variant':8} {'sizes':38} {'params':>9} {'train/s':>8} {'infer/s':>8}")
     for variant, sizes in CONFIGS:

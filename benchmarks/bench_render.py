@@ -16,12 +16,13 @@ import time
 
 import numpy as np
 
-from seqlab.params import load_params
+from seqlab.config import load_params
 from seqlab.tasks.ocr.charset import Charset
-from seqlab.tasks.ocr.render import RenderConfig, build_specs, list_fonts, render_images
+from seqlab.tasks.ocr.fonts import usable_fonts
+from seqlab.tasks.ocr.render import RenderConfig, build_specs, render_images
 from seqlab.tasks.ocr.words import WordSource
 
-PARAMS = load_params()["ocr"]["data"]  # the rendering knobs of params.yaml
+PARAMS = load_params().ocr.data.model_dump()  # the rendering knobs of params.yaml, as the stage gets them
 
 
 def main() -> None:
@@ -29,13 +30,13 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=2000, help="images per run")
     args = parser.parse_args()
 
-    w = PARAMS["words"]
-    words = WordSource(Charset.from_name(PARAMS["charset"]), w["min_len"], w["max_len"],
-                       dictionary_ratio=w["dictionary_ratio"], number_ratio=w["number_ratio"])
+    charset = Charset.from_name(PARAMS["charset"])
+    words = WordSource(charset, **PARAMS["words"])
+    fonts, _ = usable_fonts(PARAMS["fonts"], charset)
     cfg = RenderConfig.from_params(PARAMS)
     no_quasicrystal = {**PARAMS, "background_weights": {**PARAMS["background_weights"], "quasicrystal": 0}}
     for label, params in (("default mix", PARAMS), ("no quasicrystal", no_quasicrystal)):
-        specs = build_specs(np.random.default_rng(0), args.count, list_fonts(), words, params)
+        specs = build_specs(np.random.default_rng(0), args.count, fonts, words, params)
         rates, cpu_rates, outputs = {}, {}, {}
         for workers in (1, 2):
             start, cpu_start = time.perf_counter(), _cpu_seconds()

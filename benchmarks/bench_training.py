@@ -16,8 +16,8 @@ import time
 
 import torch
 
-from seqlab.params import load_params
-from seqlab.tasks import get_task
+from seqlab.config import load_params
+from seqlab.tasks import task_class
 
 
 def per_sample_loop(task, model, data, n: int) -> float:
@@ -54,13 +54,12 @@ def main() -> None:
     print("| task | model params | batch-1 loop (samples/s) | batched loop (samples/s) | speed-up |")
     print("|---|---|---|---|---|")
     for name in ("kth", "binary_add"):
-        task = get_task(name)
-        section = params[name]
-        task.configure(section)
+        section = params.run_section(name)
+        task = task_class(name).for_training(section, None)
         data = task.load_split("train")
-        model = task.build_model(section["model"], task.data_meta(data))
+        model = task.build_model(section.model.model_dump(), task.data_meta(data))
         slow = per_sample_loop(task, model, data, 500)
-        fast = batched_epoch(task, model, data, section["train"]["batch_size"])
+        fast = batched_epoch(task, model, data, section.train.batch_size)
         n_params = sum(p.numel() for p in model.parameters())
         print(f"| {name} | {n_params} | {slow:,.0f} | {fast:,.0f} | {fast / slow:.0f}x |")
 

@@ -45,7 +45,7 @@ def sequence_rows() -> list[str]:
 
 def ocr_rows() -> list[str]:
     rows = []
-    for model_id, label in (("ocr-crnn", "ocr crnn"), ("ocr-rnn", "ocr rnn"), ("ocr-tesseract", "Tesseract 5")):
+    for model_id, label in (("ocr-crnn", "ocr crnn"), ("ocr-bilstm", "ocr bilstm"), ("ocr-tesseract", "Tesseract 5")):
         m = _load(model_id, "eval")
         test, held = m["test"], m["test_heldout_fonts"]
         cost = _train(model_id) if model_id != "ocr-tesseract" else "no training (PSM 8, charset whitelist)"

@@ -38,7 +38,7 @@ def tiny_params() -> dict:
     d = p["ocr"]["data"]
     d["counts"] = {"train": 48, "val": 16, "test": 16, "test_heldout_fonts": 16}
     d["workers"] = 1
-    for variant in ("rnn", "crnn"):
+    for variant in ("bilstm", "crnn"):
         p["ocr"][variant]["train"].update(epochs=1, batch_size=16)
     return p
 

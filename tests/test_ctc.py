@@ -52,3 +52,60 @@ def test_rejects_bad_shapes() -> None:
         greedy_decode(torch.zeros(3, 2), torch.tensor([3, 3]))
     with pytest.raises(ValueError):
         greedy_decode(torch.zeros(3, 2, 4), torch.tensor([3]))
+
+
+# --- CtcReader: a model as a recognizer ---------------------------------------------------------------
+
+@pytest.fixture
+def one_thread():
+    """Tiny models gain nothing from threads, and 2 threads on a busy 2-core box can be much slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _tiny_reader():
+    import numpy as np
+
+    from seqlab.tasks.ocr.charset import Charset
+    from seqlab.tasks.ocr.ctc import CtcReader
+    from seqlab.tasks.ocr.models import CRNN
+
+    charset = Charset.from_name("digits_lower")
+    torch.manual_seed(0)
+    model = CRNN(charset.num_classes, 16, channels=[8, 16], hidden_size=16).eval()
+    with torch.no_grad():  # push the blank down so an untrained model emits characters
+        model.fc.bias[0] -= 4.0
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, size=(16, int(w)), dtype=np.uint8) for w in rng.integers(8, 90, size=21)]
+    return CtcReader(model, charset, torch.device("cpu")), images
+
+
+def test_reader_returns_texts_in_input_order(one_thread) -> None:
+    """Batches are width-sorted; each text must still land at its image's position."""
+    reader, images = _tiny_reader()
+    texts = reader.read(images)
+    assert len(texts) == len(images) and any(texts)
+    assert texts == [reader.read([im])[0] for im in images]  # alone, padding-free: the same answer
+
+
+def test_reader_loss_is_ctc_per_label_character(one_thread) -> None:
+    import torch.nn.functional as F
+
+    from seqlab.tasks.ocr.batching import collate
+    from seqlab.tasks.ocr.data import OcrSplit
+
+    reader, images = _tiny_reader()
+    texts = ["ab", "hello", "42", "x"] * 5 + ["zz"]
+    labels = [reader.charset.encode(t) for t in texts]
+    data = OcrSplit(images, texts, labels, torch.tensor([im.shape[1] for im in images]).numpy(), [""] * len(texts))
+    preds, loss = reader.read_with_loss(data)
+    assert preds == reader.read(images)
+    total = 0.0
+    for im, label in zip(images, labels, strict=True):
+        batch = collate([im], [label])
+        log_probs, lengths = reader.model(batch.images, batch.widths)
+        total += F.ctc_loss(log_probs, batch.targets, lengths, batch.target_lengths, zero_infinity=True,
+                            reduction="sum").item()
+    assert loss == pytest.approx(total / sum(len(t) for t in texts), rel=1e-4)

@@ -17,7 +17,7 @@ from conftest import EXPERIMENT_LRS, run_cmd, tiny_params
 TOOLS = Path(__file__).resolve().parents[1] / "tools"
 sys.path.insert(0, str(TOOLS))  # the MLflow server helper is a documentation tool, not part of the package
 
-from mlflow_server import api, group_alive, start_server  # noqa: E402
+from mlflow_server import api, group_members, start_server  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
@@ -74,10 +74,10 @@ def test_rest_api_shows_both_experiments_with_params_metrics_and_history(server)
 
 def test_server_stops_with_its_process_group(server):
     pgid = server.pgid
-    assert group_alive(pgid)
+    assert group_members(pgid)
     server.stop()
     assert server.process.returncode is not None
-    assert not group_alive(pgid)
+    assert not group_members(pgid)
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", int(server.url.rsplit(":", 1)[1])), 2):
         pass
 

@@ -1,25 +1,24 @@
 import pytest
 import torch
 
-from seqlab.errors import ParamsError
 from seqlab.tasks.ocr.ctc import greedy_decode
-from seqlab.tasks.ocr.models import CRNN, ColumnBiLSTM, build_model
+from seqlab.tasks.ocr.models import CRNN, MODELS, ColumnBiLSTM
 
 HEIGHT = 8
 NUM_CLASSES = 5
 TINY = {
-    "rnn": {"proj": 16, "hidden": 32, "layers": 1, "stride": 1},
-    "crnn": {"channels": [8, 16], "hidden": 32, "layers": 1},
-    "crnn-max": {"channels": [8, 16], "hidden": 32, "layers": 1, "pool": "max"},
-    "rnn-stride": {"proj": 16, "hidden": 32, "layers": 1, "stride": 4},
-    "rnn-frames": {"proj": 16, "hidden": 32, "layers": 1, "stride": 4, "frames_per_step": 2},
-    "crnn-frames": {"channels": [8, 16], "hidden": 32, "layers": 1, "frames_per_step": 2},
+    "bilstm": {"projection": 16, "hidden_size": 32, "num_layers": 1, "stride": 1},
+    "crnn": {"channels": [8, 16], "hidden_size": 32, "num_layers": 1},
+    "crnn-max": {"channels": [8, 16], "hidden_size": 32, "num_layers": 1, "pool": "max"},
+    "bilstm-stride": {"projection": 16, "hidden_size": 32, "num_layers": 1, "stride": 4},
+    "bilstm-frames": {"projection": 16, "hidden_size": 32, "num_layers": 1, "stride": 4, "frames_per_step": 2},
+    "crnn-frames": {"channels": [8, 16], "hidden_size": 32, "num_layers": 1, "frames_per_step": 2},
 }
 VARIANTS = sorted(TINY)
 # Output steps for widths 23, 17, 9: one per column (or ceil per 4-column frame); ceil twice (strided
 # convs); floor twice (max-pool); twice as many frames with frames_per_step=2.
-EXPECTED_LENGTHS = {"rnn": [23, 17, 9], "rnn-stride": [6, 5, 3], "crnn": [6, 5, 3], "crnn-max": [5, 4, 2],
-                    "rnn-frames": [12, 10, 6], "crnn-frames": [12, 10, 6]}
+EXPECTED_LENGTHS = {"bilstm": [23, 17, 9], "bilstm-stride": [6, 5, 3], "crnn": [6, 5, 3], "crnn-max": [5, 4, 2],
+                    "bilstm-frames": [12, 10, 6], "crnn-frames": [12, 10, 6]}
 
 
 @pytest.fixture(autouse=True)
@@ -33,7 +32,7 @@ def one_thread():
 
 def tiny(variant: str) -> torch.nn.Module:
     torch.manual_seed(0)
-    return build_model(variant.split("-")[0], NUM_CLASSES, HEIGHT, **TINY[variant])
+    return MODELS[variant.split("-")[0]](NUM_CLASSES, HEIGHT, **TINY[variant])
 
 
 def glyph_images(labels: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -114,17 +113,16 @@ def test_overfits_three_words(variant: str) -> None:
     assert decoded == labels
 
 
-def test_build_model_defaults_and_errors() -> None:
-    assert isinstance(build_model("rnn", 63, 32), ColumnBiLSTM)
-    crnn = build_model("crnn", 63, 32, channels=[16, 32, 64], downsample=4)
+def test_constructor_defaults_and_errors() -> None:
+    """The constructors check their own arguments for direct use (params are checked in seqlab.config)."""
+    assert isinstance(MODELS["bilstm"](63, 32), ColumnBiLSTM)
+    crnn = MODELS["crnn"](63, 32, channels=[16, 32, 64], downsample=4)
     assert isinstance(crnn, CRNN) and crnn.downsample == 4
-    with pytest.raises(ParamsError, match="variant"):
-        build_model("cnn", 63, 32)
-    with pytest.raises(ParamsError, match="hiden"):
-        build_model("rnn", 63, 32, hiden=64)
-    with pytest.raises(ParamsError, match="downsample"):
-        build_model("crnn", 63, 32, channels=[8], downsample=4)
-    with pytest.raises(ParamsError, match="pool"):
-        build_model("crnn", 63, 32, pool="avg")
+    with pytest.raises(TypeError, match="hiden"):
+        ColumnBiLSTM(63, 32, hiden_size=64)  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="downsample"):
+        CRNN(63, 32, channels=[8], downsample=4)
+    with pytest.raises(ValueError, match="pool"):
+        CRNN(63, 32, pool="avg")
     with pytest.raises(ValueError):
-        build_model("rnn", 63, 32)(torch.zeros(1, 1, 16, 10), torch.tensor([10]))
+        ColumnBiLSTM(63, 32)(torch.zeros(1, 1, 16, 10), torch.tensor([10]))

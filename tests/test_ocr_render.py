@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import string
 from pathlib import Path
 
@@ -13,16 +14,21 @@ from seqlab.errors import ParamsError
 from seqlab.storage import load_arrays
 from seqlab.tasks.ocr import render
 from seqlab.tasks.ocr.charset import BLANK, Charset
+from seqlab.tasks.ocr.fonts import (
+    CASE_UNRELIABLE_FONTS,
+    font_dir,
+    font_path,
+    list_fonts,
+    missing_glyphs,
+    usable_fonts,
+)
 from seqlab.tasks.ocr.render import (
     SPLITS,
     ImageSpec,
     RenderConfig,
     RenderError,
     generate,
-    list_fonts,
-    missing_glyphs,
     render_images,
-    usable_fonts,
 )
 from seqlab.tasks.ocr.trdg_compat import import_trdg, patch_pillow
 from seqlab.tasks.ocr.words import WordSource
@@ -104,13 +110,79 @@ def test_case_sensitive_dictionary_keeps_case() -> None:
     assert all(set(w) <= set(string.ascii_letters + string.digits) for w in source.words)
 
 
+def _sample_before_case_mix(source: WordSource, rng: np.random.Generator, n: int) -> list[str]:
+    """A frozen copy of WordSource.sample as it was before case_mix and mixed strings existed."""
+    d, num = source.probs[0], source.probs[1]
+    kinds = rng.choice(3, size=n, p=np.array([d, num, 1 - d - num]))
+    lengths = rng.integers(source.min_len, source.max_len + 1, size=n)
+    out = []
+    for kind, length in zip(kinds.tolist(), lengths.tolist(), strict=True):
+        if kind == 0:
+            out.append(source.words[rng.integers(len(source.words))])
+        elif kind == 1:
+            out.append(str(rng.integers(1, 10)) + "".join(rng.choice(list(source.digits), size=length - 1)))
+        else:
+            out.append("".join(rng.choice(list(source.charset.chars), size=length)))
+    return out
+
+
+@pytest.mark.parametrize(("charset", "ratios"), [("digits_lower", (0.8, 0.1)), ("alnum", (0.5, 0.25)), ("printable", (0.0, 0.3))])
+def test_words_without_recasing_or_mixes_are_the_old_draws(charset: str, ratios: tuple[float, float]) -> None:
+    cs = Charset.from_name(charset)
+    off = {"as_spelled": 1, "capitalized": 0, "upper": 0}
+    for source in (WordSource(cs, 2, 12, *ratios), WordSource(cs, 2, 12, *ratios, case_mix=off, mixed_ratio=0.0)):
+        assert source.sample(np.random.default_rng(5), 1500) == _sample_before_case_mix(source, np.random.default_rng(5), 1500)
+
+
+def test_case_mix_proportions() -> None:
+    letters = Charset("letters", string.ascii_lowercase, caseless=True)  # random strings: all lower case as drawn
+    source = WordSource(letters, 2, 8, 0.0, 0.0, case_mix={"as_spelled": 0.6, "capitalized": 0.25, "upper": 0.15})
+    words = source.sample(np.random.default_rng(0), 2000)
+    shares = np.mean([[w.islower(), w[0].isupper() and w[1:].islower(), w.isupper()] for w in words], axis=0)
+    assert np.allclose(shares, [0.6, 0.25, 0.15], atol=0.05), shares
+    assert all(letters.accepts(w) for w in words)  # labels fold the case back
+
+
+def test_case_mix_with_a_case_sensitive_charset() -> None:
+    alnum = Charset.from_name("alnum")
+    source = WordSource(alnum, 2, 12, 1.0, 0.0, case_mix={"upper": 1})
+    words = source.sample(np.random.default_rng(0), 200)
+    assert all(w == w.upper() and alnum.accepts(w) for w in words)
+    with pytest.raises(ValueError, match="lacks the capital of 'a'"):
+        WordSource(Charset.from_name("abc"), 2, 3, 0.0, 0.0, case_mix={"capitalized": 1})
+    with pytest.raises(ValueError, match="unknown key 'lower'"):
+        WordSource(alnum, 2, 3, 0.0, 0.0, case_mix={"lower": 1})
+    with pytest.raises(ValueError, match=">= 0"):
+        WordSource(alnum, 2, 3, 0.0, 0.0, case_mix={"upper": -1, "as_spelled": 2})
+
+
+def test_mixed_strings_put_digits_among_letters() -> None:
+    cs = Charset.from_name("digits_lower")
+    source = WordSource(cs, 2, 12, 0.0, 0.0, mixed_ratio=1.0)
+    words = source.sample(np.random.default_rng(3), 2000)
+    assert words == source.sample(np.random.default_rng(3), 2000)
+    assert all(cs.accepts(w) and 2 <= len(w) <= 12 for w in words)
+    assert all(any(c.isalpha() for c in w) and any(c.isdigit() for c in w) for w in words)
+    ordinals = [m for w in words if (m := re.fullmatch(r"([1-9][0-9]*)(st|nd|rd|th)", w))]
+    assert len(ordinals) > 50
+    assert all(m[2] == ("th" if int(m[1]) % 100 in (11, 12, 13) else {1: "st", 2: "nd", 3: "rd"}.get(int(m[1]) % 10, "th"))
+               for m in ordinals)
+    # Confusable swaps: dictionary words with o/l/i/s/z replaced by 0/1/1/5/2 ("b0ok").
+    letters_of = str.maketrans("01152", "olisz")
+    assert sum(w.translate(letters_of) in source.letter_words.get(len(w), ()) for w in words) > 100
+    with pytest.raises(ValueError, match="mixed_ratio > 0 needs"):
+        WordSource(Charset.from_name("0123456789"), 2, 5, 0.0, 0.0, mixed_ratio=0.5)
+    with pytest.raises(ValueError, match="sum <= 1"):
+        WordSource(cs, 2, 5, 0.6, 0.3, mixed_ratio=0.2)
+
+
 # --- trdg compatibility and fonts ------------------------------------------------------------
 
 
 def test_getsize_shim_matches_getbbox() -> None:
     patch_pillow()
     patch_pillow()  # idempotent
-    font = ImageFont.truetype(str(render.font_dir() / "Lato-Regular.ttf"), 32)
+    font = ImageFont.truetype(str(font_dir() / "Lato-Regular.ttf"), 32)
     _, _, right, bottom = font.getbbox("Wordy")
     assert font.getsize("Wordy") == (right, bottom)
     assert import_trdg() is import_trdg()
@@ -120,14 +192,15 @@ def test_getsize_shim_matches_getbbox() -> None:
 
 
 def test_fonts_for_case_sensitive_charsets() -> None:
-    fonts = list_fonts()
-    assert len(fonts) == 100 and fonts == sorted(fonts)
+    names = list_fonts()
+    assert len(names) == 100 and names == sorted(names)
     usable, excluded = usable_fonts("all", Charset.from_name("alnum"))
-    assert set(excluded) == render.CASE_UNRELIABLE_FONTS and not set(usable) & set(excluded)
+    assert set(excluded) == CASE_UNRELIABLE_FONTS and not set(usable) & set(excluded)
     assert usable_fonts("all", Charset.from_name("digits_lower"))[1] == {}
     with pytest.raises(ParamsError, match="BEBAS"):
         usable_fonts(["Lato-Regular.ttf", "BEBAS___.ttf"], Charset.from_name("alnum"))
-    assert missing_glyphs("SEASRN__.ttf", "a#~") == "#~" and missing_glyphs("Lato-Regular.ttf", "a#~") == ""
+    assert missing_glyphs(font_path("SEASRN__.ttf"), "a#~") == "#~"
+    assert missing_glyphs(font_path("Lato-Regular.ttf"), "a#~") == ""
 
 
 def test_overhanging_glyphs_are_not_clipped() -> None:

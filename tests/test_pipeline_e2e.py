@@ -54,9 +54,9 @@ def test_repro_writes_sane_metrics(repo, reproduced):
 
 def test_repro_runs_ocr_end_to_end(repo, reproduced):
     stages = ran_stages(reproduced.stdout)
-    assert {"ocr-generate", "ocr-train@rnn", "ocr-train@crnn", "ocr-evaluate@rnn", "ocr-evaluate@crnn",
+    assert {"ocr-generate", "ocr-train@bilstm", "ocr-train@crnn", "ocr-evaluate@bilstm", "ocr-evaluate@crnn",
             "ocr-tesseract"} <= stages
-    for model in ("ocr-rnn", "ocr-crnn", "ocr-tesseract"):
+    for model in ("ocr-bilstm", "ocr-crnn", "ocr-tesseract"):
         m = json.loads((repo / f"metrics/{model}/eval.json").read_text())
         for split, n in (("test", 16), ("test_heldout_fonts", 16)):
             assert m[split]["count"] == n and 0.0 <= m[split]["word_accuracy"] <= 1.0 and m[split]["cer"] >= 0.0, m

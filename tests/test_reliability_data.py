@@ -110,13 +110,11 @@ def test_valid_but_swapped_archive_is_caught_by_dvc_status(repo):
         train.write_bytes(backup)
 
 
-def test_corrupt_ocr_meta_is_a_clear_error(tmp_path, monkeypatch):
+def test_corrupt_ocr_meta_is_a_clear_error(tmp_path):
     """data/ocr/meta.json holds the charset; an edited one must not surface as a JSONDecodeError traceback."""
     from seqlab.errors import DataError
-    from seqlab.tasks.ocr.task import OcrTask
+    from seqlab.tasks.ocr.data import read_meta
 
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "data/ocr").mkdir(parents=True)
-    (tmp_path / "data/ocr/meta.json").write_text('{"charset": "0123')
-    with pytest.raises(DataError):
-        OcrTask("crnn").charset  # noqa: B018 - the property reads the file
+    (tmp_path / "meta.json").write_text('{"charset": "0123')
+    with pytest.raises(DataError, match="meta.json is corrupt"):
+        read_meta(tmp_path)  # what training reads the charset with

@@ -3,7 +3,7 @@
 Built with Pillow/numpy in tmp: empty file, truncated PNG, text named .png, 1x1, 20000 px wide, 16-bit PNG,
 CMYK JPEG, animated GIF, a directory, a missing path (plus a 1e6 x 2 image that must be refused before it is
 resized to gigabytes). Checked at three levels: `load_word_image`, `OcrTask.predict` with a tiny untrained
-model from `seqlab.tasks.ocr.models.build_model`, and `seqlab predict ocr` end to end.
+CRNN, and `seqlab predict ocr` end to end.
 """
 
 from __future__ import annotations
@@ -104,12 +104,12 @@ def test_any_decoder_exception_becomes_one_line(files, monkeypatch):
 
 def _tiny_model_checkpoint(path: Path) -> Path:
     from seqlab.checkpoint import save_checkpoint
-    from seqlab.tasks.ocr.models import build_model
+    from seqlab.tasks.ocr.models import CRNN
 
     model_params = {"channels": [8, 16], "hidden_size": 16, "num_layers": 1, "downsample": 4, "pool": "stride", "frames_per_step": 1,
                     "dropout": 0.0}
     meta = {"charset": CHARSET, "height": HEIGHT}
-    model = build_model("crnn", len(CHARSET) + 1, HEIGHT, channels=[8, 16], hidden=16, layers=1, downsample=4)
+    model = CRNN(len(CHARSET) + 1, HEIGHT, **model_params)
     config = {"task": "ocr", "variant": "crnn", "seed": 0, "model": model_params, "train": {}, "meta": meta}
     save_checkpoint(path, {"task": "ocr", "variant": "crnn", "config": config, "model_state": model.state_dict(),
                            "meta": {}})

@@ -69,14 +69,14 @@ CASES = [
     ("ocr-downsample-not-power-of-2", "ocr.crnn.model.downsample", 3, ["ocr.crnn.model.downsample", "power of 2"],
      ["train", "ocr", "--variant", "crnn"]),
     ("ocr-no-channels", "ocr.crnn.model.channels", [], ["ocr.crnn.model.channels", "not be empty"], VALIDATE),
-    ("ocr-missing-rnn-section", "ocr.rnn", DELETE, ["ocr.rnn is missing"], ["train", "ocr", "--variant", "rnn"]),
-    ("ocr-dropout-too-high", "ocr.rnn.model.dropout", 1.5, ["ocr.rnn.model.dropout", "<= 0.9"], VALIDATE),
+    ("ocr-missing-bilstm-section", "ocr.bilstm", DELETE, ["ocr.bilstm is missing"],
+     ["train", "ocr", "--variant", "bilstm"]),
+    ("ocr-dropout-too-high", "ocr.bilstm.model.dropout", 1.5, ["ocr.bilstm.model.dropout", "<= 0.9"], VALIDATE),
     ("ocr-tesseract-psm", "ocr.tesseract.psm", 99, ["ocr.tesseract.psm", "<= 13"], ["tesseract"]),
 ]
 
-# A charset missing characters the word mix needs (number_ratio > 0 but no digits) passes validation today and
-# only fails inside `seqlab generate ocr` (WordSource), after DVC has deleted data/ocr. The rule belongs in
-# seqlab/tasks/ocr/params.py (owned elsewhere); strict, so this turns red once it is fixed and the mark can go.
+# A charset missing characters the word mix needs (number_ratio > 0 but no digits) must fail validation, not
+# `seqlab generate ocr` (WordSource) after DVC has deleted data/ocr: a cross-key rule of ocr.data.
 MISSING_CHARS = pytest.param(
     "ocr-charset-missing-digits", "ocr.data.charset", "abcdefghijklmnopqrstuvwxyz", ["ocr.data", "digit"], VALIDATE,
     id="ocr-charset-missing-digits")

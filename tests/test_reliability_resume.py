@@ -165,8 +165,8 @@ def _dropout_task():
     from seqlab.tasks.kth import KthTask
 
     class DropoutKth(KthTask):
-        def build_model(self, model_params, meta):
-            return _Dropped(super().build_model(model_params, meta))
+        def build_model(self, model, meta):
+            return _Dropped(super().build_model(model, meta))
 
     return DropoutKth()
 
@@ -186,11 +186,23 @@ def _fresh_dir(tmp_path: Path, name: str, monkeypatch) -> Path:
 
 
 def _params(**train):
-    from seqlab.params import validate
+    from seqlab.config import parse_params
 
     p = tiny_params()
     p["kth"]["train"].update(train)
-    return validate(p)
+    return parse_params(p)
+
+
+def _generate(params) -> None:
+    from seqlab.tasks.kth import KthTask
+
+    KthTask.generate(params.kth.data, params.seed)
+
+
+def _train(task, params) -> dict:
+    from seqlab.training import train
+
+    return train(task, params.seed, params.kth)
 
 
 def _final_state(root: Path) -> dict[str, torch.Tensor]:
@@ -201,9 +213,7 @@ def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def _run_interrupted(params: dict, interrupt_at_call: int) -> None:
-    from seqlab.training import train
-
+def _run_interrupted(params, interrupt_at_call: int) -> None:
     task = _dropout_task()
     calls = {"n": 0}
     loss = task.loss
@@ -216,19 +226,18 @@ def _run_interrupted(params: dict, interrupt_at_call: int) -> None:
 
     task.loss = failing_loss
     with pytest.raises(_Interrupt):
-        train(task, params)
+        _train(task, params)
 
 
 def test_resume_restores_rng_for_dropout(tmp_path, monkeypatch):
     import seqlab.training as training
-    from seqlab.tasks.kth import KthTask
 
     params = _params(epochs=3, patience=3)
-    steps = -(-params["kth"]["data"]["n_train"] // params["kth"]["train"]["batch_size"])
+    steps = -(-params.kth.data.n_train // params.kth.train.batch_size)
 
     clean = _fresh_dir(tmp_path, "clean", monkeypatch)
-    KthTask().generate(params)
-    clean_summary = training.train(_dropout_task(), params)
+    _generate(params)
+    clean_summary = _train(_dropout_task(), params)
     reference = _final_state(clean)
 
     for name, restore in (("resumed", True), ("resumed-without-rng", False)):
@@ -238,7 +247,7 @@ def test_resume_restores_rng_for_dropout(tmp_path, monkeypatch):
         with monkeypatch.context() as m:
             if not restore:
                 m.setattr(training, "set_rng_state", lambda state: None)
-            summary = training.train(_dropout_task(), params)
+            summary = _train(_dropout_task(), params)
         if restore:
             assert _same(_final_state(root), reference)
             assert without_timing(summary) == without_timing(clean_summary)
@@ -252,8 +261,8 @@ def test_resume_after_early_stop_does_not_train_more(tmp_path, monkeypatch):
 
     params = _params(lr=0.05, scheduler="constant", patience=1, epochs=8)
     clean = _fresh_dir(tmp_path, "clean", monkeypatch)
-    KthTask().generate(params)
-    clean_summary = training.train(KthTask(), params)
+    _generate(params)
+    clean_summary = _train(KthTask(), params)
     assert clean_summary["epochs_run"] < 8, "precondition: this config must stop early"
 
     root = _fresh_dir(tmp_path, "killed", monkeypatch)
@@ -265,9 +274,9 @@ def test_resume_after_early_stop_does_not_train_more(tmp_path, monkeypatch):
 
     monkeypatch.setattr(training, "_write_outputs", killed_before_outputs)
     with pytest.raises(_Interrupt):
-        training.train(KthTask(), params)
+        _train(KthTask(), params)
     monkeypatch.setattr(training, "_write_outputs", real_write)
-    summary = training.train(KthTask(), params)
+    summary = _train(KthTask(), params)
     assert summary["epochs_run"] == clean_summary["epochs_run"]
     assert without_timing(summary) == without_timing(clean_summary)
     assert _same(_final_state(root), _final_state(clean))
@@ -276,12 +285,11 @@ def test_resume_after_early_stop_does_not_train_more(tmp_path, monkeypatch):
 def test_resume_checkpoint_has_everything(tmp_path, monkeypatch):
     """The per-epoch checkpoint holds model, optimizer, scheduler, RNG and loop state, and loads weights_only."""
     from seqlab.checkpoint import load_checkpoint
-    from seqlab.tasks.kth import KthTask
 
     params = _params(epochs=3, patience=3)
     root = _fresh_dir(tmp_path, "ckpt", monkeypatch)
-    KthTask().generate(params)
-    steps = -(-params["kth"]["data"]["n_train"] // params["kth"]["train"]["batch_size"])
+    _generate(params)
+    steps = -(-params.kth.data.n_train // params.kth.train.batch_size)
     _run_interrupted(params, interrupt_at_call=steps + 1)
     (path,) = (root / ".seqlab" / "resume").glob("kth-*.pt")
     ckpt = load_checkpoint(path, "kth")

@@ -128,3 +128,31 @@ def test_embedded_default_store_never_touches_the_network(monkeypatch, tmp_path)
     tracking.check_tracking_server()
     run_id = tracking.Tracker("seqlab-offline", run_name="offline").run_id  # a real run in the local store
     assert run_id and (tmp_path / "mlflow.db").exists()
+
+
+def test_opening_a_new_store_waits_for_the_store_lock(tmp_path, monkeypatch):
+    """Two stages creating the same SQLite store must not migrate it at once: the second waits for the lock."""
+    import subprocess
+    import sys
+
+    from filelock import FileLock
+
+    from seqlab.tracking import store_lock_path
+
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    script = ("import mlflow\nfrom seqlab import tracking\nprint('ready', flush=True)\n"
+              "tracking.Tracker('seqlab-locked', run_name='after-lock').finish()\nprint('done', flush=True)\n")
+    store_lock_path().parent.mkdir()
+    with FileLock(store_lock_path()):
+        proc = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path, env=env_for(tmp_path, DVC_ROOT=str(tmp_path)),
+                                text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            assert proc.stdout.readline().strip() == "ready"
+            time.sleep(3)  # without the lock it would now be creating and migrating mlflow.db
+            assert proc.poll() is None and not (tmp_path / "mlflow.db").exists()
+        except BaseException:
+            proc.kill()
+            raise
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and "done" in out, out
+    assert (tmp_path / "mlflow.db").exists()

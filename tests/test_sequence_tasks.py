@@ -1,4 +1,5 @@
-"""Data generation invariants, padding rule, model shapes and predict parsing for kth and binary_add."""
+"""Data generation invariants, padding rule, batching, model shapes, scoring, evaluation tables and predict
+parsing for kth and binary_add."""
 
 import io
 import re
@@ -7,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from seqlab.recurrent import SequenceClassifier, SequenceTagger
 from seqlab.tasks.binary_add import (
     BinaryAddTask,
     encode_pair,
@@ -17,7 +17,15 @@ from seqlab.tasks.binary_add import (
     random_int_with_bits,
 )
 from seqlab.tasks.kth import KthTask, make_sequences, parse_digits
-from seqlab.tasks.padded import flatten_rows, unflatten
+from seqlab.tasks.sequence import (
+    PaddedSplit,
+    SequenceBatch,
+    SequenceClassifier,
+    SequenceTagger,
+    flatten_rows,
+    iterate_batches,
+    unflatten,
+)
 
 
 def test_kth_sequences_target_is_kth_digit():
@@ -110,14 +118,14 @@ def test_flatten_unflatten_round_trip():
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 def test_models_shapes_and_padding_invariance(cell):
     torch.manual_seed(0)
-    clf = SequenceClassifier(cell, 10, 8, 2, 10).eval()
+    clf = SequenceClassifier(cell, input_size=10, hidden_size=8, num_layers=2, num_classes=10).eval()
     x = torch.randn(3, 7, 10)
     lengths = torch.tensor([7, 3, 5])
     out = clf(x, lengths)
     assert out.shape == (3, 10)
     alone = clf(x[1:2, :3], lengths[1:2])  # same sequence without padding
     assert torch.allclose(out[1], alone[0], atol=1e-6)
-    tagger = SequenceTagger(cell, 2, 8, 1).eval()
+    tagger = SequenceTagger(cell, input_size=2, hidden_size=8, num_layers=1).eval()
     pairs = torch.randn(2, 6, 2)  # sample 1 has 4 real steps and random garbage after them
     seq = tagger(pairs, torch.tensor([6, 4]))
     assert seq.shape == (2, 6)
@@ -158,3 +166,64 @@ def test_binary_predict_decodes_msb_first_and_long_inputs():
     failures = BinaryAddTask().predict(_PerfectAdder(), {}, lines, out, err)
     assert out.getvalue().split() == ["10001", "0", f"{a + b:b}"]
     assert failures == 1 and "line 3" in err.getvalue()
+
+
+def test_batches_are_typed_trimmed_and_cover_the_split_once():
+    lengths = torch.tensor([3, 1, 2, 5, 4])
+    split = PaddedSplit(x=torch.arange(25).view(5, 5), lengths=lengths, y=torch.arange(5), group=lengths)
+    batches = list(iterate_batches(split, 2, torch.Generator().manual_seed(0), encode=lambda x: x * 10))
+    assert [b.size for b in batches] == [2, 2, 1]
+    assert all(isinstance(b, SequenceBatch) and b.x.shape[1] == int(b.lengths.max()) for b in batches)
+    assert sorted(torch.cat([b.y for b in batches]).tolist()) == [0, 1, 2, 3, 4]
+    first = batches[0]
+    assert torch.equal(first.x, split.x[first.y, :first.x.shape[1]] * 10)  # encoded, rows follow their targets
+    assert first.to(torch.device("cpu")).lengths.tolist() == first.lengths.tolist()
+
+
+def test_binary_add_loss_kind_is_given_not_configured():
+    from conftest import load_raw_params
+
+    from seqlab.config import parse_params
+
+    raw = load_raw_params()
+    raw["binary_add"]["train"]["loss"] = "mse"
+    section = parse_params(raw).binary_add
+    assert BinaryAddTask.for_training(section, None).loss_kind == "mse"
+    assert BinaryAddTask.from_checkpoint({"train": {"loss": "mse"}}).loss_kind == "mse"
+    logits, y = torch.tensor([[0.0, 3.0]]), torch.tensor([[1.0, 0.0]])
+    batch = SequenceBatch(x=torch.zeros(1, 2, 2), lengths=torch.tensor([1]), y=y, group=torch.tensor([1]))
+    mse, _ = BinaryAddTask("mse").score_batch(logits, batch)
+    bce, outcomes = BinaryAddTask("bce").score_batch(logits, batch)
+    assert mse == pytest.approx(0.25) and bce == pytest.approx(np.log(2))  # only the valid first bit counts
+    assert outcomes["exact_match"].tolist() == [False] and outcomes["bit_accuracy"].tolist() == [False]
+
+
+def test_generate_evaluate_tables_and_plot_spec(tmp_path, monkeypatch):
+    """kth end to end in-process on a tiny split: files per split, per-length table, plot drawn from it."""
+    from conftest import tiny_params
+
+    from seqlab.config import parse_params
+
+    monkeypatch.chdir(tmp_path)
+    raw = tiny_params()
+    raw["kth"]["data"].update(n_train=20, n_val=10, n_test=30, n_generalization=12)
+    data = parse_params(raw).kth.data
+    stats = KthTask.generate(data, seed=1)
+    assert stats["generalization"] == {"n": 12, "length": [data.max_len + 1, data.generalization_max_len]}
+    assert sorted(p.name for p in (tmp_path / "data" / "kth").iterdir()) == [
+        "generalization.npz", "test.npz", "train.npz", "val.npz"]
+    task = KthTask()
+    torch.manual_seed(0)
+    model = task.build_model({"cell": "gru", "hidden_size": 4, "num_layers": 1}, {}).eval()
+    with torch.no_grad():
+        metrics, tables, figures = task.evaluate(model, torch.device("cpu"))
+        val = task.validation_metrics(model, task.load_split("val"), torch.device("cpu"))
+    assert set(val) == {"val_loss", "val_accuracy"}
+    rows = tables["by_length"]
+    assert {r["split"] for r in rows} == {"test", "generalization"}
+    assert sum(r["count"] for r in rows) == 42
+    assert metrics["test"]["n"] == 30 and metrics["test"]["max_len"] <= data.max_len
+    assert metrics["accuracy_by_length"] == {str(r["length"]): round(r["accuracy"], 6) for r in rows}
+    (name, draw), = figures.items()
+    draw(tmp_path / name)
+    assert name == "by_length.png" and (tmp_path / name).read_bytes()[:4] == b"\x89PNG"

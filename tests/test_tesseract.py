@@ -38,3 +38,48 @@ def test_whitelist_limits_output() -> None:
     with TesseractReader("0123456789") as reader:
         (pred,) = reader.read([render("2048")])
     assert set(pred) <= set("0123456789")
+
+
+def test_recognizer_reads_in_parallel_in_input_order_and_normalizes() -> None:
+    ok, reason = is_available()
+    if not ok:
+        pytest.skip(reason)
+    from seqlab.tasks.ocr.charset import Charset
+    from seqlab.tasks.ocr.tesseract import Tesseract
+
+    words = ["Hello", "Quartz", "seqlab42", "World", "2048"]
+    images = [render(w) for w in words]
+    caseless = Charset.from_name("digits_lower")
+    with TesseractReader(caseless.chars) as reader:
+        one_engine = [caseless.normalize(t) for t in reader.read(images)]
+    assert Tesseract(caseless, psm=8, threads=3).read(images) == one_engine
+    assert all(t == t.lower() for t in one_engine)
+
+
+def test_stage_writes_eval_json_and_grid(tmp_path, monkeypatch) -> None:
+    ok, reason = is_available()
+    if not ok:
+        pytest.skip(reason)
+    import json
+
+    from PIL import Image as PILImage
+
+    from seqlab.tasks.ocr.charset import Charset
+    from seqlab.tasks.ocr.data import save_split, write_meta
+    from seqlab.tasks.ocr.tesseract import run_tesseract_stage
+
+    monkeypatch.chdir(tmp_path)
+    charset = Charset.from_name("digits_lower")
+    words = ["hello", "quartz", "2048"]
+    images = [np.asarray(PILImage.fromarray(im).resize((im.shape[1] * 32 // im.shape[0], 32)))
+              for im in map(render, words)]
+    for split in ("test", "test_heldout_fonts"):
+        save_split(tmp_path / f"data/ocr/{split}.npz", images, words, ["f.ttf"] * 3, 32)
+    write_meta(tmp_path / "data/ocr", charset, 32)
+    metrics = run_tesseract_stage(psm=8)
+    written = json.loads((tmp_path / "metrics/ocr-tesseract/eval.json").read_text())
+    assert written == json.loads(json.dumps(metrics))
+    keys = {"count", "cer", "cer_nocase", "word_accuracy", "mean_ned_similarity", "words_per_s", "threads"}
+    assert set(written) == {"test", "test_heldout_fonts"} and all(set(m) == keys for m in written.values())
+    assert written["test"]["count"] == 3 and written["test"]["cer"] < 0.5
+    assert (tmp_path / "metrics/ocr-tesseract/predictions.png").stat().st_size > 0

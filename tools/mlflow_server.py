@@ -4,6 +4,7 @@
 with job execution disabled and one worker it is ready in ~6 s at ~0.5 GB. It is bound to
 127.0.0.1 on a free port, runs in its own process group, and `stop()` SIGTERMs that group and
 waits until no live process is left in it (huey/uvicorn children can outlive the leader).
+Unix only (process groups).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import psutil
 
 READY_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 30.0
@@ -44,31 +47,20 @@ def _mlflow_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "mlflow"]
 
 
-def group_alive(pgid: int) -> bool:
-    """True while any non-zombie process is in process group `pgid`.
+def group_members(pgid: int) -> list[psutil.Process]:
+    """The live processes of process group `pgid`.
 
-    Zombies are ignored: orphans re-parented to a PID 1 that never reaps (common in containers)
+    Zombies do not count: orphans re-parented to a PID 1 that never reaps (common in containers)
     would otherwise keep the group "alive" forever.
     """
-    proc = Path("/proc")
-    if not proc.is_dir():  # no procfs (macOS): fall back to signal 0, which counts zombies too
+    members = []
+    for proc in psutil.process_iter(["status"]):
         try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    for stat in proc.glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
+            if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                members.append(proc)
+        except (ProcessLookupError, psutil.Error):  # exited while we looked
             continue
-        # Fields after the parenthesised command: state ppid pgrp ...
-        rest = text.rsplit(")", 1)[-1].split()
-        if len(rest) >= 3 and rest[0] != "Z" and int(rest[2]) == pgid:
-            return True
-    return False
+    return members
 
 
 @dataclass
@@ -101,14 +93,14 @@ class MlflowServer:
         deadline = time.monotonic() + timeout
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        while group_alive(self.pgid) and time.monotonic() < deadline:
+        while group_members(self.pgid) and time.monotonic() < deadline:
             time.sleep(0.2)
-        if group_alive(self.pgid):
+        if group_members(self.pgid):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pgid, signal.SIGKILL)
             self.process.wait(timeout=10)
             end = time.monotonic() + 10
-            while group_alive(self.pgid) and time.monotonic() < end:
+            while group_members(self.pgid) and time.monotonic() < end:
                 time.sleep(0.1)
         if self.delete_log:
             self.log_path.unlink(missing_ok=True)

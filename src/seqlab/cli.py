@@ -2,8 +2,8 @@
 
     seqlab validate                      check params.yaml (the first DVC stage)
     seqlab generate kth|binary_add|ocr   write data/<task>/
-    seqlab train kth|binary_add|ocr [--variant rnn|crnn]
-    seqlab evaluate kth|binary_add|ocr [--variant rnn|crnn]
+    seqlab train kth|binary_add|ocr [--variant bilstm|crnn]
+    seqlab evaluate kth|binary_add|ocr [--variant bilstm|crnn]
     seqlab tesseract                     the Tesseract baseline on the OCR test splits
     seqlab predict kth|binary_add        lines on stdin -> one answer per line
     seqlab predict ocr IMAGE...          path<TAB>text per image
@@ -21,24 +21,11 @@ import time
 from pathlib import Path
 
 from seqlab.errors import SeqlabError
-
-TASKS = ("kth", "binary_add", "ocr")
-DEFAULT_VARIANT = {"ocr": "crnn"}
-
-
-def _task(args: argparse.Namespace):
-    from seqlab.tasks import get_task
-
-    variant = getattr(args, "variant", None)
-    if args.task == "ocr":
-        variant = variant or DEFAULT_VARIANT["ocr"]
-    elif variant:
-        raise SeqlabError(f"task {args.task} has no variants (got --variant {variant})")
-    return get_task(args.task, variant)
+from seqlab.tasks import DEFAULT_VARIANT, TASK_NAMES, VARIANTS, check_variant, model_id, task_class
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from seqlab.params import load_params
+    from seqlab.config import load_params
     from seqlab.storage import write_text
 
     load_params(args.params)
@@ -51,18 +38,18 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from seqlab.params import load_params
+    from seqlab.config import load_params
 
     params = load_params(args.params)
-    task = _task(args)
+    data = {"kth": params.kth.data, "binary_add": params.binary_add.data, "ocr": params.ocr.data}[args.task]
     t0 = time.perf_counter()
-    stats = task.generate(params)
-    print(f"[{task.name}] generated {stats} in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+    stats = task_class(args.task).generate(data, params.seed)
+    print(f"[{args.task}] generated {stats} in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from seqlab.params import load_params
+    from seqlab.config import load_params
     from seqlab.tracking import check_tracking_server
 
     # Both checks come before importing torch (seconds): a bad edit or a down server fails at once.
@@ -70,7 +57,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     check_tracking_server()
     from seqlab.training import train
 
-    train(_task(args), params)
+    variant = check_variant(args.task, args.variant)
+    section = params.run_section(args.task, variant)
+    train(task_class(args.task).for_training(section, variant), params.seed, section)
     return 0
 
 
@@ -79,18 +68,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from seqlab.evaluation import evaluate
 
-    metrics = evaluate(_task(args))
+    metrics = evaluate(args.task, check_variant(args.task, args.variant))
     print(json.dumps(metrics, indent=1, sort_keys=True)[:4000], file=sys.stderr)
     return 0
 
 
 def cmd_tesseract(args: argparse.Namespace) -> int:
-    from seqlab.params import load_params
+    from seqlab.config import load_params
 
     params = load_params(args.params)
-    from seqlab.tasks.ocr.baseline import run_tesseract_baseline
+    from seqlab.tasks.ocr.tesseract import run_tesseract_stage
 
-    run_tesseract_baseline(params)
+    run_tesseract_stage(params.ocr.tesseract.psm)
     return 0
 
 
@@ -98,10 +87,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from seqlab import paths
     from seqlab.evaluation import load_model
 
-    if args.task == "ocr":
-        default = paths.model_path(f"ocr-{DEFAULT_VARIANT['ocr']}")
-    else:
-        default = paths.model_path(args.task)
+    default = paths.model_path(model_id(args.task, check_variant(args.task, None)))
     task, model, ckpt = load_model(args.model or default, args.task)
     if args.task == "ocr":
         if not args.inputs:
@@ -129,16 +115,16 @@ def build_parser() -> argparse.ArgumentParser:
                                  ("train", cmd_train, "train a task's model"),
                                  ("evaluate", cmd_evaluate, "evaluate a trained model on the test splits")):
         p = sub.add_parser(name, help=helptext)
-        p.add_argument("task", choices=TASKS)
+        p.add_argument("task", choices=TASK_NAMES)
         if name != "generate":
-            p.add_argument("--variant", choices=("rnn", "crnn"), help="OCR model variant (default: crnn)")
+            p.add_argument("--variant", choices=VARIANTS["ocr"], help=f"OCR model variant (default: {DEFAULT_VARIANT['ocr']})")
         p.set_defaults(func=func)
 
     p = sub.add_parser("tesseract", help="run the Tesseract baseline on the OCR test splits")
     p.set_defaults(func=cmd_tesseract)
 
     p = sub.add_parser("predict", help="predict with a trained model")
-    p.add_argument("task", choices=TASKS)
+    p.add_argument("task", choices=TASK_NAMES)
     p.add_argument("inputs", nargs="*", help="image paths (ocr); kth and binary_add read lines from stdin")
     p.add_argument("--model", type=Path, help="checkpoint to use (default: the one the pipeline trained)")
     p.set_defaults(func=cmd_predict)

@@ -15,17 +15,23 @@ from seqlab.checkpoint import load_checkpoint
 from seqlab.errors import CheckpointError
 from seqlab.plots import write_csv
 from seqlab.storage import write_json
-from seqlab.tasks import get_task
+from seqlab.tasks import model_id, task_class
 from seqlab.tasks.base import Task
 
 
 def load_model(path: str | Path, task_name: str) -> tuple[Task, nn.Module, dict[str, Any]]:
-    """Rebuild a trained model from nothing but its checkpoint (config and meta live inside it)."""
+    """Rebuild a trained model from nothing but its checkpoint (config and meta live inside it).
+
+    The config's model dict holds the constructor's arguments; a checkpoint written before an argument
+    existed leaves it out, and the constructor's default applies.
+    """
     ckpt = load_checkpoint(path, task_name)
     config = ckpt["config"]
-    task = get_task(config["task"], config.get("variant"))
-    task.configure(config)
-    model = task.build_model(config["model"], config["meta"])
+    try:
+        task = task_class(config["task"]).from_checkpoint(config)
+        model = task.build_model(config["model"], config["meta"])
+    except (KeyError, TypeError, ValueError) as exc:  # a hand-edited or foreign config
+        raise CheckpointError(f"{path}: unusable model config ({type(exc).__name__}: {exc})") from None
     try:
         model.load_state_dict(ckpt["model_state"])
     except (RuntimeError, KeyError, TypeError) as exc:  # a hand-edited file whose weights do not fit its config
@@ -34,20 +40,23 @@ def load_model(path: str | Path, task_name: str) -> tuple[Task, nn.Module, dict[
     return task, model, ckpt
 
 
-def evaluate(task: Task) -> dict[str, Any]:
-    model_file = paths.model_path(task.model_id)
-    _, model, ckpt = load_model(model_file, task.name)
+def evaluate(task_name: str, variant: str | None = None) -> dict[str, Any]:
+    """Score models/<id>.pt on the test splits; write eval.json, the tables (CSV) and figures (PNG)."""
+    model_file = paths.model_path(model_id(task_name, variant))
+    task, model, _ = load_model(model_file, task_name)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
     with torch.no_grad():
-        metrics, tables = task.evaluate(model, device)
+        metrics, tables, figures = task.evaluate(model, device)
     out = paths.metrics_dir(task.model_id)
     write_json(out / "eval.json", metrics)
     files = [out / "eval.json"]
     for name, rows in tables.items():
         write_csv(out / f"{name}.csv", rows)
         files.append(out / f"{name}.csv")
-    files += sorted(p for p in out.glob("*.png") if p.name != "history.png")
+    for name, draw in figures.items():
+        draw(out / name)
+        files.append(out / name)
     _attach_to_run(task, model_file, metrics, files)
     return metrics
 
@@ -59,8 +68,7 @@ def _attach_to_run(task: Task, model_file: Path, metrics: dict[str, Any], files:
     no run id and identical params give byte-identical models.
     """
     from seqlab.checkpoint import MODEL_TAG, file_digest
-    from seqlab.params import flatten
-    from seqlab.tracking import Tracker, find_run
+    from seqlab.tracking import Tracker, find_run, flatten
 
     run_id = find_run(f"seqlab-{task.model_id}", MODEL_TAG, file_digest(model_file))
     if run_id is None:  # e.g. a model restored from DVC's cache whose run lives in another store

@@ -109,7 +109,7 @@ class Arrays(dict):
                         "regenerate it with dvc repro -f")
 
 
-def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
+def load_arrays(path: str | os.PathLike) -> Arrays:
     """Load every array of an archive written by `save_arrays`; corrupt files raise DataError."""
     path = Path(path)
     if not path.is_file():

@@ -18,16 +18,31 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-try:
-    import fcntl
-except ImportError:  # Windows: no advisory locks; parallel first runs there may still race
-    fcntl = None  # type: ignore[assignment]
+from filelock import FileLock
 
 from seqlab.errors import SeqlabError
-from seqlab.params import flatten
-from seqlab.paths import repo_root
+from seqlab.paths import repo_root, state_dir
 
 PROBE_TIMEOUT_S = 5.0
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}; lists become comma-joined strings (MLflow params are strings)."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        full = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, full))
+        elif isinstance(value, list):
+            flat[full] = ",".join(map(str, value))
+        else:
+            flat[full] = value
+    return flat
+
+
+def store_lock_path() -> Path:
+    """The lock file that serializes opening the SQLite store (under DVC_ROOT, shared by queued runs)."""
+    return state_dir() / "mlflow.lock"
 
 
 def default_uri() -> str:
@@ -55,18 +70,15 @@ def _store_lock() -> Iterator[None]:
 
     Parallel stages (`dvc queue start -j 2`) that open a store which does not exist yet would both run
     its schema migrations (one dies: "duplicate column name") and both create the experiment.
+    A remote server serializes on its own.
     """
-    if fcntl is None or not tracking_uri().startswith("sqlite:"):
+    if not tracking_uri().startswith("sqlite:"):
         yield
         return
-    lock = repo_root() / ".seqlab" / "mlflow.lock"
+    lock = store_lock_path()
     lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with FileLock(lock):
+        yield
 
 
 def _client() -> Any:

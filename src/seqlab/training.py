@@ -17,6 +17,7 @@ import json
 import math
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,10 @@ from tqdm import tqdm
 from seqlab import paths
 from seqlab.checkpoint import MODEL_TAG, file_digest, load_checkpoint, save_checkpoint
 from seqlab.plots import line_plot, write_csv
+from seqlab.sections import RunSection
 from seqlab.seeding import derive_seed, rng_state, seed_everything, set_rng_state
 from seqlab.storage import write_json
-from seqlab.tasks.base import Task, to_device
+from seqlab.tasks.base import Task
 from seqlab.tracking import Tracker, check_tracking_server, run_tags
 
 
@@ -69,7 +71,7 @@ def _fingerprint(obj: Any, files: list[Path]) -> str:
     h = hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode())
     for f in files:
         with open(f, "rb") as fh:
-            for chunk in iter(lambda fh=fh: fh.read(1 << 20), b""):
+            for chunk in iter(partial(fh.read, 1 << 20), b""):
                 h.update(chunk)
     return h.hexdigest()[:16]
 
@@ -80,24 +82,24 @@ def _improved(value: float, best: float | None, mode: str) -> bool:
     return value < best - 1e-12 if mode == "min" else value > best + 1e-12
 
 
-def train(task: Task, params: dict[str, Any]) -> dict[str, Any]:
-    """Train `task` on its train split, select on val, write model, metrics and plots; return summary."""
-    section = task.train_section(params)
-    cfg, seed = section["train"], params["seed"]
+def train(task: Task, seed: int, section: RunSection) -> dict[str, Any]:
+    """Train `task` as `section` says on its train split, select on val, write model, metrics and plots;
+    return the summary. The checkpoint keeps the run's config as plain dicts (model: constructor args)."""
+    cfg = section.train
     check_tracking_server()  # fail fast, before loading data or spending time on training
-    device = pick_device(cfg["device"])
+    device = pick_device(cfg.device)
     seed_everything(seed)
-    task.configure(section)
 
     train_data, val_data = task.load_split("train"), task.load_split("val")
     meta = task.data_meta(train_data)
-    model = task.build_model(section["model"], meta).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-    steps_per_epoch = task.num_batches(train_data, cfg["batch_size"])
-    scheduler = make_scheduler(optimizer, cfg["scheduler"], steps_per_epoch * cfg["epochs"])
+    model_args = section.model.model_dump()
+    model = task.build_model(model_args, meta).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = task.num_batches(train_data, cfg.batch_size)
+    scheduler = make_scheduler(optimizer, cfg.scheduler, steps_per_epoch * cfg.epochs)
 
-    config = {"task": task.name, "variant": task.variant, "seed": seed, "model": section["model"],
-              "train": cfg, "meta": meta}
+    config = {"task": task.name, "variant": task.variant, "seed": seed, "model": model_args,
+              "train": cfg.model_dump(), "meta": meta}
     data_files = sorted(task.data_dir.glob("*.npz"))
     resume_path = paths.state_dir() / "resume" / f"{task.model_id}-{_fingerprint(config, data_files)}.pt"
 
@@ -115,36 +117,36 @@ def train(task: Task, params: dict[str, Any]) -> dict[str, Any]:
     tracker = None
     if _is_main():
         tracker = Tracker(f"seqlab-{task.model_id}", run_id=state["run_id"], run_name=_run_name(task),
-                          params={"seed": seed, **section}, tags=run_tags(f"train@{task.model_id}"))
+                          params={"seed": seed, **section.model_dump()}, tags=run_tags(f"train@{task.model_id}"))
         state["run_id"] = tracker.run_id
 
     started = time.perf_counter()
     try:
-        for epoch in range(state["epoch"] + 1, cfg["epochs"] + 1):
-            if state["bad_epochs"] >= cfg["patience"]:
+        for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
+            if state["bad_epochs"] >= cfg.patience:
                 break  # resumed after an early stop: an uninterrupted run stopped here too
             t0 = time.perf_counter()
             model.train()
             gen = torch.Generator().manual_seed(derive_seed(seed, "epoch", epoch))
             total, count, samples = 0.0, 0, 0
-            bar = tqdm(task.batches(train_data, cfg["batch_size"], gen), total=steps_per_epoch, leave=False,
-                       desc=f"{task.model_id} epoch {epoch}/{cfg['epochs']}", mininterval=1.0, file=sys.stderr)
+            bar = tqdm(task.batches(train_data, cfg.batch_size, gen), total=steps_per_epoch, leave=False,
+                       desc=f"{task.model_id} epoch {epoch}/{cfg.epochs}", mininterval=1.0, file=sys.stderr)
             for batch in bar:
-                batch = to_device(batch, device)
+                batch = batch.to(device)
                 loss = task.loss(model, batch)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                if cfg["grad_clip"] > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
+                if cfg.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 optimizer.step()
                 scheduler.step()
                 total += loss.item()
                 count += 1
-                samples += int(batch["size"]) if "size" in batch else 0
+                samples += batch.size
             train_seconds = time.perf_counter() - t0
             model.eval()
             with torch.no_grad():
-                val = task.validate(model, val_data, device)
+                val = task.validation_metrics(model, val_data, device)
             record = {"epoch": epoch, "train_loss": total / max(count, 1), **val,
                       "lr": optimizer.param_groups[0]["lr"], "epoch_seconds": time.perf_counter() - t0,
                       "train_samples_per_s": samples / train_seconds if samples else None}
@@ -165,8 +167,8 @@ def train(task: Task, params: dict[str, Any]) -> dict[str, Any]:
                 "model_state": model.state_dict(), "optimizer_state": optimizer.state_dict(),
                 "scheduler_state": scheduler.state_dict(), "rng_state": rng_state(), "loop_state": state,
             })
-            if state["bad_epochs"] >= cfg["patience"]:
-                print(f"[{task.model_id}] early stop: no {task.monitor} improvement for {cfg['patience']} epochs",
+            if state["bad_epochs"] >= cfg.patience:
+                print(f"[{task.model_id}] early stop: no {task.monitor} improvement for {cfg.patience} epochs",
                       file=sys.stderr)
                 break
     except BaseException:

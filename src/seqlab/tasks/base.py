@@ -1,88 +1,115 @@
 """The contract between a task and the shared machinery (training loop, evaluation, predict).
 
-A task supplies data, a model, a loss and decoding; everything else (optimisation, checkpoints,
-early stopping, tracking, metrics files, plots) is written once in seqlab.training and
-seqlab.evaluation.
+A task supplies data, a model, a loss, validation metrics, test metrics with their tables and figures,
+and decoding; everything else (optimisation, checkpoints, early stopping, tracking, the metrics, CSV
+and PNG files) is written once in seqlab.training and seqlab.evaluation.
+
+A task instance holds what its runs need, given when it is made and never changed afterwards:
+`for_training(section, variant)` makes it for a training run of a params section, `from_checkpoint`
+for evaluate and predict (a checkpoint carries its config). Generating data needs only the data
+section, so `generate` is a class method.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, ClassVar, NamedTuple, Protocol, Self, TextIO
 
 import torch
 from torch import nn
 
 from seqlab import paths
+from seqlab.sections import RunSection
+from seqlab.tasks import model_id as model_id_of
 
-Batch = dict[str, torch.Tensor]
+
+class Batch(Protocol):
+    """A training or evaluation batch (each task has its own typed dataclass)."""
+
+    @property
+    def size(self) -> int: ...  # samples in the batch
+
+    def to(self, device: torch.device) -> Self: ...
+
+
+Table = list[dict[str, Any]]  # rows of a CSV file
+Figure = Callable[[Path], None]  # draws one image file at the path it is given
+
+
+class Evaluation(NamedTuple):
+    """What a task's test scoring returns; seqlab.evaluation writes it to metrics/<model id>/."""
+
+    metrics: dict[str, Any]  # eval.json
+    tables: dict[str, Table]  # <name>.csv
+    figures: dict[str, Figure]  # file name -> drawing, usually a plot of one of the tables
 
 
 class Task(ABC):
-    name: str  # params.yaml section and data/<name>
+    name: ClassVar[str]  # params.yaml section and data/<name>
+    monitor: ClassVar[str] = "val_loss"  # validation metric that drives early stopping and model selection
+    monitor_mode: ClassVar[str] = "min"  # "min" or "max"
     variant: str | None = None  # e.g. "crnn" for the OCR task
-    monitor: str = "val_loss"  # validation metric that drives early stopping and model selection
-    monitor_mode: str = "min"  # "min" or "max"
 
     @property
     def model_id(self) -> str:
-        return f"{self.name}-{self.variant}" if self.variant else self.name
+        return model_id_of(self.name, self.variant)
 
     @property
     def data_dir(self) -> Path:
         return paths.data_dir(self.name)
 
-    # --- data -----------------------------------------------------------------------------
+    # --- construction -----------------------------------------------------------------------
+    @classmethod
     @abstractmethod
-    def generate(self, params: dict[str, Any]) -> dict[str, Any]:
-        """Write every split under data_dir; return summary stats for the log."""
+    def for_training(cls, section: RunSection, variant: str | None) -> Self:
+        """The task as a training run of `section` (its params model/train pair) needs it."""
+
+    @classmethod
+    @abstractmethod
+    def from_checkpoint(cls, config: Mapping[str, Any]) -> Self:
+        """The task a checkpoint's model was trained as (`config`: the checkpoint's config dict)."""
+
+    # --- data -----------------------------------------------------------------------------
+    @classmethod
+    @abstractmethod
+    def generate(cls, data: Any, seed: int) -> dict[str, Any]:
+        """Write every split under data/<name> from the task's data section; return summary stats for the log."""
 
     @abstractmethod
     def load_split(self, split: str) -> Any:
         """Load one split written by generate (raise DataError when missing or corrupt)."""
 
     @abstractmethod
-    def batches(self, data: Any, batch_size: int, generator: torch.Generator | None) -> Iterator[Batch]:
-        """Yield batches; shuffled with `generator` when given, in order when None."""
+    def batches(self, data: Any, batch_size: int, generator: torch.Generator | None) -> Iterator[Any]:
+        """Yield batches (each a Batch); shuffled with `generator` when given, in order when None."""
 
     @abstractmethod
     def num_batches(self, data: Any, batch_size: int) -> int: ...
 
-    # --- model ----------------------------------------------------------------------------
-    def train_section(self, params: dict[str, Any]) -> dict[str, Any]:
-        """The params subtree a training run reads: {'model': ..., 'train': ...}."""
-        return params[self.name]
-
-    def configure(self, section: dict[str, Any]) -> None:
-        """Take the run's {'model', 'train'} params before training or evaluation (e.g. the loss kind)."""
-        return None  # most tasks need nothing beyond build_model's arguments
-
     def data_meta(self, data: Any) -> dict[str, Any]:
-        """Facts about the data the model needs at predict time (charset, height...)."""
+        """Facts about the training data the model needs at predict time (charset, height...)."""
         return {}
 
+    # --- model ----------------------------------------------------------------------------
     @abstractmethod
-    def build_model(self, model_params: dict[str, Any], meta: dict[str, Any]) -> nn.Module: ...
+    def build_model(self, model: Mapping[str, Any], meta: Mapping[str, Any]) -> nn.Module:
+        """The model from its constructor arguments (the params model section, or a checkpoint's copy)."""
 
     @abstractmethod
-    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor: ...
+    def loss(self, model: nn.Module, batch: Any) -> torch.Tensor: ...
 
     @abstractmethod
-    def validate(self, model: nn.Module, data: Any, device: torch.device) -> dict[str, float]:
-        """Validation metrics, keys prefixed val_, including self.monitor."""
+    def validation_metrics(self, model: nn.Module, data: Any, device: torch.device) -> dict[str, float]:
+        """Metrics on the validation split, keys prefixed val_, including self.monitor."""
 
     # --- evaluation and predict -----------------------------------------------------------
     @abstractmethod
-    def evaluate(self, model: nn.Module, device: torch.device) -> tuple[dict[str, Any], dict[str, list[dict]]]:
-        """Test metrics (nested dict for eval.json) and named tables (CSV rows) to plot."""
+    def evaluate(self, model: nn.Module, device: torch.device) -> Evaluation:
+        """Test metrics (nested dict for eval.json), named tables and figures."""
 
     @abstractmethod
-    def predict(self, model: nn.Module, meta: dict[str, Any], inputs: Iterable[str],
+    def predict(self, model: nn.Module, meta: Mapping[str, Any], inputs: Iterable[str],
                 out: TextIO, err: TextIO) -> int:
         """Answer each input on `out`; report bad ones on `err` one line each; return failures."""
-
-
-def to_device(batch: Batch, device: torch.device) -> Batch:
-    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}

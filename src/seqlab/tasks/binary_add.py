@@ -8,21 +8,29 @@ model that learned the carry rule gets right.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any, TextIO
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqlab import paths
-from seqlab.plots import line_plot
-from seqlab.recurrent import SequenceTagger
-from seqlab.seeding import derive_seed
-from seqlab.storage import load_arrays, save_arrays
-from seqlab.tasks.base import Task
-from seqlab.tasks.padded import PaddedSplit, flatten_rows, iterate_batches, num_batches, unflatten
+from seqlab.sections import RunSection
+from seqlab.storage import Arrays
+from seqlab.tasks.sequence import (
+    PaddedSplit,
+    SequenceBatch,
+    SequenceTagger,
+    SequenceTask,
+    flatten_rows,
+    unflatten,
+)
+
+if TYPE_CHECKING:
+    from seqlab.config import BinaryAddDataConfig
+
+Loss = Literal["bce", "mse"]
 
 
 def random_int_with_bits(rng: np.random.Generator, bits: int) -> int:
@@ -101,109 +109,73 @@ def parse_operands(line: str) -> tuple[int, int]:
     return int(parts[0], 2), int(parts[1], 2)
 
 
-class BinaryAddTask(Task):
+class BinaryAddTask(SequenceTask):
     name = "binary_add"
+    input_size = 2  # one bit of each operand
+    eval_batch_size = 512
+    headline = "exact_match"
+    group_column = "bits"
+    range_unit = "bits"
+    plot_title = "binary_add: exact match by operand bit length"
+    plot_ylabel = "exact match"
 
-    def generate(self, params: dict[str, Any]) -> dict[str, Any]:
-        d, seed = params["binary_add"]["data"], params["seed"]
-        ranges = {"train": (d["min_bits"], d["max_bits"], d["n_train"]),
-                  "val": (d["min_bits"], d["max_bits"], d["n_val"]),
-                  "test": (d["min_bits"], d["max_bits"], d["n_test"]),
-                  "generalization": (d["max_bits"] + 1, d["generalization_bits"], d["n_generalization"])}
-        stats = {}
-        for split, (lo, hi, n) in ranges.items():
-            rng = np.random.default_rng(derive_seed(seed, "binary_add", split))
-            # Only training gets the extra runs: val/test/generalization stay uniform random, honest samples.
-            chains = d["long_run_ratio"] if split == "train" else 0.0
-            save_arrays(self.data_dir / f"{split}.npz", **make_pairs(rng, n, lo, hi, chains))
-            stats[split] = {"n": n, "bits": [lo, hi]}
-        return stats
+    def __init__(self, loss: Loss = "bce") -> None:
+        self.loss_kind = loss
 
-    def load_split(self, split: str) -> PaddedSplit:
-        a = load_arrays(self.data_dir / f"{split}.npz")
-        lengths = a["lengths"].astype(np.int64)
-        return PaddedSplit(x=torch.from_numpy(unflatten(a["inputs"], lengths).astype(np.float32)),
+    @classmethod
+    def for_training(cls, section: RunSection, variant: str | None) -> Self:
+        return cls(loss=section.train.loss)  # type: ignore[attr-defined]  # BinaryAddTrainConfig
+
+    @classmethod
+    def from_checkpoint(cls, config: Mapping[str, Any]) -> Self:
+        return cls(loss=config["train"].get("loss", "bce"))  # "bce" before the loss became a param
+
+    @classmethod
+    def length_range(cls, data: BinaryAddDataConfig) -> tuple[int, int, int]:
+        return data.min_bits, data.max_bits, data.generalization_bits
+
+    @classmethod
+    def make_split(cls, rng: np.random.Generator, split: str, lo: int, hi: int, n: int,
+                   data: BinaryAddDataConfig) -> dict[str, np.ndarray]:
+        # Only training gets the extra runs: val/test/generalization stay uniform random, honest samples.
+        return make_pairs(rng, n, lo, hi, data.long_run_ratio if split == "train" else 0.0)
+
+    def padded(self, arrays: Arrays) -> PaddedSplit:
+        lengths = arrays["lengths"].astype(np.int64)
+        return PaddedSplit(x=torch.from_numpy(unflatten(arrays["inputs"], lengths).astype(np.float32)),
                            lengths=torch.from_numpy(lengths),
-                           y=torch.from_numpy(unflatten(a["sums"], lengths).astype(np.float32)),
-                           group=torch.from_numpy(a["op_bits"].astype(np.int64)))
-
-    def batches(self, data: PaddedSplit, batch_size: int, generator: torch.Generator | None):
-        return iterate_batches(data, batch_size, generator)
-
-    def num_batches(self, data: PaddedSplit, batch_size: int) -> int:
-        return num_batches(data, batch_size)
+                           y=torch.from_numpy(unflatten(arrays["sums"], lengths).astype(np.float32)),
+                           group=torch.from_numpy(arrays["op_bits"].astype(np.int64)))
 
     def data_meta(self, data: PaddedSplit) -> dict[str, Any]:
         return {"max_trained_bits": int(data.group.max())}
 
-    def build_model(self, model_params: dict[str, Any], meta: dict[str, Any]) -> nn.Module:
-        return SequenceTagger(model_params["cell"], 2, model_params["hidden_size"], model_params["num_layers"])
+    def build_model(self, model: Mapping[str, Any], meta: Mapping[str, Any]) -> nn.Module:
+        return SequenceTagger(input_size=self.input_size, **model)
 
-    loss_kind = "bce"
+    def loss(self, model: nn.Module, batch: SequenceBatch) -> torch.Tensor:
+        return masked_loss(model(batch.x, batch.lengths), batch.y, batch.lengths, self.loss_kind)
 
-    def configure(self, section: dict[str, Any]) -> None:
-        self.loss_kind = section["train"]["loss"]
+    def score_batch(self, logits: torch.Tensor, batch: SequenceBatch) -> tuple[float, dict[str, torch.Tensor]]:
+        mask = torch.arange(batch.y.shape[1])[None, :] < batch.lengths[:, None]
+        loss = masked_loss(logits, batch.y, batch.lengths, self.loss_kind).item() * batch.size
+        ok = ((logits > 0).float() == batch.y) | ~mask
+        return loss, {"bit_accuracy": ok[mask], "exact_match": ok.all(1)}
 
-    def loss(self, model: nn.Module, batch: dict) -> torch.Tensor:
-        logits = model(batch["x"], batch["lengths"])
-        return self.masked_loss(logits, batch["y"], batch["lengths"], self.loss_kind)
+    def encode_line(self, line: str, meta: Mapping[str, Any]) -> torch.Tensor:
+        x, _ = encode_pair(*parse_operands(line))
+        return torch.from_numpy(x).float()
 
-    @staticmethod
-    def masked_loss(logits: torch.Tensor, y: torch.Tensor, lengths: torch.Tensor, kind: str) -> torch.Tensor:
-        mask = torch.arange(y.shape[1], device=y.device)[None, :] < lengths.to(y.device)[:, None]
-        if kind == "mse":  # the seed's loss: squared error of the sigmoid output
-            per_bit = (torch.sigmoid(logits) - y) ** 2
-        else:
-            per_bit = F.binary_cross_entropy_with_logits(logits, y, reduction="none")
-        return per_bit[mask].mean()
+    def format_answer(self, output: torch.Tensor) -> str:
+        bits = (output > 0).int().tolist()
+        return format(sum(bit << i for i, bit in enumerate(bits)), "b")
 
-    def _scores(self, model: nn.Module, data: PaddedSplit, device: torch.device):
-        loss_sum, bit_ok, exact = 0.0, [], []
-        for b in self.batches(data, 512, None):
-            logits = model(b["x"].to(device), b["lengths"]).cpu()
-            mask = torch.arange(b["y"].shape[1])[None, :] < b["lengths"][:, None]
-            loss_sum += self.masked_loss(logits, b["y"], b["lengths"], self.loss_kind).item() * b["size"]
-            ok = ((logits > 0).float() == b["y"]) | ~mask
-            bit_ok.append(ok[mask])
-            exact.append(ok.all(1))
-        return loss_sum / len(data), torch.cat(bit_ok), torch.cat(exact)
 
-    def validate(self, model: nn.Module, data: PaddedSplit, device: torch.device) -> dict[str, float]:
-        loss, bits, exact = self._scores(model, data, device)
-        return {"val_loss": loss, "val_bit_accuracy": bits.float().mean().item(),
-                "val_exact_match": exact.float().mean().item()}
-
-    def evaluate(self, model: nn.Module, device: torch.device):
-        metrics: dict[str, Any] = {}
-        rows = []
-        for split in ("test", "generalization"):
-            data = self.load_split(split)
-            _, bits, exact = self._scores(model, data, device)
-            metrics[split] = {"exact_match": exact.float().mean().item(), "bit_accuracy": bits.float().mean().item(),
-                              "n": len(data), "min_bits": int(data.group.min()), "max_bits": int(data.group.max())}
-            for nbits in sorted(set(data.group.tolist())):
-                sel = exact[data.group == nbits]
-                rows.append({"bits": nbits, "exact_match": sel.float().mean().item(), "count": int(sel.numel()),
-                             "split": split})
-        metrics["exact_match_by_bits"] = {str(r["bits"]): round(r["exact_match"], 6) for r in rows}
-        line_plot(paths.metrics_dir(self.model_id) / "by_length.png", rows, "bits", ["exact_match"],
-                  "binary_add: exact match by operand bit length", "exact match",
-                  vline=metrics["test"]["max_bits"] + 0.5)
-        return metrics, {"by_length": rows}
-
-    def predict(self, model: nn.Module, meta: dict[str, Any], inputs: Iterable[str], out: TextIO, err: TextIO) -> int:
-        failures = 0
-        for lineno, line in enumerate(inputs, 1):
-            try:
-                a, b = parse_operands(line)
-            except ValueError as exc:
-                print(f"line {lineno}: {line.strip()!r}: {exc}", file=err)
-                failures += 1
-                continue
-            x, _ = encode_pair(a, b)
-            with torch.no_grad():
-                logits = model(torch.from_numpy(x).float()[None], torch.tensor([len(x)]))[0]
-            bits = (logits > 0).int().tolist()
-            value = sum(bit << i for i, bit in enumerate(bits))
-            print(format(value, "b"), file=out, flush=True)
-        return failures
+def masked_loss(logits: torch.Tensor, y: torch.Tensor, lengths: torch.Tensor, kind: Loss) -> torch.Tensor:
+    """Mean loss over the valid (unpadded) sum bits."""
+    mask = torch.arange(y.shape[1], device=y.device)[None, :] < lengths.to(y.device)[:, None]
+    if kind == "mse":  # the seed's loss: squared error of the sigmoid output
+        per_bit = (torch.sigmoid(logits) - y) ** 2
+    else:
+        per_bit = F.binary_cross_entropy_with_logits(logits, y, reduction="none")
+    return per_bit[mask].mean()

@@ -7,23 +7,19 @@ max_len+1 to generalization_max_len, to show whether the model learned the rule 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any, TextIO
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqlab import paths
-from seqlab.plots import line_plot
-from seqlab.recurrent import SequenceClassifier
-from seqlab.seeding import derive_seed
-from seqlab.storage import load_arrays, save_arrays
-from seqlab.tasks.base import Task
-from seqlab.tasks.padded import PaddedSplit, iterate_batches, num_batches, unflatten
+from seqlab.storage import Arrays, load_arrays
+from seqlab.tasks.sequence import PaddedSplit, SequenceBatch, SequenceClassifier, SequenceTask, unflatten
 
-SPLITS = ("train", "val", "test", "generalization")
+if TYPE_CHECKING:
+    from seqlab.config import KthDataConfig
 
 
 def make_sequences(rng: np.random.Generator, n: int, min_len: int, max_len: int, k: int) -> dict[str, np.ndarray]:
@@ -45,89 +41,53 @@ def parse_digits(line: str) -> list[int]:
     return [int(c) for c in text]
 
 
-class KthTask(Task):
+class KthTask(SequenceTask):
     name = "kth"
+    input_size = 10  # one-hot digits
+    eval_batch_size = 1024
+    headline = "accuracy"
+    group_column = "length"
+    range_unit = "len"
+    plot_title = "kth: accuracy by sequence length"
+    plot_ylabel = "accuracy"
 
-    def generate(self, params: dict[str, Any]) -> dict[str, Any]:
-        d, seed = params["kth"]["data"], params["seed"]
-        ranges = {"train": (d["min_len"], d["max_len"], d["n_train"]), "val": (d["min_len"], d["max_len"], d["n_val"]),
-                  "test": (d["min_len"], d["max_len"], d["n_test"]),
-                  "generalization": (d["max_len"] + 1, d["generalization_max_len"], d["n_generalization"])}
-        stats = {}
-        for split, (lo, hi, n) in ranges.items():
-            rng = np.random.default_rng(derive_seed(seed, "kth", split))
-            arrays = make_sequences(rng, n, lo, hi, d["k"])
-            save_arrays(self.data_dir / f"{split}.npz", k=np.array(d["k"]), **arrays)
-            stats[split] = {"n": n, "lengths": [lo, hi]}
-        return stats
+    @classmethod
+    def length_range(cls, data: KthDataConfig) -> tuple[int, int, int]:
+        return data.min_len, data.max_len, data.generalization_max_len
 
-    def load_split(self, split: str) -> PaddedSplit:
-        a = load_arrays(self.data_dir / f"{split}.npz")
-        lengths = a["lengths"].astype(np.int64)
-        return PaddedSplit(x=torch.from_numpy(unflatten(a["digits"], lengths).astype(np.int64)),
-                           lengths=torch.from_numpy(lengths), y=torch.from_numpy(a["targets"]),
+    @classmethod
+    def make_split(cls, rng: np.random.Generator, split: str, lo: int, hi: int, n: int,
+                   data: KthDataConfig) -> dict[str, np.ndarray]:
+        return {"k": np.array(data.k), **make_sequences(rng, n, lo, hi, data.k)}
+
+    def padded(self, arrays: Arrays) -> PaddedSplit:
+        lengths = arrays["lengths"].astype(np.int64)
+        return PaddedSplit(x=torch.from_numpy(unflatten(arrays["digits"], lengths).astype(np.int64)),
+                           lengths=torch.from_numpy(lengths), y=torch.from_numpy(arrays["targets"]),
                            group=torch.from_numpy(lengths))
 
-    def batches(self, data: PaddedSplit, batch_size: int, generator: torch.Generator | None):
-        for b in iterate_batches(data, batch_size, generator):
-            b["x"] = F.one_hot(b["x"], 10).float()
-            yield b
-
-    def num_batches(self, data: PaddedSplit, batch_size: int) -> int:
-        return num_batches(data, batch_size)
+    def encode_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        return F.one_hot(x, 10).float()
 
     def data_meta(self, data: PaddedSplit) -> dict[str, Any]:
         k = int(load_arrays(self.data_dir / "train.npz")["k"])
         return {"k": k, "max_len": int(data.lengths.max())}
 
-    def build_model(self, model_params: dict[str, Any], meta: dict[str, Any]) -> nn.Module:
-        return SequenceClassifier(model_params["cell"], 10, model_params["hidden_size"], model_params["num_layers"], 10)
+    def build_model(self, model: Mapping[str, Any], meta: Mapping[str, Any]) -> nn.Module:
+        return SequenceClassifier(input_size=self.input_size, num_classes=10, **model)
 
-    def loss(self, model: nn.Module, batch: dict) -> torch.Tensor:
-        return F.cross_entropy(model(batch["x"], batch["lengths"]), batch["y"])
+    def loss(self, model: nn.Module, batch: SequenceBatch) -> torch.Tensor:
+        return F.cross_entropy(model(batch.x, batch.lengths), batch.y)
 
-    def _scores(self, model: nn.Module, data: PaddedSplit, device: torch.device) -> tuple[float, torch.Tensor]:
-        losses, correct = [], []
-        for b in self.batches(data, 1024, None):
-            logits = model(b["x"].to(device), b["lengths"]).cpu()
-            losses.append(F.cross_entropy(logits, b["y"], reduction="sum").item())
-            correct.append(logits.argmax(1) == b["y"])
-        return sum(losses) / len(data), torch.cat(correct)
+    def score_batch(self, logits: torch.Tensor, batch: SequenceBatch) -> tuple[float, dict[str, torch.Tensor]]:
+        loss = F.cross_entropy(logits, batch.y, reduction="sum").item()
+        return loss, {"accuracy": logits.argmax(1) == batch.y}
 
-    def validate(self, model: nn.Module, data: PaddedSplit, device: torch.device) -> dict[str, float]:
-        loss, correct = self._scores(model, data, device)
-        return {"val_loss": loss, "val_accuracy": correct.float().mean().item()}
+    def encode_line(self, line: str, meta: Mapping[str, Any]) -> torch.Tensor:
+        digits = parse_digits(line)
+        if len(digits) < meta["k"]:
+            raise ValueError(f"has {len(digits)} digits, fewer than k={meta['k']}")
+        return self.encode_inputs(torch.tensor(digits))
 
-    def evaluate(self, model: nn.Module, device: torch.device):
-        metrics: dict[str, Any] = {}
-        rows = []
-        for split in ("test", "generalization"):
-            data = self.load_split(split)
-            _, correct = self._scores(model, data, device)
-            metrics[split] = {"accuracy": correct.float().mean().item(), "n": len(data),
-                              "min_len": int(data.lengths.min()), "max_len": int(data.lengths.max())}
-            for length in sorted(set(data.group.tolist())):
-                sel = correct[data.group == length]
-                rows.append({"length": length, "accuracy": sel.float().mean().item(), "count": int(sel.numel()),
-                             "split": split})
-        metrics["accuracy_by_length"] = {str(r["length"]): round(r["accuracy"], 6) for r in rows}
-        line_plot(paths.metrics_dir(self.model_id) / "by_length.png", rows, "length", ["accuracy"],
-                  "kth: accuracy by sequence length", "accuracy", vline=metrics["test"]["max_len"] + 0.5)
-        return metrics, {"by_length": rows}
-
-    def predict(self, model: nn.Module, meta: dict[str, Any], inputs: Iterable[str], out: TextIO, err: TextIO) -> int:
-        k, failures = meta["k"], 0
-        for lineno, line in enumerate(inputs, 1):
-            try:
-                digits = parse_digits(line)
-                if len(digits) < k:
-                    raise ValueError(f"has {len(digits)} digits, fewer than k={k}")
-            except ValueError as exc:
-                print(f"line {lineno}: {line.strip()!r}: {exc}", file=err)
-                failures += 1
-                continue
-            x = F.one_hot(torch.tensor([digits]), 10).float()
-            with torch.no_grad():
-                pred = model(x, torch.tensor([len(digits)])).argmax(1).item()
-            print(pred, file=out, flush=True)
-        return failures
+    def format_answer(self, output: torch.Tensor) -> str:
+        return str(output.argmax().item())

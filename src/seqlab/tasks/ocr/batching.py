@@ -1,4 +1,4 @@
-"""Variable-width batching for word images: width buckets, padding collate, CTC length checks.
+"""Variable-width batching for word images: width buckets, the padded batch type, CTC length checks.
 
 Image convention (shared with :mod:`seqlab.tasks.ocr.models`): the uint8 grayscale image (dark text on a
 light background) becomes ``ink = 1 - pixel / 255``, so background is ~0 and right padding with 0 is
@@ -8,11 +8,32 @@ just more background.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Sampler
+
+from seqlab.tasks.ocr.data import OcrSplit
+
+
+@dataclass(frozen=True)
+class OcrBatch:
+    """Word images padded to one width, with their CTC targets."""
+
+    images: Tensor  # float32 (B, 1, H, Wpad), ink-normalized, zero-padded on the right
+    widths: Tensor  # int64 (B,) true widths
+    targets: Tensor  # int64 (sum of label lengths,) the labels concatenated
+    target_lengths: Tensor  # int64 (B,)
+    index: Tensor  # int64 (B,) position of each sample in its split
+
+    @property
+    def size(self) -> int:
+        return len(self.widths)
+
+    def to(self, device: torch.device) -> OcrBatch:
+        return OcrBatch(**{f.name: getattr(self, f.name).to(device, non_blocking=True) for f in fields(self)})
 
 
 class WidthBucketSampler(Sampler[list[int]]):
@@ -22,9 +43,9 @@ class WidthBucketSampler(Sampler[list[int]]):
     width inside each chunk and cut into batches; the batch order is then shuffled. Only the last chunk
     can give a partial batch, which is kept. Without ``shuffle``: all indices sorted by width (eval).
 
-    The order of epoch ``e`` depends only on ``(generator.initial_seed(), e)``, so a run resumed at
-    epoch ``e`` (``set_epoch(e)``) sees the same batches as an uninterrupted one. Each ``__iter__`` uses
-    the current epoch and then advances it.
+    Each ``__iter__`` is one pass; the order of pass ``e`` depends only on ``(generator.initial_seed(), e)``.
+    The training loop builds a sampler per epoch from a generator seeded by that epoch, so a resumed run
+    sees the same batches as an uninterrupted one.
     """
 
     def __init__(self, widths: Sequence[int] | np.ndarray | Tensor, batch_size: int,
@@ -38,10 +59,6 @@ class WidthBucketSampler(Sampler[list[int]]):
         self.bucket_batches = bucket_batches
         self.seed = generator.initial_seed() if generator is not None else 0
         self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Make the next ``__iter__`` produce the order of ``epoch``."""
-        self.epoch = epoch
 
     def __len__(self) -> int:
         return -(-len(self.widths) // self.batch_size)
@@ -66,19 +83,15 @@ class WidthBucketSampler(Sampler[list[int]]):
             yield batches[i]
 
 
-def collate(images: Sequence[np.ndarray], labels: Sequence[Sequence[int]],
-            pad_multiple: int = 4) -> dict[str, Tensor]:
+def collate(images: Sequence[np.ndarray], labels: Sequence[Sequence[int]], pad_multiple: int = 4,
+            index: Sequence[int] | None = None) -> OcrBatch:
     """Pad a list of uint8 (H, W) images to one batch.
 
     Args:
         images: uint8 grayscale images, all of the same height, dark text on light background.
         labels: class indices of each image (charset index + 1; 0 is the CTC blank).
         pad_multiple: pad the batch width up to a multiple of this (>= the model's ``downsample``).
-
-    Returns:
-        ``images`` float32 (B, 1, H, Wpad) ink-normalized, zero-padded on the right; ``widths`` int64 (B,)
-        true widths; ``targets`` int64 (sum of label lengths,) concatenated labels; ``target_lengths``
-        int64 (B,).
+        index: each image's position in its split (default 0..B-1), so outputs can be put back in order.
     """
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
@@ -93,26 +106,19 @@ def collate(images: Sequence[np.ndarray], labels: Sequence[Sequence[int]],
     for i, im in enumerate(images):
         batch[i, 0, :, : im.shape[1]] = 1.0 - im.astype(np.float32) / 255.0
     flat = [c for lab in labels for c in lab]
-    return {
-        "images": torch.from_numpy(batch),
-        "widths": torch.tensor(widths, dtype=torch.long),
-        "targets": torch.tensor(flat, dtype=torch.long),
-        "target_lengths": torch.tensor([len(lab) for lab in labels], dtype=torch.long),
-    }
+    return OcrBatch(
+        images=torch.from_numpy(batch),
+        widths=torch.tensor(widths, dtype=torch.long),
+        targets=torch.tensor(flat, dtype=torch.long),
+        target_lengths=torch.tensor([len(lab) for lab in labels], dtype=torch.long),
+        index=torch.tensor(range(len(images)) if index is None else index, dtype=torch.long),
+    )
 
 
-def ctc_min_length(label: Sequence[int]) -> int:
-    """Fewest CTC steps that can emit ``label``: one per symbol plus a blank between equal neighbours."""
-    return len(label) + sum(a == b for a, b in zip(label[:-1], label[1:], strict=True))
+def iterate_batches(data: OcrSplit, batch_size: int, generator: torch.Generator | None,
+                    pad_multiple: int = 8) -> Iterator[OcrBatch]:
+    """Batches of similar widths, shuffled by `generator` (training) or sorted by width when None (eval)."""
+    sampler = WidthBucketSampler(data.widths, batch_size, generator, shuffle=generator is not None)
+    for idx in sampler:
+        yield collate([data.images[i] for i in idx], [data.labels[i] for i in idx], pad_multiple, index=idx)
 
-
-def ctc_too_short(out_lengths: Sequence[int] | Tensor, labels: Sequence[Sequence[int]]) -> list[int]:
-    """Indices of samples whose output length cannot fit their label under CTC.
-
-    ``out_lengths`` come from ``model.output_lengths(widths)`` (no forward pass needed), so a caller can
-    warn about and drop such samples before training; CTC loss on them is infinite.
-    """
-    lengths = torch.as_tensor(out_lengths).tolist()
-    if len(lengths) != len(labels):
-        raise ValueError(f"{len(lengths)} output lengths but {len(labels)} labels")
-    return [i for i, (n, lab) in enumerate(zip(lengths, labels, strict=True)) if n < ctc_min_length(lab)]

@@ -57,9 +57,9 @@ def load_word_image(path: str | Path, height: int) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                img.seek(0)  # first frame of animations
-                img = ImageOps.exif_transpose(img)
+            with Image.open(path) as file:
+                file.seek(0)  # first frame of animations
+                img = ImageOps.exif_transpose(file)
                 img.load()
                 gray = to_grayscale(img)
     except UnidentifiedImageError:

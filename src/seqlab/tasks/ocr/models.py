@@ -1,4 +1,4 @@
-"""CTC recognizers for single-word images: a pixel-column BiLSTM ("rnn") and a small CRNN ("crnn").
+"""CTC recognizers for single-word images: a pixel-column BiLSTM ("bilstm") and a small CRNN ("crnn").
 
 Both take ``images`` (B, 1, H, W) float, ink-normalized so that background and right padding are 0
 (see :func:`seqlab.tasks.ocr.batching.collate`), and ``widths`` (B,) the true width of each image, and return
@@ -12,7 +12,6 @@ statistics still include padded columns, which is harmless.
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Sequence
 
@@ -20,17 +19,15 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from seqlab.errors import ParamsError
 
-
-def _bilstm(input_size: int, hidden: int, layers: int, dropout: float) -> nn.LSTM:
-    lstm = nn.LSTM(input_size, hidden, num_layers=layers, bidirectional=True,
-                   dropout=dropout if layers > 1 else 0.0)
+def _bilstm(input_size: int, hidden_size: int, num_layers: int, dropout: float) -> nn.LSTM:
+    lstm = nn.LSTM(input_size, hidden_size, num_layers=num_layers, bidirectional=True,
+                   dropout=dropout if num_layers > 1 else 0.0)
     # Forget-gate bias 1 (gate order i, f, g, o): a standard trick that speeds up early CTC training.
     for name, param in lstm.named_parameters():
         if name.startswith("bias_ih"):
             with torch.no_grad():
-                param[hidden:2 * hidden].fill_(1.0)
+                param[hidden_size:2 * hidden_size].fill_(1.0)
     return lstm
 
 
@@ -68,9 +65,9 @@ class ColumnBiLSTM(nn.Module):
     Args:
         num_classes: output classes including the CTC blank (len(charset) + 1).
         height: image height in pixels = features per column.
-        proj: size of a Linear+ReLU projection of each time step before the LSTM; 0 feeds raw pixels.
-        hidden: LSTM hidden size per direction.
-        layers: stacked BiLSTM layers.
+        projection: size of a Linear+ReLU projection of each time step before the LSTM; 0 feeds raw pixels.
+        hidden_size: LSTM hidden size per direction.
+        num_layers: stacked BiLSTM layers.
         stride: pixel columns per time step (concatenated, stride * height features). 1 is the pure
             one-column-per-step model. The LSTM walks the sequence step by step, so its cost and the
             length of CTC's initial blank-only plateau grow with T: in 3 CPU minutes (1 layer, lr 5e-3,
@@ -80,8 +77,8 @@ class ColumnBiLSTM(nn.Module):
         frames_per_step: CTC frames emitted per LSTM step (see :func:`_ctc_frames`).
     """
 
-    def __init__(self, num_classes: int, height: int = 32, proj: int = 64, hidden: int = 128,
-                 layers: int = 1, stride: int = 4, dropout: float = 0.0, frames_per_step: int = 1) -> None:
+    def __init__(self, num_classes: int, height: int = 32, projection: int = 64, hidden_size: int = 128,
+                 num_layers: int = 1, stride: int = 4, dropout: float = 0.0, frames_per_step: int = 1) -> None:
         super().__init__()
         if stride < 1 or frames_per_step < 1:
             raise ValueError(f"stride and frames_per_step must be >= 1, got {stride} and {frames_per_step}")
@@ -89,9 +86,9 @@ class ColumnBiLSTM(nn.Module):
         self.downsample = stride  # pixel columns per LSTM step; batching pads to a multiple of it
         self.frames = frames_per_step
         features = height * stride
-        self.proj = nn.Sequential(nn.Linear(features, proj), nn.ReLU()) if proj else nn.Identity()
-        self.lstm = _bilstm(proj or features, hidden, layers, dropout)
-        self.fc = nn.Linear(2 * hidden, num_classes * frames_per_step)
+        self.proj = nn.Sequential(nn.Linear(features, projection), nn.ReLU()) if projection else nn.Identity()
+        self.lstm = _bilstm(projection or features, hidden_size, num_layers, dropout)
+        self.fc = nn.Linear(2 * hidden_size, num_classes * frames_per_step)
 
     def output_lengths(self, widths: Tensor) -> Tensor:
         """Number of valid CTC frames for images of the given true widths (a partial step counts)."""
@@ -131,8 +128,8 @@ class CRNN(nn.Module):
         num_classes: output classes including the CTC blank (len(charset) + 1).
         height: image height in pixels.
         channels: output channels of each conv stage.
-        hidden: LSTM hidden size per direction.
-        layers: stacked BiLSTM layers. One layer reached 1.1% val CER in a 4-minute CPU run where two
+        hidden_size: LSTM hidden size per direction.
+        num_layers: stacked BiLSTM layers. One layer reached 1.1% val CER in a 4-minute CPU run where two
             reached 3.9% (slower steps and a longer initial blank-only plateau).
         downsample: width reduction factor (a power of 2, at most 2 ** len(channels)); one output step
             per ``downsample`` pixel columns, so labels need about that many columns per character.
@@ -142,7 +139,7 @@ class CRNN(nn.Module):
     """
 
     def __init__(self, num_classes: int, height: int = 32, channels: Sequence[int] = (32, 64, 128),
-                 hidden: int = 128, layers: int = 1, downsample: int = 4, pool: str = "stride",
+                 hidden_size: int = 128, num_layers: int = 1, downsample: int = 4, pool: str = "stride",
                  dropout: float = 0.0, frames_per_step: int = 1) -> None:
         super().__init__()
         if frames_per_step < 1:
@@ -171,8 +168,8 @@ class CRNN(nn.Module):
             prev, h = ch, -(-h // step[0]) if pool == "stride" else h // step[0]
         self.collapse = nn.Sequential(nn.Conv2d(prev, prev, (h, 1), bias=False), nn.BatchNorm2d(prev),
                                       nn.ReLU(inplace=True)) if h > 1 else nn.Identity()
-        self.lstm = _bilstm(prev, hidden, layers, dropout)
-        self.fc = nn.Linear(2 * hidden, num_classes * frames_per_step)
+        self.lstm = _bilstm(prev, hidden_size, num_layers, dropout)
+        self.fc = nn.Linear(2 * hidden_size, num_classes * frames_per_step)
 
     def _shrink(self, lengths: Tensor, sw: int) -> Tensor:
         # Strided conv (k=3, p=1): ceil(L / s); max-pool (k=s, no padding): floor(L / s).
@@ -202,30 +199,6 @@ class CRNN(nn.Module):
         return _ctc_frames(self.fc(out), lengths, self.frames)
 
 
-VARIANTS: dict[str, type[nn.Module]] = {"rnn": ColumnBiLSTM, "crnn": CRNN}
-
-
-def build_model(variant: str, num_classes: int, height: int, **sizes: object) -> nn.Module:
-    """Build an OCR model from params.yaml values.
-
-    Args:
-        variant: "rnn" (:class:`ColumnBiLSTM`) or "crnn" (:class:`CRNN`).
-        num_classes: len(charset) + 1 (class 0 is the CTC blank).
-        height: image height in pixels.
-        **sizes: the variant's size args (``ocr.models.<variant>.*``); missing ones take the defaults.
-            rnn: proj, hidden, layers, stride, dropout, frames_per_step. crnn: channels, hidden, layers,
-            downsample, pool, dropout, frames_per_step.
-    """
-    if variant not in VARIANTS:
-        raise ParamsError(f"ocr model variant must be one of {sorted(VARIANTS)}, got {variant!r}")
-    cls = VARIANTS[variant]
-    allowed = set(inspect.signature(cls.__init__).parameters) - {"self", "num_classes", "height"}
-    unknown = sorted(set(sizes) - allowed)
-    if unknown:
-        raise ParamsError(f"ocr.models.{variant}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
-    if "channels" in sizes:
-        sizes["channels"] = tuple(sizes["channels"])  # type: ignore[arg-type]  # YAML gives a list
-    try:
-        return cls(num_classes=num_classes, height=height, **sizes)  # type: ignore[arg-type]
-    except (TypeError, ValueError) as exc:
-        raise ParamsError(f"ocr.models.{variant}: {exc}") from exc
+# OCR variant -> model class; the params section ocr.<variant>.model holds the class's arguments
+# (besides num_classes and height, which come from the data), so a model is MODELS[variant](**args).
+MODELS: dict[str, type[nn.Module]] = {"bilstm": ColumnBiLSTM, "crnn": CRNN}

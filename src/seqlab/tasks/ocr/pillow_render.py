@@ -1,0 +1,244 @@
+"""An evaluation split rendered without trdg: plain Pillow, reserved fonts, words from another dictionary.
+
+A test set drawn by the training renderer shares its quirks (canvas sizing, margins, noise
+model, trdg's dictionary); a model can score well on it by learning those. This split shares
+none of them: Debian's word list (`wamerican`) instead of trdg's, font families that training
+never uses (the caller passes their files), and Pillow's own text drawing.
+
+Two variants of the same words and fonts (the font, size and margins of image i are drawn
+before anything else, so both variants agree on them):
+- clean: black on white, cropped to the ink with a 1-2 px margin, resized to the height with
+  the aspect ratio kept (LANCZOS). Text is drawn at 64-96 px first, so glyph shapes come from
+  the outlines, not from hinting at 32 px.
+- degraded: paper and ink colours (tinted, converted to grey like a grey-scale scan), some
+  light-on-dark, rotation within +-3 degrees, loose margins, uneven lighting, low resolution,
+  blur, Gaussian noise and JPEG compression at quality 20-60, each with its own probability.
+
+Tight crops are what a word detector hands over, but they hide the line height: "ooo" and "OOO"
+give the same image. Caseless labels (the default charset) do not care; case-sensitive ones
+lose a little on words made only of such letters.
+
+Image i depends only on (seed, i, its word, the font list), never on the worker count: the same
+inputs give byte-identical images. The layout engine is FreeType's basic one, so the output
+does not depend on whether Pillow was built with libraqm.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import multiprocessing
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache, partial
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+from seqlab.tasks.ocr.charset import Charset
+from seqlab.tasks.ocr.fonts import missing_glyphs
+from seqlab.tasks.ocr.words import WordSource
+
+DEBIAN_WORDS = Path("/usr/share/dict/american-english")  # Debian package wamerican
+DRAW_SIZES = (64, 72, 80, 88, 96)  # font sizes in px; few distinct values keep the font cache small
+CASE_MIX = {"as_spelled": 0.6, "capitalized": 0.25, "upper": 0.15}
+LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as Pillow converts RGB to L
+MIN_CONTRAST = 70  # grey-level gap between paper and ink after conversion; below it faint inks vanish in noise
+
+# Colours before conversion to grey: paper and ink as people scan and photograph them.
+PAPERS = ((255, 255, 255), (245, 242, 235), (240, 228, 180), (212, 212, 212), (215, 228, 240),
+          (245, 220, 220), (200, 170, 130), (175, 175, 175), (205, 230, 205))
+INKS = ((0, 0, 0), (55, 55, 55), (100, 100, 100), (20, 40, 150), (150, 20, 20), (20, 90, 40), (90, 50, 20))
+DARK_PAPERS = ((0, 0, 0), (45, 45, 45), (20, 40, 90), (20, 60, 30), (100, 20, 20))
+LIGHT_INKS = ((255, 255, 255), (215, 215, 215), (240, 220, 80), (190, 235, 245))
+
+
+@dataclass(frozen=True)
+class Degradations:
+    """Probabilities and ranges of the degraded variant (ranges are uniform, in output pixels)."""
+
+    light_on_dark: float = 0.12
+    max_angle: float = 3.0  # degrees, either way
+    loose_margins: float = 0.35
+    margin_y: tuple[int, int] = (2, 6)  # loose margins: top and bottom each drawn from this range
+    margin_x: tuple[int, int] = (2, 12)
+    uneven_light: float = 0.3
+    light_falloff: tuple[float, float] = (0.65, 0.9)  # brightness at the dark end of the gradient
+    low_res: float = 0.25
+    low_res_height: tuple[int, int] = (14, 22)  # downscaled to this height, then back up
+    blur: float = 0.5
+    blur_radius: tuple[float, float] = (0.3, 1.0)
+    noise: float = 0.6
+    noise_sigma: tuple[float, float] = (3.0, 12.0)
+    jpeg: float = 0.6
+    jpeg_quality: tuple[int, int] = (20, 60)
+
+
+def reserved_words(
+    rng: np.random.Generator,
+    n: int,
+    charset: Charset,
+    min_len: int = 2,
+    max_len: int = 12,
+    dictionary_ratio: float = 0.7,
+    number_ratio: float = 0.1,
+    mixed_ratio: float = 0.2,
+    case_mix: dict[str, float] | None = None,
+    dictionary: Path = DEBIAN_WORDS,
+) -> list[str]:
+    """`n` words as written (render these; label with `charset.normalize`): Debian words, numbers, mixes.
+
+    No random strings by default: the split measures reading real text. Words are recased by
+    `case_mix` (default CASE_MIX).
+    """
+    if not dictionary.is_file():
+        raise FileNotFoundError(f"{dictionary} is missing: install Debian's wamerican package")
+    source = WordSource(charset, min_len, max_len, dictionary_ratio, number_ratio, dictionary=dictionary,
+                        case_mix=CASE_MIX if case_mix is None else case_mix, mixed_ratio=mixed_ratio)
+    return source.sample(rng, n)
+
+
+def render_reserved_split(
+    words: Sequence[str],
+    font_paths: Sequence[Path],
+    seed: int,
+    height: int = 32,
+    degraded: bool = False,
+    workers: int = 1,
+    degradations: Degradations = Degradations(),
+    font_names: Sequence[str] | None = None,
+) -> tuple[list[np.ndarray], list[str]]:
+    """uint8 (height, W_i) grey images of `words` (dark on light unless degraded says otherwise) and
+    the name of the font each was drawn with; independent of `workers`.
+
+    `font_names` are recorded for the fonts (default: file names, which are not unique across
+    packages: fonts-liberation and fonts-liberation2 both ship LiberationSans-Regular.ttf).
+    """
+    if not font_paths:
+        raise ValueError("render_reserved_split needs at least one font file")
+    names = [Path(p).name for p in font_paths] if font_names is None else list(font_names)
+    if len(names) != len(font_paths):
+        raise ValueError(f"got {len(names)} font names for {len(font_paths)} font files")
+    if height < 16:
+        raise ValueError(f"height must be >= 16 so that loose margins leave room for the text (got {height})")
+    bad = next((i for i, w in enumerate(words) if not w or any(c.isspace() for c in w)), None)
+    if bad is not None:
+        raise ValueError(f"word {bad} ({words[bad]!r}) must be non-empty and without spaces")
+    fonts = tuple(str(p) for p in font_paths)
+    chars = "".join(sorted(set("".join(words))))
+    for font in fonts:  # a missing glyph would draw a box or nothing under a label that names a character
+        if missing := missing_glyphs(font, chars):
+            raise ValueError(f"font {font} has no glyph for {missing!r}")
+    render = partial(_render_range, words=tuple(words), fonts=fonts, seed=seed, height=height,
+                     degradations=degradations if degraded else None)
+    size = max(1, min(256, math.ceil(len(words) / (max(workers, 1) * 8))))
+    starts = range(0, len(words), size)
+    ranges = [(s, min(s + size, len(words))) for s in starts]
+    if workers <= 1 or len(ranges) <= 1:
+        parts = list(map(render, ranges))
+    else:
+        # spawn: workers start clean (no inherited threads or RNG state) on every OS.
+        with multiprocessing.get_context("spawn").Pool(min(workers, len(ranges))) as pool:
+            parts = pool.map(render, ranges)
+    images = [im for part in parts for im, _ in part]
+    used = [names[f] for part in parts for _, f in part]
+    return images, used
+
+
+def _render_range(
+    bounds: tuple[int, int], words: tuple[str, ...], fonts: tuple[str, ...], seed: int, height: int,
+    degradations: Degradations | None,
+) -> list[tuple[np.ndarray, int]]:
+    return [_render_word(words[i], fonts, seed, i, height, degradations) for i in range(*bounds)]
+
+
+def _render_word(
+    text: str, fonts: tuple[str, ...], seed: int, index: int, height: int, deg: Degradations | None
+) -> tuple[np.ndarray, int]:
+    """Image `index` of the split and the index of its font."""
+    rng = np.random.default_rng([seed, index])
+    # Shared by both variants: drawn first, in this order.
+    font_id = int(rng.integers(len(fonts)))
+    size = DRAW_SIZES[rng.integers(len(DRAW_SIZES))]
+    margins = rng.integers(1, 3, size=4)  # top, left, bottom, right
+    if deg is None:
+        alpha = _fit(_ink(text, _font(fonts[font_id], size), 0.0), height, margins)
+        return 255 - alpha, font_id
+
+    light_on_dark = rng.random() < deg.light_on_dark
+    paper, ink = _colours(rng, light_on_dark)
+    angle = rng.uniform(-deg.max_angle, deg.max_angle)
+    if rng.random() < deg.loose_margins:
+        ys, xs = rng.integers(deg.margin_y[0], deg.margin_y[1] + 1, 2), rng.integers(deg.margin_x[0], deg.margin_x[1] + 1, 2)
+        margins = np.array([ys[0], xs[0], ys[1], xs[1]])
+    alpha = _fit(_ink(text, _font(fonts[font_id], size), angle), height, margins).astype(np.float64) / 255
+    gray = paper + (ink - paper) * alpha
+    if rng.random() < deg.uneven_light:  # a lamp on one side: brightness falls off linearly
+        falloff, axis, flip = rng.uniform(*deg.light_falloff), int(rng.integers(2)), rng.random() < 0.5
+        ramp = np.linspace(1.0, falloff, gray.shape[axis])[:: -1 if flip else 1]
+        gray = gray * (ramp[:, None] if axis == 0 else ramp[None, :])
+    image = Image.fromarray(np.clip(np.rint(gray), 0, 255).astype(np.uint8))
+    if rng.random() < deg.low_res:
+        small_h = int(rng.integers(deg.low_res_height[0], deg.low_res_height[1] + 1))
+        small = image.resize((max(1, round(image.width * small_h / height)), small_h), Image.Resampling.BILINEAR)
+        image = small.resize(image.size, Image.Resampling.BILINEAR)
+    if rng.random() < deg.blur:
+        image = image.filter(ImageFilter.GaussianBlur(rng.uniform(*deg.blur_radius)))
+    out = np.asarray(image, dtype=np.float64)
+    if rng.random() < deg.noise:
+        out = out + rng.normal(0.0, rng.uniform(*deg.noise_sigma), out.shape)
+    out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    if rng.random() < deg.jpeg:
+        buffer = io.BytesIO()
+        Image.fromarray(out).save(buffer, format="JPEG", quality=int(rng.integers(deg.jpeg_quality[0], deg.jpeg_quality[1] + 1)))
+        with Image.open(buffer) as decoded:
+            out = np.asarray(decoded.convert("L"), dtype=np.uint8)
+    return np.ascontiguousarray(out), font_id
+
+
+@lru_cache(maxsize=512)
+def _font(path: str, size: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(path, size, layout_engine=ImageFont.Layout.BASIC)
+
+
+def _ink(text: str, font: ImageFont.FreeTypeFont, angle: float) -> Image.Image:
+    """The text's coverage (0 paper, 255 ink), rotated by `angle` degrees and cropped to the ink."""
+    left, top, right, bottom = font.getbbox(text)
+    pad = int(font.size) // 2  # room for overhangs the advance-based box may miss
+    canvas = Image.new("L", (int(right - left) + 2 * pad, int(bottom - top) + 2 * pad), 0)
+    ImageDraw.Draw(canvas).text((pad - left, pad - top), text, font=font, fill=255)
+    box = canvas.getbbox()
+    if box is None:
+        raise ValueError(f"font {font.path!r} draws no ink for {text!r}")
+    ink = canvas.crop(box)
+    if angle:  # after the crop: rotating the padded canvas took 3x longer
+        ink = ink.rotate(angle, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=0)
+        ink = ink.crop(ink.getbbox())
+    return ink
+
+
+def _fit(ink: Image.Image, height: int, margins: np.ndarray) -> np.ndarray:
+    """`ink` resized so that it fills `height` minus the top and bottom margins, then padded by the margins."""
+    top, left, bottom, right = (int(m) for m in margins)
+    ink_h = height - top - bottom
+    ink_w = max(1, round(ink.width * ink_h / ink.height))
+    small = np.asarray(ink.resize((ink_w, ink_h), Image.Resampling.LANCZOS), dtype=np.uint8)
+    out = np.zeros((height, left + ink_w + right), dtype=np.uint8)
+    out[top : top + ink_h, left : left + ink_w] = small
+    return out
+
+
+def _colours(rng: np.random.Generator, light_on_dark: bool) -> tuple[float, float]:
+    """Paper and ink grey levels of a jittered colour pair at least MIN_CONTRAST apart."""
+    papers, inks = (DARK_PAPERS, LIGHT_INKS) if light_on_dark else (PAPERS, INKS)
+    for _ in range(20):
+        paper = _luma(np.clip(np.array(papers[rng.integers(len(papers))]) + rng.integers(-15, 16, 3), 0, 255))
+        ink = _luma(np.clip(np.array(inks[rng.integers(len(inks))]) + rng.integers(-15, 16, 3), 0, 255))
+        if abs(paper - ink) >= MIN_CONTRAST:
+            return paper, ink
+    return (0.0, 255.0) if light_on_dark else (255.0, 0.0)
+
+
+def _luma(rgb: np.ndarray) -> float:
+    return float(np.dot(LUMA, rgb))

@@ -1,0 +1,85 @@
+"""The OCR data format (seqlab.tasks.ocr.data): what is on disk, and what comes back."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from seqlab.errors import DataError
+from seqlab.storage import load_arrays, save_arrays
+from seqlab.tasks.ocr.charset import Charset
+from seqlab.tasks.ocr.data import OcrSplit, load_split, read_meta, save_split, write_meta
+
+CHARSET = Charset.from_name("digits_lower")
+HEIGHT = 6
+
+
+def _images() -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 256, size=(HEIGHT, w), dtype=np.uint8) for w in (5, 12, 1)]
+
+
+TEXTS = ["ab", "hello1", "z"]
+FONTS = ["A.ttf", "Longer-Name.otf", "A.ttf"]
+
+
+def test_archive_holds_the_documented_arrays(tmp_path) -> None:
+    images = _images()
+    save_split(tmp_path / "s.npz", images, TEXTS, FONTS, HEIGHT)
+    a = load_arrays(tmp_path / "s.npz")
+    assert sorted(a) == ["fonts", "height", "pixels", "texts", "widths"]
+    assert a["pixels"].dtype == np.uint8 and a["pixels"].shape == (HEIGHT * (5 + 12 + 1),)
+    assert np.array_equal(a["pixels"][: HEIGHT * 5], images[0].ravel())  # row-major, in image order
+    assert a["widths"].dtype == np.int32 and a["widths"].tolist() == [5, 12, 1]
+    assert a["height"].dtype == np.int32 and a["height"].shape == () and int(a["height"]) == HEIGHT
+    assert a["texts"].dtype.kind == "U" and a["texts"].tolist() == TEXTS
+    assert a["fonts"].dtype.kind == "U" and a["fonts"].tolist() == FONTS
+
+
+def test_same_split_same_bytes(tmp_path) -> None:
+    save_split(tmp_path / "a.npz", _images(), TEXTS, FONTS, HEIGHT)
+    save_split(tmp_path / "b.npz", _images(), TEXTS, FONTS, HEIGHT)
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
+
+
+def test_load_gives_back_what_was_saved(tmp_path) -> None:
+    images = _images()
+    save_split(tmp_path / "s.npz", images, TEXTS, FONTS, HEIGHT)
+    data = load_split(tmp_path / "s.npz", CHARSET)
+    assert len(data) == 3
+    assert all(np.array_equal(a, b) for a, b in zip(data.images, images, strict=True))
+    assert data.texts == TEXTS and data.fonts == FONTS
+    assert data.labels == [CHARSET.encode(t) for t in TEXTS]
+    assert data.widths.dtype == np.int64 and data.widths.tolist() == [5, 12, 1]
+
+
+def test_pixels_that_do_not_match_the_widths_are_refused(tmp_path) -> None:
+    save_arrays(tmp_path / "s.npz", pixels=np.zeros(HEIGHT * 10, np.uint8), widths=np.array([5, 6], np.int32),
+                height=np.array(HEIGHT, np.int32), texts=np.array(["a", "b"]), fonts=np.array(["f", "f"]))
+    with pytest.raises(DataError, match="pixel count does not match"):
+        load_split(tmp_path / "s.npz", CHARSET)
+
+
+def test_labels_outside_the_charset_are_refused(tmp_path) -> None:
+    save_split(tmp_path / "s.npz", _images(), ["ab", "HELLO!", "z"], FONTS, HEIGHT)
+    with pytest.raises(DataError, match="'HELLO!' has characters outside the charset"):
+        load_split(tmp_path / "s.npz", CHARSET)
+
+
+def test_meta_round_trip_and_damage(tmp_path) -> None:
+    write_meta(tmp_path, CHARSET, 32)
+    assert json.loads((tmp_path / "meta.json").read_text()) == {"charset": CHARSET.chars, "height": 32}
+    assert read_meta(tmp_path) == {"charset": CHARSET.chars, "height": 32}
+    (tmp_path / "meta.json").write_text('{"charset": "abc"}')
+    with pytest.raises(DataError, match="corrupt"):
+        read_meta(tmp_path)
+    (tmp_path / "meta.json").unlink()
+    with pytest.raises(DataError, match="missing"):
+        read_meta(tmp_path)
+
+
+def test_unlabelled_split() -> None:
+    data = OcrSplit.unlabelled(_images())
+    assert len(data) == 3 and data.labels == [[], [], []] and data.widths.tolist() == [5, 12, 1]

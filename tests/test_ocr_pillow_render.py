@@ -1,0 +1,104 @@
+"""The Pillow-rendered evaluation split: determinism, shape, tight crops, degradations, fonts, words."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from seqlab.tasks.ocr.charset import Charset
+from seqlab.tasks.ocr.pillow_render import DEBIAN_WORDS, render_reserved_split, reserved_words
+from seqlab.tasks.ocr.trdg_compat import trdg_dir
+
+# The module takes any font files; trdg's ship with the venv, so these tests need no system fonts.
+FONTS = [trdg_dir() / "fonts" / "latin" / name for name in ("Lato-Regular.ttf", "Roboto-Bold.ttf", "OpenSans-Italic.ttf")]
+WORDS = ["Hello", "l1ttle", "WORLD", "route66", "21st", "jiffy", "Quaff", "o0O", "a1b2c3", "typography", "x", "Mm"]
+
+
+@pytest.fixture(scope="module")
+def clean() -> tuple[list[np.ndarray], list[str]]:
+    return render_reserved_split(WORDS, FONTS, seed=3, height=32)
+
+
+@pytest.fixture(scope="module")
+def degraded() -> tuple[list[np.ndarray], list[str]]:
+    return render_reserved_split(WORDS, FONTS, seed=3, height=32, degraded=True)
+
+
+@pytest.mark.parametrize("height", [32, 48])
+def test_images_are_uint8_gray_of_the_height_and_width_follows_the_word(height: int) -> None:
+    images, fonts = render_reserved_split(["i", "ii", "typography"], FONTS[:1], seed=0, height=height)
+    assert len(images) == len(fonts) == 3
+    assert all(im.dtype == np.uint8 and im.ndim == 2 and im.shape[0] == height for im in images)
+    assert images[0].shape[1] < images[1].shape[1] < images[2].shape[1]
+
+
+def test_same_inputs_give_identical_bytes_whatever_the_workers(clean, degraded) -> None:
+    again, fonts = render_reserved_split(WORDS, FONTS, seed=3, height=32, degraded=True, workers=2)
+    assert fonts == degraded[1]
+    assert [im.tobytes() for im in again] == [im.tobytes() for im in degraded[0]]
+    # Image i depends on (seed, i), not on how many words follow it.
+    prefix, _ = render_reserved_split(WORDS[:4], FONTS, seed=3, height=32)
+    assert [im.tobytes() for im in prefix] == [im.tobytes() for im in clean[0][:4]]
+    other, _ = render_reserved_split(WORDS, FONTS, seed=4, height=32)
+    assert [im.tobytes() for im in other] != [im.tobytes() for im in clean[0]]
+
+
+def test_clean_images_are_black_on_white_cropped_to_the_ink(clean) -> None:
+    for image in clean[0]:
+        ink = image < 255
+        cols, rows = np.flatnonzero(ink.any(axis=0)), np.flatnonzero(ink.any(axis=1))
+        margins = (cols[0], image.shape[1] - 1 - cols[-1], rows[0], image.shape[0] - 1 - rows[-1])
+        assert all(1 <= m <= 2 for m in margins), margins  # 1-2 white px, then ink
+        assert image.min() < 60  # solid black strokes, not a faint grey
+
+
+def test_degraded_keeps_words_and_fonts_but_changes_the_pixels(clean, degraded) -> None:
+    assert degraded[1] == clean[1]
+    assert sum(d.shape != c.shape or not np.array_equal(d, c) for d, c in zip(degraded[0], clean[0])) == len(WORDS)
+    assert np.mean([np.median(im) < 250 for im in degraded[0]]) > 0.5  # paper is rarely pure white
+    assert all(im.dtype == np.uint8 and im.shape[0] == 32 for im in degraded[0])
+
+
+def test_only_the_fonts_passed_in_are_used() -> None:
+    words = [f"w{i}" for i in range(30)]
+    _, fonts = render_reserved_split(words, FONTS[1:], seed=0)
+    assert set(fonts) == {p.name for p in FONTS[1:]}
+    _, named = render_reserved_split(words, FONTS[1:], seed=0, font_names=["pkg/bold", "pkg/italic"])
+    assert named == [{FONTS[1].name: "pkg/bold", FONTS[2].name: "pkg/italic"}[f] for f in fonts]
+    with pytest.raises(ValueError, match="1 font names for 2 font files"):
+        render_reserved_split(words, FONTS[1:], seed=0, font_names=["pkg/bold"])
+
+
+def test_bad_inputs_are_refused() -> None:
+    with pytest.raises(ValueError, match="at least one font"):
+        render_reserved_split(["a"], [], seed=0)
+    with pytest.raises(ValueError, match="no glyph for '#'"):  # SEASRN has no '#': a label would lie
+        render_reserved_split(["a#b"], [trdg_dir() / "fonts" / "latin" / "SEASRN__.ttf"], seed=0)
+    with pytest.raises(ValueError, match="without spaces"):
+        render_reserved_split(["two words"], FONTS, seed=0)
+
+
+def test_reserved_words_mix_kinds_and_cases(tmp_path: Path) -> None:
+    dictionary = tmp_path / "words"
+    dictionary.write_text("apple\nLondon\nbook\nmilk\nsilo\ndon't\nzebra\nlittle\n")
+    cs = Charset.from_name("digits_lower")
+    words = reserved_words(np.random.default_rng(0), 600, cs, dictionary=dictionary)
+    assert words == reserved_words(np.random.default_rng(0), 600, cs, dictionary=dictionary)
+    assert all(cs.accepts(w) and 2 <= len(w) <= 12 for w in words)
+    plain = {w.lower() for w in words if w.isalpha()}
+    assert plain <= {"apple", "london", "book", "milk", "silo", "zebra", "little"}  # no random strings
+    assert any(w.isupper() for w in words) and any(w[0].isupper() and w[1:].islower() for w in words)
+    assert any(w.isdigit() for w in words)
+    assert any(re.search("[a-z]", w, re.I) and re.search("[0-9]", w) for w in words)
+
+
+@pytest.mark.skipif(not DEBIAN_WORDS.is_file(), reason="Debian's wamerican word list is not installed")
+def test_reserved_words_come_from_the_debian_list() -> None:
+    cs = Charset.from_name("digits_lower")
+    words = reserved_words(np.random.default_rng(1), 300, cs, dictionary_ratio=1, number_ratio=0, mixed_ratio=0,
+                           case_mix={"as_spelled": 1})
+    debian = set(DEBIAN_WORDS.read_text(encoding="utf-8", errors="ignore").split())
+    assert all(w in debian for w in words)

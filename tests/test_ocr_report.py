@@ -1,0 +1,70 @@
+"""evaluate_recognizer: one way to score any recognizer (our CTC models, Tesseract) on the test splits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from seqlab.tasks.ocr.charset import Charset
+from seqlab.tasks.ocr.data import OcrSplit
+from seqlab.tasks.ocr.metrics import summarize
+from seqlab.tasks.ocr.report import evaluate_recognizer
+
+CHARSET = Charset.from_name("digits_lower")
+EVAL_KEYS = {"count", "cer", "cer_nocase", "word_accuracy", "mean_ned_similarity", "words_per_s", "threads"}
+
+
+def _split(texts: list[str], seed: int) -> OcrSplit:
+    rng = np.random.default_rng(seed)
+    images = [rng.integers(0, 256, size=(8, 4 + 3 * len(t)), dtype=np.uint8) for t in texts]
+    return OcrSplit(images, texts, [CHARSET.encode(t) for t in texts],
+                    np.array([im.shape[1] for im in images]), ["f.ttf"] * len(texts))
+
+
+class Lookup:
+    """A recognizer that knows the answer for each image (by its bytes) and records what it was asked."""
+
+    def __init__(self, answers: dict[bytes, str]) -> None:
+        self.answers, self.calls = answers, []
+
+    def read(self, images: Sequence[np.ndarray]) -> list[str]:
+        self.calls.append(len(images))
+        return [self.answers[im.tobytes()] for im in images]
+
+
+def test_scores_every_split_the_same_way(tmp_path) -> None:
+    splits = {"test": _split(["ab", "cde", "f1", "xyz9"], 0), "test_heldout_fonts": _split(["hello", "q"], 1)}
+    preds = {"test": ["ab", "cdx", "", "xyz9"], "test_heldout_fonts": ["hallo", "q"]}
+    recognizer = Lookup({im.tobytes(): p for s in splits for im, p in zip(splits[s].images, preds[s], strict=True)})
+
+    metrics, tables, figures = evaluate_recognizer(recognizer, splits, "Lookup")
+
+    assert recognizer.calls == [4, 2]  # one read per split, all its images
+    for split, data in splits.items():
+        assert set(metrics[split]) == EVAL_KEYS
+        expected = summarize(preds[split], data.texts)
+        expected.pop("by_length")
+        assert {k: metrics[split][k] for k in expected} == expected
+        assert metrics[split]["threads"] == torch.get_num_threads() and metrics[split]["words_per_s"] > 0
+    assert tables["by_length"] == [
+        {"length": 2, "split": "test", "count": 2, "cer": 0.5, "word_accuracy": 0.5},
+        {"length": 3, "split": "test", "count": 1, "cer": 1 / 3, "word_accuracy": 0.0},
+        {"length": 4, "split": "test", "count": 1, "cer": 0.0, "word_accuracy": 1.0},
+        {"length": 1, "split": "test_heldout_fonts", "count": 1, "cer": 0.0, "word_accuracy": 1.0},
+        {"length": 5, "split": "test_heldout_fonts", "count": 1, "cer": 0.2, "word_accuracy": 0.0},
+    ]
+    assert list(figures) == ["predictions.png"]
+    assert not list(tmp_path.iterdir())  # nothing is drawn until the caller asks
+    figures["predictions.png"](tmp_path / "grid.png")
+    with Image.open(tmp_path / "grid.png") as grid:
+        assert grid.format == "PNG" and grid.width > 0
+
+
+def test_no_test_split_no_grid() -> None:
+    data = _split(["ab"], 0)
+    _, _, figures = evaluate_recognizer(Lookup({data.images[0].tobytes(): "ab"}), {"val": data}, "x")
+    assert figures == {}
+
