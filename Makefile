@@ -8,7 +8,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 # Stage commands (seqlab, dvc) resolve from the venv without activating it.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install fonts pipeline test lint ui clean-state
+.PHONY: install fonts pipeline timed-repro results test lint ui clean-state
 
 # The venv is rebuilt when the requirement files change; the stamp records a finished install.
 $(VENV)/.installed: requirements.txt requirements-lock.txt pyproject.toml
@@ -26,6 +26,12 @@ fonts:  ## Debian font packages of the OCR font inventory (installs with apt-get
 
 pipeline: install  ## run the whole DVC pipeline on params.yaml
 	$(BIN)/dvc repro
+
+timed-repro: install  ## rerun every stage (dvc repro -f, stage by stage), times -> metrics/pipeline_times.json
+	$(BIN)/python scripts/timed_repro.py --force
+
+results: install  ## write README.md's results block from metrics/*.json
+	$(BIN)/python scripts/results_table.py --write README.md
 
 test: lint  ## lint, type-check and run the test suite
 	$(BIN)/python -m pytest -q

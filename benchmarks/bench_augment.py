@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from seqlab.config import load_params
 from seqlab.tasks.ocr.augment import augment, sample_params
 from seqlab.tasks.ocr.models import CRNN
 from seqlab.tasks.ocr.normalize import normalize
@@ -88,7 +89,8 @@ def contact_sheet(path: str, images: list[np.ndarray], gray: torch.Tensor, width
     outputs = []
     for epoch in range(epochs):
         gen = torch.Generator().manual_seed(seed * 1000 + epoch)
-        outputs.append(augment(gray[:rows], widths[:rows], sample_params(seed, epoch, range(rows)), gen))
+        outputs.append(augment(gray[:rows], widths[:rows], sample_params(seed, epoch, range(rows)), gen,
+                               CONFIG))
     normalised = [(normalize(g, w), w) for g, w in outputs[:2]]
     lines = []
     for i in range(rows):
@@ -108,6 +110,9 @@ def contact_sheet(path: str, images: list[np.ndarray], gray: torch.Tensor, width
     Image.fromarray(sheet).resize((sheet.shape[1] * 2, sheet.shape[0] * 2), Image.Resampling.NEAREST).save(path)
 
 
+CONFIG = load_params().ocr.augment  # the pipeline's knobs (run from the repository root)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
@@ -123,7 +128,7 @@ def main() -> None:
     params = sample_params(args.seed, 1, range(BATCH))
 
     def augment_step() -> tuple[torch.Tensor, torch.Tensor]:
-        out, new_widths = augment(gray, widths, params, torch.Generator().manual_seed(1))
+        out, new_widths = augment(gray, widths, params, torch.Generator().manual_seed(1), CONFIG)
         return normalize(out, new_widths), new_widths
 
     torch.manual_seed(args.seed)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian font packages of the OCR font inventory: the training packages and the
 # reserved evaluation families' packages. The lists live in src/seqlab/tasks/ocr/fonts.py
-# (TRAINING_PACKAGES, RESERVED_PACKAGES), read here with the standard library only, so this runs
+# (TRAINING_PACKAGES, RESERVED_PACKAGES, EVALUATION_PACKAGES: the word list), read here with the standard library only, so this runs
 # before the venv exists and under sudo. Idempotent: does nothing when all are installed.
 #   sudo scripts/install_fonts.sh        (`make fonts` runs it; `make install` runs `make fonts`)
 set -euo pipefail
@@ -14,7 +14,7 @@ import pathlib
 tree = ast.parse(pathlib.Path("src/seqlab/tasks/ocr/fonts.py").read_text())
 for node in tree.body:
     names = [t.id for t in getattr(node, "targets", []) if isinstance(t, ast.Name)]
-    if {"TRAINING_PACKAGES", "RESERVED_PACKAGES"} & set(names):
+    if {"TRAINING_PACKAGES", "RESERVED_PACKAGES", "EVALUATION_PACKAGES"} & set(names):
         print("\n".join(ast.literal_eval(node.value)))
 EOF
 )

@@ -1,66 +1,266 @@
-"""Print the README's results table (markdown) from the metrics the pipeline wrote.
+"""Print the README's results tables (markdown) from metrics/*.json, and keep README.md equal to them.
 
-    python scripts/results_table.py            # after `dvc repro`; paste the output into README.md
+    python scripts/results_table.py                    # print the tables
+    python scripts/results_table.py --write README.md  # replace the block between the results markers
+    python scripts/results_table.py --check README.md  # exit 1 with a diff when that block is stale
 
-Every figure comes from metrics/<id>/{train,eval}.json: nothing here is typed by hand.
+Every figure comes from metrics/<id>/{train,eval}.json (written by `dvc repro`) and
+metrics/pipeline_times.json (written by scripts/timed_repro.py); whether a target is met is computed
+from them. A missing file or split prints "—" instead of failing, so the tables can be printed while
+the pipeline is still being rerun. tests/test_readme_results.py runs `--check`.
 """
 
 from __future__ import annotations
 
+import argparse
+import difflib
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-METRICS = Path("metrics")
+ROOT = Path(__file__).resolve().parents[1]
+METRICS = ROOT / "metrics"
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+MISSING = "—"
+
+# The metrics files read, by name relative to metrics/ without ".json".
+FILES = ("kth/eval", "kth/train", "binary_add/eval", "binary_add/train", "ocr-crnn/eval", "ocr-crnn/train",
+         "ocr-bilstm/eval", "ocr-bilstm/train", "ocr-tesseract/eval", "pipeline_times")
+OCR_MODELS = {"ocr-crnn": "ocr crnn", "ocr-bilstm": "ocr bilstm", "ocr-tesseract": "Tesseract 5"}
+OCR_SPLITS = {
+    "test": "trdg, training fonts",
+    "test_heldout_fonts": "trdg, held-out trdg fonts",
+    "test_reserved": "Pillow, reserved families, clean",
+    "test_reserved_degraded": "Pillow, reserved families, degraded",
+}
+SEQUENCE_TASKS = ("kth", "binary_add")
+
+Metrics = dict[str, Any]  # file name (as in FILES) -> its parsed JSON; missing files are absent
 
 
-def _load(model_id: str, name: str) -> dict:
-    path = METRICS / model_id / f"{name}.json"
-    if not path.is_file():
-        sys.exit(f"{path} is missing: run `dvc repro` first")
-    return json.loads(path.read_text())
+@dataclass(frozen=True)
+class Target:
+    goal: str
+    measured: str
+    met: bool | None  # None: a figure it needs is missing
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.2f}%"
+def load_metrics(root: Path = METRICS) -> Metrics:
+    return {name: json.loads((root / f"{name}.json").read_text())
+            for name in FILES if (root / f"{name}.json").is_file()}
 
 
-def _train(model_id: str) -> str:
-    t = _load(model_id, "train")
-    return f"{t['train_seconds']:.0f} s, {t['epochs_run']} epochs, {t['parameters']:,} params"
+def get(metrics: Metrics, name: str, *keys: str) -> Any:
+    """metrics[name][key0][key1]..., or None where any level is missing."""
+    value = metrics.get(name)
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
 
 
-def sequence_rows() -> list[str]:
-    kth, add = _load("kth", "eval"), _load("binary_add", "eval")
+def pct(x: float | None, digits: int = 2) -> str:
+    return MISSING if x is None else f"{100 * x:.{digits}f}%"
+
+
+def duration(seconds: float) -> str:
+    whole = round(seconds)
+    return f"{seconds:.1f} s" if seconds < 60 else f"{whole // 60} min {whole % 60} s"
+
+
+def cer_and_accuracy(split: dict | None) -> str:
+    return MISSING if split is None else f"CER {pct(split['cer'])} / word acc {pct(split['word_accuracy'], 1)}"
+
+
+def training_cost(metrics: Metrics, model_id: str) -> str:
+    t = metrics.get(f"{model_id}/train")
+    return MISSING if t is None else f"{t['train_seconds']:.0f} s, {t['epochs_run']} epochs, {t['parameters']:,} params"
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+# --- the tables ----------------------------------------------------------------------------------------
+
+def results_table(metrics: Metrics) -> list[str]:
+    rows = []
+    kth = metrics.get("kth/eval")
+    if kth is None:
+        rows.append(["kth", MISSING, MISSING, MISSING, training_cost(metrics, "kth")])
+    else:
+        test, gen = kth["test"], kth["generalization"]
+        rows.append(["kth", f"test, lengths {test['min_len']}-{test['max_len']}", f"accuracy {pct(test['accuracy'])}",
+                     f"lengths {gen['min_len']}-{gen['max_len']}: {pct(gen['accuracy'])}", training_cost(metrics, "kth")])
+    add = metrics.get("binary_add/eval")
+    if add is None:
+        rows.append(["binary_add", MISSING, MISSING, MISSING, training_cost(metrics, "binary_add")])
+    else:
+        test, gen = add["test"], add["generalization"]
+        rows.append(["binary_add", f"test, {test['min_bits']}-{test['max_bits']} bits",
+                     f"exact match {pct(test['exact_match'])}, bits {pct(test['bit_accuracy'])}",
+                     f"{gen['min_bits']}-{gen['max_bits']} bits: exact {pct(gen['exact_match'])}",
+                     training_cost(metrics, "binary_add")])
+    for model_id, label in OCR_MODELS.items():
+        test = get(metrics, f"{model_id}/eval", "test")
+        split = MISSING if test is None else f"test ({test['count']} words)"
+        in_range = MISSING if test is None else f"{cer_and_accuracy(test)}, {test['words_per_s']:.0f} words/s"
+        beyond = f"reserved families: {cer_and_accuracy(get(metrics, f'{model_id}/eval', 'test_reserved'))}"
+        cost = "no training (pretrained `eng` model)" if model_id == "ocr-tesseract" else training_cost(metrics, model_id)
+        rows.append([label, split, in_range, beyond, cost])
+    return table(["model", "split", "in range", "beyond training", "training"], rows)
+
+
+def ocr_table(metrics: Metrics) -> list[str]:
+    header = ["model"]
+    for split, what in OCR_SPLITS.items():
+        counts = [get(metrics, f"{m}/eval", split, "count") for m in OCR_MODELS]
+        words = next((f", {n} words" for n in counts if n is not None), "")
+        header.append(f"`{split}` ({what}{words})")
+    header += ["words/s on `test`", "speed vs Tesseract"]
+    tesseract_speed = get(metrics, "ocr-tesseract/eval", "test", "words_per_s")
+    rows = []
+    for model_id, label in OCR_MODELS.items():
+        row = [label] + [cer_and_accuracy(get(metrics, f"{model_id}/eval", split)) for split in OCR_SPLITS]
+        test = get(metrics, f"{model_id}/eval", "test")
+        if test is None:
+            row += [MISSING, MISSING]
+        else:
+            row.append(f"{test['words_per_s']:.0f} ({test['threads']} threads)")
+            row.append(MISSING if tesseract_speed is None else f"{test['words_per_s'] / tesseract_speed:.1f}x")
+        rows.append(row)
+    return table(header, rows)
+
+
+def _below_limit_and_tesseract(goal: str, metrics: Metrics, split: str, limit: float) -> Target:
+    crnn = get(metrics, "ocr-crnn/eval", split, "cer")
+    tesseract = get(metrics, "ocr-tesseract/eval", split, "cer")
+    if crnn is None or tesseract is None:
+        return Target(goal, MISSING, None)
+    return Target(goal, f"CRNN {pct(crnn)} vs Tesseract {pct(tesseract)}", crnn <= limit and crnn < tesseract)
+
+
+def _at_most(goal: str, value: float | None, limit: float, measured: str) -> Target:
+    return Target(goal, MISSING, None) if value is None else Target(goal, measured, value <= limit)
+
+
+def targets(metrics: Metrics) -> list[Target]:
+    """The project's targets (README, issue 9), each met or not by the figures in `metrics`."""
+    found: list[Target] = []
+    kth = get(metrics, "kth/eval", "test")
+    found.append(Target("kth test accuracy >= 99.9%", MISSING, None) if kth is None else Target(
+        "kth test accuracy >= 99.9%", f"{pct(kth['accuracy'])} (lengths {kth['min_len']}-{kth['max_len']})",
+        kth["accuracy"] >= 0.999))
+    gen = get(metrics, "binary_add/eval", "generalization")
+    goal = "binary_add exact match 100% beyond the trained bits"
+    found.append(Target(goal, MISSING, None) if gen is None else Target(
+        goal, f"{pct(gen['exact_match'])} ({gen['min_bits']}-{gen['max_bits']} bits, {gen['n']:,} sums)",
+        gen["exact_match"] == 1.0))
+    found.append(_below_limit_and_tesseract("CRNN CER on `test_reserved` <= 1.0% and below Tesseract's",
+                                            metrics, "test_reserved", 0.010))
+    found.append(_below_limit_and_tesseract("CRNN CER on `test_reserved_degraded` <= 1.5% and below Tesseract's",
+                                            metrics, "test_reserved_degraded", 0.015))
+    for model_id, label, limit in (("ocr-crnn", "CRNN", 0.005), ("ocr-bilstm", "BiLSTM", 0.03)):
+        cer = get(metrics, f"{model_id}/eval", "test", "cer")
+        found.append(_at_most(f"{label} CER on its own `test` <= {pct(limit, 1)}", cer, limit, f"CER {pct(cer)}"))
+    found.append(_speed_target(metrics))
+    found += _time_targets(metrics)
+    return found
+
+
+def _speed_target(metrics: Metrics) -> Target:
+    goal = "CRNN words/s >= 5x Tesseract's on `test` (same images)"
+    crnn = get(metrics, "ocr-crnn/eval", "test")
+    tesseract = get(metrics, "ocr-tesseract/eval", "test")
+    if crnn is None or tesseract is None:
+        return Target(goal, MISSING, None)
+    ratio = crnn["words_per_s"] / tesseract["words_per_s"]
+    threads = (f"{crnn['threads']} threads each" if crnn["threads"] == tesseract["threads"]
+               else f"{crnn['threads']} vs {tesseract['threads']} threads")
+    measured = f"{crnn['words_per_s']:.0f} vs {tesseract['words_per_s']:.0f} words/s = {ratio:.1f}x ({threads})"
+    return Target(goal, measured, ratio >= 5)
+
+
+def _time_targets(metrics: Metrics) -> list[Target]:
+    """Pipeline-time targets; only a forced run (every stage rerun) can meet them."""
+    times = metrics.get("pipeline_times")
+    sequence_goal, whole_goal = "kth + binary_add stages < 3 min", "whole default `dvc repro` <= 20 min"
+    if times is None:
+        return [Target(sequence_goal, MISSING, None), Target(whole_goal, MISSING, None)]
+    stages = times["stages"]
+    sequence = sum(s for name, s in stages.items() if name == "validate" or name.split("@")[-1] in SEQUENCE_TASKS)
+    note = "" if times["forced"] else " (not forced: skipped stages counted)"
     return [
-        f"| kth | test, lengths {kth['test']['min_len']}-{kth['test']['max_len']} | accuracy "
-        f"{_pct(kth['test']['accuracy'])} | lengths {kth['generalization']['min_len']}-"
-        f"{kth['generalization']['max_len']}: {_pct(kth['generalization']['accuracy'])} | {_train('kth')} |",
-        f"| binary_add | test, {add['test']['min_bits']}-{add['test']['max_bits']} bits | exact match "
-        f"{_pct(add['test']['exact_match'])}, bits {_pct(add['test']['bit_accuracy'])} | "
-        f"{add['generalization']['min_bits']}-{add['generalization']['max_bits']} bits: exact "
-        f"{_pct(add['generalization']['exact_match'])} | {_train('binary_add')} |",
+        Target(sequence_goal, f"{duration(sequence)} (`validate` and the kth, binary_add stages){note}",
+               sequence < 180 if times["forced"] else None),
+        Target(whole_goal, f"{duration(times['total_seconds'])}{note}",
+               times["total_seconds"] <= 1200 if times["forced"] else None),
     ]
 
 
-def ocr_rows() -> list[str]:
-    rows = []
-    for model_id, label in (("ocr-crnn", "ocr crnn"), ("ocr-bilstm", "ocr bilstm"), ("ocr-tesseract", "Tesseract 5")):
-        m = _load(model_id, "eval")
-        test, held = m["test"], m["test_heldout_fonts"]
-        cost = _train(model_id) if model_id != "ocr-tesseract" else "no training (PSM 8, charset whitelist)"
-        rows.append(f"| {label} | test ({test['count']} words) | CER {_pct(test['cer'])}, word acc "
-                    f"{_pct(test['word_accuracy'])}, {test['words_per_s']:.0f} words/s | held-out fonts: CER "
-                    f"{_pct(held['cer'])}, word acc {_pct(held['word_accuracy'])} | {cost} |")
-    return rows
+def targets_table(metrics: Metrics) -> list[str]:
+    met = {True: "yes", False: "**no**", None: MISSING}
+    return table(["target", "measured", "met"], [[t.goal, t.measured, met[t.met]] for t in targets(metrics)])
 
 
-def main() -> int:
-    print("| model | split | in range | beyond training | training |")
-    print("|---|---|---|---|---|")
-    for row in sequence_rows() + ocr_rows():
-        print(row)
-    return 0
+def times_table(metrics: Metrics) -> list[str]:
+    times = metrics.get("pipeline_times")
+    if times is None:
+        return ["No metrics/pipeline_times.json yet: `make timed-repro` writes it."]
+    how = "`python scripts/timed_repro.py --force`" if times["forced"] else "`python scripts/timed_repro.py` (not forced)"
+    rows = [[f"`{name}`", duration(seconds)] for name, seconds in times["stages"].items()]
+    rows.append(["**total**", f"**{duration(times['total_seconds'])}**"])
+    return [f"Measured by {how} on {times['cpu_count']} CPUs:", "", *table(["stage", "time"], rows)]
+
+
+def tables(metrics: Metrics) -> str:
+    sections = [
+        ["*Printed by `python scripts/results_table.py` (`make results` writes it here) from `metrics/*.json`; "
+         "`tests/test_readme_results.py` fails when this block differs.*"],
+        results_table(metrics),
+        ["**OCR by test split**", "", *ocr_table(metrics)],
+        ["**Targets**", "", *targets_table(metrics)],
+        ["**Pipeline time per stage**", "", *times_table(metrics)],
+    ]
+    return "\n\n".join("\n".join(lines) for lines in sections)
+
+
+# --- README block ----------------------------------------------------------------------------------------
+
+def readme_block(text: str) -> tuple[int, int]:
+    """Start and end offsets of the results block (markers included) in `text`."""
+    start, end = text.find(BEGIN), text.find(END)
+    if start < 0 or end < start:
+        sys.exit(f"no `{BEGIN}` ... `{END}` block in the README")
+    return start, end + len(END)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--write", type=Path, metavar="README", help="replace the results block in this file")
+    mode.add_argument("--check", type=Path, metavar="README", help="exit 1 with a diff when its block is stale")
+    args = parser.parse_args(argv)
+    text = tables(load_metrics())
+    readme = args.write or args.check
+    if readme is None:
+        print(text)
+        return 0
+    block = f"{BEGIN}\n{text}\n\n{END}"  # the blank line ends the last table before the marker
+    old = readme.read_text()
+    start, end = readme_block(old)
+    if args.write:
+        readme.write_text(old[:start] + block + old[end:])
+        return 0
+    if old[start:end] == block:
+        return 0
+    current, expected = (f"{b}\n".splitlines(keepends=True) for b in (old[start:end], block))
+    diff = difflib.unified_diff(current, expected, f"{readme} (results block)", "scripts/results_table.py")
+    sys.stdout.writelines(diff)
+    print(f"\n{readme}'s results block differs from the metrics: run `make results`")
+    return 1
 
 
 if __name__ == "__main__":

@@ -38,6 +38,9 @@ def tiny_params() -> dict:
     d = p["ocr"]["data"]
     d["counts"] = {"train": 48, "val": 16, "test": 16, "test_heldout_fonts": 16}
     d["workers"] = 1
+    d["font_sources"] = ["trdg"]  # runs without the Debian font packages (`make fonts`)
+    p["ocr"]["reserved"].update(count=20, workers=1)
+    p["ocr"]["augment"]["enabled"] = True  # the pipeline tests train (and resume) OCR the way params.yaml does
     for variant in ("bilstm", "crnn"):
         p["ocr"][variant]["train"].update(epochs=1, batch_size=16)
     return p

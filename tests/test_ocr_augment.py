@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import io
 from pathlib import Path
@@ -10,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import load_raw_params
 from PIL import Image, ImageDraw, ImageFont
 
-from seqlab.errors import ParamsError
-from seqlab.tasks.ocr.augment import NUM_PARAMS, AugmentConfig, augment, jpeg, sample_params
+from seqlab.tasks.ocr.augment import NUM_PARAMS, augment, jpeg, sample_params
+from seqlab.tasks.ocr.config import AugmentConfig
 from seqlab.tasks.ocr.normalize import crop_to_text, masked_quantiles, normalize, prepare_image
 
 HEIGHT = 32
@@ -26,6 +26,12 @@ GEOMETRY_ALL = dict(p_identity=0.0, p_zoom=1.0, p_x_scale=1.0, p_margins=1.0, p_
                     p_rotate=1.0, p_perspective=1.0)
 EVERYTHING = dict(GEOMETRY_ALL, p_stroke=1.0, p_tone=1.0, p_invert=0.5, p_texture=1.0, p_blur=1.0, p_noise=1.0,
                   p_jpeg=1.0)
+
+
+def config(**overrides) -> AugmentConfig:
+    """params.yaml's ocr.augment with `overrides` (tuples as YAML lists)."""
+    knobs = {**load_raw_params()["ocr"]["augment"], **overrides}
+    return AugmentConfig(**{k: list(v) if isinstance(v, tuple) else v for k, v in knobs.items()})
 
 
 def _font(name: str, size: int = 40) -> ImageFont.FreeTypeFont:
@@ -66,7 +72,7 @@ def run(gray: torch.Tensor, widths: torch.Tensor, epoch: int = 0, indices=None, 
         noise_seed: int = 0, **knobs) -> tuple[torch.Tensor, torch.Tensor]:
     indices = range(len(widths)) if indices is None else indices
     return augment(gray, widths, sample_params(seed, epoch, indices), torch.Generator().manual_seed(noise_seed),
-                   AugmentConfig(**knobs))
+                   config(**knobs))
 
 
 def frame_ink(ink: torch.Tensor, widths: torch.Tensor) -> torch.Tensor:
@@ -182,7 +188,7 @@ def test_horizontal_squeeze_is_bounded_and_min_widths_are_kept(words):
     assert (ratio > 0.6).all()  # zoom 0.5 * stretch 0.75 = 0.375 was raised to the floor of 0.65
     need = (widths * 1.3).long()
     out, new_widths = augment(gray, widths, sample_params(7, 0, range(len(widths))), torch.Generator(),
-                              AugmentConfig(**dict(squeeze, min_x_scale=0.3)), min_widths=need)
+                              config(**dict(squeeze, min_x_scale=0.3)), min_widths=need)
     assert (new_widths >= need).all()
 
 
@@ -219,20 +225,21 @@ def test_jpeg_matches_pillow():
         assert np.abs(ours - reference).mean() < 0.1 * artefacts
 
 
-def test_config_is_validated_and_ranges_become_tuples():
-    with pytest.raises(ParamsError, match=r"ocr\.augment\.p_blur"):
-        AugmentConfig(p_blur=1.5)
-    with pytest.raises(ParamsError, match="zoom"):
-        AugmentConfig(zoom=(2.0, 1.0))
-    with pytest.raises(ParamsError, match="contrast"):
-        AugmentConfig(contrast=(0.0, 1.0))
-    with pytest.raises(ParamsError, match="blur"):
-        AugmentConfig(blur=0.5)
-    with pytest.raises(ParamsError, match=r"ocr\.augment\.blurr "):
-        AugmentConfig.from_params({"blurr": [0.5, 1.0]})
-    cfg = AugmentConfig.from_params({"enabled": True, "blur": [0.5, 1]})  # as YAML gives it
-    assert cfg.blur == (0.5, 1.0)
-    assert dataclasses.replace(cfg, p_blur=0.0).p_blur == 0.0
+def test_config_is_validated_and_its_dump_validates_again():
+    with pytest.raises(ValueError, match="p_blur"):
+        config(p_blur=1.5)
+    with pytest.raises(ValueError, match="low <= high"):
+        config(zoom=(2.0, 1.0))
+    with pytest.raises(ValueError, match="contrast"):
+        config(contrast=(0.0, 1.0))
+    with pytest.raises(ValueError, match="blur"):
+        config(blur=0.5)
+    with pytest.raises(ValueError, match="blurr"):
+        config(blurr=[0.5, 1.0])
+    cfg = config(blur=[0.5, 1])  # as YAML gives it
+    assert cfg.blur == [0.5, 1.0]  # a list, as YAML writes it: MLflow logs "0.5,1.0" like params.yaml's
+    assert AugmentConfig(**cfg.model_dump()) == cfg  # strict sections refuse a tuple where a list belongs
+    assert cfg.model_copy(update={"p_blur": 0.0}).p_blur == 0.0
 
 
 # --- normalisation -----------------------------------------------------------------------------------

@@ -60,7 +60,8 @@ def test_collate_pads_normalizes_and_concatenates() -> None:
 
 
 def _split(widths: list[int], height: int = 8) -> OcrSplit:
-    images = [np.full((height, w), 255 - w, np.uint8) for w in widths]
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, size=(height, w), dtype=np.uint8) for w in widths]
     labels = [[1 + i % 3] * (1 + i % 2) for i in range(len(widths))]
     return OcrSplit(images, ["x"] * len(widths), labels, np.array(widths, dtype=np.int64), [""] * len(widths))
 
@@ -75,8 +76,10 @@ def test_iterate_batches_keeps_each_sample_with_its_label_and_index() -> None:
             for row, i in enumerate(batch.index.tolist()):
                 assert batch.widths[row] == data.widths[i]
                 assert targets[row].tolist() == data.labels[i]
-                ink = batch.images[row, 0, 0, 0].item()
-                assert ink == pytest.approx(1 - (255 - data.widths[i]) / 255)
+                alone = collate([data.images[i]], [data.labels[i]], pad_multiple=8).images[0]
+                w = int(data.widths[i])
+                assert torch.equal(batch.images[row, :, :, :w], alone[:, :, :w])  # peers do not change a sample
+                assert batch.images[row, :, :, w:].eq(0).all()
             seen += batch.index.tolist()
         assert sorted(seen) == list(range(len(data)))
     eval_order = [i for b in iterate_batches(data, 3, None) for i in b.index.tolist()]
@@ -94,3 +97,81 @@ def test_batch_to_moves_every_tensor() -> None:
 def test_collate_rejects_mixed_heights() -> None:
     with pytest.raises(ValueError):
         collate([np.zeros((32, 5), np.uint8), np.zeros((16, 5), np.uint8)], [[1], [1]])
+
+
+# --- training-time augmentation through iterate_batches ------------------------------------------------------
+
+def _augment_config(**overrides):
+    from conftest import load_raw_params
+
+    from seqlab.tasks.ocr.config import AugmentConfig
+
+    return AugmentConfig(**{**load_raw_params()["ocr"]["augment"], **overrides})
+
+
+def _word_split(n: int = 18, height: int = 32) -> OcrSplit:
+    """Dark words on white at `height` rows (Pillow's built-in font), labels one class per letter."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=22)
+    texts = [("abcdefghij"[i % 10] + "klmnop"[i % 6] * (1 + i % 3) + "qrst"[i % 4]) for i in range(n)]
+    images = []
+    for text in texts:
+        im = Image.new("L", (int(font.getlength(text)) + 8, height), 255)
+        ImageDraw.Draw(im).text((4, 4), text, fill=0, font=font)
+        images.append(np.asarray(im))
+    labels = [[ord(c) - ord("a") + 1 for c in t] for t in texts]
+    widths = np.array([im.shape[1] for im in images], dtype=np.int64)
+    return OcrSplit(images, texts, labels, widths, [""] * n)
+
+
+def _by_index(batches: list[OcrBatch]) -> dict[int, tuple[torch.Tensor, int, list[int]]]:
+    """Sample index -> (its image within its width, its width, its target), from a pass of batches."""
+    out = {}
+    for batch in batches:
+        targets = batch.targets.split(batch.target_lengths.tolist())
+        for row, i in enumerate(batch.index.tolist()):
+            w = int(batch.widths[row])
+            out[i] = (batch.images[row, :, :, :w], w, targets[row].tolist())
+    return out
+
+
+def test_augmented_batches_repeat_per_seed_and_change_per_epoch() -> None:
+    data, cfg = _word_split(), _augment_config()
+    assert cfg.enabled, "params.yaml trains with augmentation"
+
+    def epoch(seed: int, config=cfg) -> list[OcrBatch]:
+        return list(iterate_batches(data, 4, torch.Generator().manual_seed(seed), augment_config=config))
+
+    first, again, other = epoch(11), epoch(11), epoch(12)
+    assert len(first) == len(again)
+    for a, b in zip(first, again, strict=True):  # same seed: bit-identical batches (a resumed epoch)
+        assert all(torch.equal(getattr(a, f), getattr(b, f))
+                   for f in ("images", "widths", "targets", "target_lengths", "index"))
+    plain, aug, fresh = _by_index(epoch(11, None)), _by_index(first), _by_index(other)
+    assert sorted(aug) == sorted(fresh) == list(range(len(data)))
+    for i in range(len(data)):  # augmentation never touches labels, targets or the sample's identity
+        assert aug[i][2] == fresh[i][2] == plain[i][2] == data.labels[i]
+        image, w, _ = aug[i]
+        assert image.shape[-1] == w and 0.0 <= float(image.min()) and float(image.max()) <= 1.0
+    changed = sum(not torch.equal(aug[i][0], plain[i][0]) for i in range(len(data)))
+    renewed = sum(not torch.equal(aug[i][0], fresh[i][0]) for i in range(len(data)))
+    assert changed >= len(data) // 2, f"only {changed} of {len(data)} samples augmented"
+    assert renewed >= len(data) // 2, f"only {renewed} of {len(data)} samples augmented anew in another epoch"
+    for batch in first:  # padding beyond each (possibly new) width is still exactly 0
+        cols = torch.arange(batch.images.shape[3])[None, :] >= batch.widths[:, None]
+        assert batch.images.permute(1, 2, 0, 3)[:, :, cols].eq(0).all()
+
+
+def test_eval_batches_and_disabled_augmentation_are_not_augmented() -> None:
+    data, cfg = _word_split(), _augment_config()
+    plain = list(iterate_batches(data, 4, None))
+    evaluated = list(iterate_batches(data, 4, None, augment_config=cfg))  # generator None: evaluation
+    assert len(plain) == len(evaluated)
+    for a, b in zip(plain, evaluated, strict=True):
+        assert torch.equal(a.images, b.images) and torch.equal(a.widths, b.widths)
+        assert torch.equal(a.index, b.index) and torch.equal(a.targets, b.targets)
+    off = _by_index(list(iterate_batches(data, 4, torch.Generator().manual_seed(11),
+                                         augment_config=_augment_config(enabled=False))))
+    clean = _by_index(list(iterate_batches(data, 4, torch.Generator().manual_seed(11))))
+    assert all(torch.equal(off[i][0], clean[i][0]) for i in range(len(data)))

@@ -126,3 +126,68 @@ def test_constructor_defaults_and_errors() -> None:
         CRNN(63, 32, pool="avg")
     with pytest.raises(ValueError):
         ColumnBiLSTM(63, 32)(torch.zeros(1, 1, 16, 10), torch.tensor([10]))
+
+
+# --- PaddedBiLSTM: nn.LSTM(bidirectional=True) with packed sequences, without their cost --------------------
+
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_padded_bilstm_equals_packed_bidirectional_lstm(num_layers: int) -> None:
+    """Loaded from an nn.LSTM(bidirectional=True) state dict (the load hook), it gives the packed LSTM's outputs
+    at every valid step, whatever the padding holds."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    from seqlab.tasks.ocr.models import PaddedBiLSTM
+
+    torch.manual_seed(0)
+    reference = torch.nn.LSTM(6, 5, num_layers=num_layers, bidirectional=True).eval()
+    padded = PaddedBiLSTM(6, 5, num_layers=num_layers).eval()
+    missing, unexpected = padded.load_state_dict(reference.state_dict())  # strict: every key renamed
+    assert not missing and not unexpected
+    lengths = torch.tensor([11, 7, 1, 4])
+    x = torch.randn(11, 4, 6)  # (T, B, F); steps past each length are garbage, not zeros
+    with torch.no_grad():
+        packed, _ = reference(pack_padded_sequence(x, lengths, enforce_sorted=False))
+        expected, _ = pad_packed_sequence(packed, total_length=11)
+        got = padded(x, lengths)
+    assert got.shape == expected.shape == (11, 4, 10)
+    valid = torch.arange(11)[:, None] < lengths[None, :]
+    torch.testing.assert_close(got[valid], expected[valid], atol=1e-6, rtol=1e-5)
+
+
+def test_checkpoint_with_the_old_bidirectional_lstm_loads() -> None:
+    """A CRNN state dict written when its BiLSTM was one nn.LSTM (keys lstm.weight_ih_l0_reverse...) loads
+    into the current CRNN (from a parent module, so the hook sees the `lstm.` prefix) and reads the same."""
+    model = tiny("crnn").eval()
+    old = {}
+    for key, value in model.state_dict().items():
+        if key.startswith("lstm."):  # lstm.backward_layers.0.weight_ih_l0 -> lstm.weight_ih_l0_reverse
+            _, side, layer, name = key.split(".")
+            key = f"lstm.{name.removesuffix('_l0')}_l{layer}" + ("_reverse" if side == "backward_layers" else "")
+        old[key] = value.clone()
+    assert "lstm.weight_hh_l0_reverse" in old
+    torch.manual_seed(5)
+    fresh = MODELS["crnn"](NUM_CLASSES, HEIGHT, **TINY["crnn"]).eval()
+    fresh.load_state_dict(old)
+    images, widths = torch.rand(2, 1, HEIGHT, 23), torch.tensor([23, 9])
+    with torch.no_grad():
+        assert torch.equal(fresh(images, widths)[0], model(images, widths)[0])
+
+
+@pytest.mark.parametrize("variant", ["bilstm", "bilstm-stride", "crnn", "crnn-max"])
+def test_batch_padding_does_not_change_outputs_with_two_layers(variant: str) -> None:
+    """Every sample of a batch reads the same when the batch is padded wider (eval mode), with stacked layers."""
+    torch.manual_seed(0)
+    kind = variant.split("-")[0]
+    model = MODELS[kind](NUM_CLASSES, HEIGHT, **{**TINY[variant], "num_layers": 2}).eval()
+    widths = torch.tensor([21, 13, 6])
+    images = torch.rand(3, 1, HEIGHT, 21)
+    wider = torch.rand(3, 1, HEIGHT, 50)  # 29 more columns, and garbage beyond each sample's width
+    wider[:, :, :, :21] = images
+    for i, w in enumerate(widths.tolist()):
+        images[i, :, :, w:] = 0.0
+    with torch.no_grad():
+        tight, n_tight = model(images, widths)
+        padded, n_padded = model(wider, widths)
+    assert torch.equal(n_tight, n_padded)
+    for i, n in enumerate(n_tight.tolist()):
+        torch.testing.assert_close(padded[:n, i], tight[:n, i], atol=1e-5, rtol=1e-5)

@@ -39,6 +39,7 @@ PARAMS = {
     "charset": "digits_lower",
     "counts": {"train": 12, "val": 3, "test": 3, "test_heldout_fonts": 3},
     "heldout_fonts": 2,
+    "font_sources": ["trdg"],
     "fonts": FONTS,
     "words": {"min_len": 2, "max_len": 12, "dictionary_ratio": 0.6, "number_ratio": 0.2},
     "skew_angle": 2,

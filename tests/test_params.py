@@ -26,7 +26,8 @@ def test_repo_params_are_valid(raw_params):
     params = parse_params(raw_params)
     assert params.kth.data.k == raw_params["kth"]["data"]["k"]
     assert isinstance(params.kth.train.lr, float)
-    assert params.run_section("ocr", "crnn") is params.ocr.crnn
+    run = params.run_section("ocr", "crnn")  # the variant's model/train plus the shared augmentation
+    assert (run.model, run.train, run.augment) == (params.ocr.crnn.model, params.ocr.crnn.train, params.ocr.augment)
     assert params.run_section("binary_add").train.loss == raw_params["binary_add"]["train"]["loss"]
 
 
@@ -63,7 +64,8 @@ def test_model_dump_round_trips(raw_params):
     ("binary_add.model", DELETE, "binary_add.model is missing"),
     ("seed", -1, "seed must be >= 0"),
     ("kth.data", [1, 2], "kth.data must be a mapping of keys (got list)"),
-    ("ocr.data.words.number_ratio", 0.5, "ocr.data.words.dictionary_ratio + ocr.data.words.number_ratio must be <= 1"),
+    ("ocr.data.words.number_ratio", 0.5, "ocr.data.words.dictionary_ratio + ocr.data.words.number_ratio + "
+                                         "ocr.data.words.mixed_ratio must be <= 1"),
     ("ocr.data.fonts", "some", "ocr.data.fonts must be 'all' (got 'some')"),
     ("ocr.data.fonts", 3, "ocr.data.fonts must be 'all' or a list of font file names (got 3)"),
     ("ocr.data.heldout_fonts", True, "ocr.data.heldout_fonts must be a number of fonts or a list of font file names"),
@@ -77,6 +79,29 @@ def test_model_dump_round_trips(raw_params):
     ("ocr.bilstm.model.hiden_size", 8, "ocr.bilstm.model.hiden_size is not a known key (did you mean "
                                        "ocr.bilstm.model.hidden_size?)"),
     ("ocr.bilstm.train.device", "tpu", "ocr.bilstm.train.device must be one of auto, cpu, cuda"),
+    # fonts of the families reserved for evaluation, by trdg-style file name or Debian <package>/<file>
+    ("ocr.data.fonts", ["Lato-Regular.ttf", "DejaVuSans.ttf"],
+     "ocr.data.fonts: 'DejaVuSans.ttf' is in the reserved evaluation family DejaVu"),
+    ("ocr.data.fonts", ["fonts-croscore/Arimo-Regular.ttf"],
+     "ocr.data.fonts: 'fonts-croscore/Arimo-Regular.ttf' is in the reserved evaluation family Croscore"),
+    ("ocr.data.fonts", ["LiberationSerif-Regular.ttf"],
+     "ocr.data.fonts: 'LiberationSerif-Regular.ttf' is in the reserved evaluation family Liberation"),
+    ("ocr.data.heldout_fonts", ["Tinos-Bold.ttf"], "ocr.data.heldout_fonts: 'Tinos-Bold.ttf' is in the reserved"),
+    ("ocr.data.font_sources", ["trdg", "trdg"], "ocr.data.font_sources has duplicate entries"),
+    ("ocr.data.font_sources", ["google"], "ocr.data.font_sources[0] must be one of trdg, debian (got 'google')"),
+    ("ocr.data.font_sources", [], "ocr.data.font_sources must have 1 or more entries (got [])"),
+    ("ocr.data.words.case_mix.upper", -0.1, "ocr.data.words.case_mix.upper must be >= 0 (got -0.1)"),
+    ("ocr.reserved.count", 0, "ocr.reserved.count must be >= 1 (got 0)"),
+    ("ocr.augment.p_blur", 1.5, "ocr.augment.p_blur must be <= 1 (got 1.5)"),
+    ("ocr.augment.zoom", [2, 1], "ocr.augment.zoom must be [low, high] with low <= high (got [2.0, 1.0])"),
+    ("ocr.augment.zoom", [0.5], "ocr.augment.zoom must have 2 or more entries (got [0.5])"),
+    ("ocr.augment.zoom", [0.0, 1.0], "ocr.augment.zoom is out of its allowed range (got [0.0, 1.0])"),
+    ("ocr.augment.zoom", [0.5, 1.0, 1.5], "ocr.augment.zoom must have 2 or fewer entries"),
+    ("ocr.augment.rotate", [-40, 4], "ocr.augment.rotate is out of its allowed range"),
+    ("ocr.augment.enabled", "yes", "ocr.augment.enabled must be true or false (got 'yes')"),
+    ("ocr.augment.p_sharpen", 0.5, "ocr.augment.p_sharpen is not a known key"),
+    ("ocr.augment.zooom", [0.5, 1.0], "ocr.augment.zooom is not a known key (did you mean ocr.augment.zoom?)"),
+    ("ocr.augment.p_zoom", DELETE, "ocr.augment.p_zoom is missing"),
 ])
 def test_invalid_params_name_key_and_rule(raw_params, key, value, message):
     with pytest.raises(ParamsError) as err:
@@ -155,7 +180,8 @@ def test_loading_params_imports_neither_torch_nor_trdg(tmp_path):
 # --- field names are the constructors' arguments -------------------------------------------------------------
 
 def test_every_ocr_variant_has_a_section_and_a_model():
-    assert set(VARIANTS["ocr"]) == set(MODELS) == set(OcrConfig.model_fields) - {"data", "tesseract"}
+    shared = {"data", "reserved", "augment", "tesseract"}
+    assert set(VARIANTS["ocr"]) == set(MODELS) == set(OcrConfig.model_fields) - shared
 
 
 def test_model_sections_feed_their_constructors(raw_params):

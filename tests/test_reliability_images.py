@@ -1,8 +1,8 @@
 """Bad files for OCR predict: each gets its own one-line error or a correct answer; the batch goes on.
 
-Built with Pillow/numpy in tmp: empty file, truncated PNG, text named .png, 1x1, 20000 px wide, 16-bit PNG,
-CMYK JPEG, animated GIF, a directory, a missing path (plus a 1e6 x 2 image that must be refused before it is
-resized to gigabytes). Checked at three levels: `load_word_image`, `OcrTask.predict` with a tiny untrained
+Built with Pillow/numpy in tmp: empty file, truncated PNG, text named .png, 1x1, 20000 px of text, a word in
+20000 px of margin (cropped, then read), 16-bit PNG, CMYK JPEG, animated GIF, a directory, a missing path (plus
+a 1e6 x 2 image that must be refused before it is resized to gigabytes). Checked at three levels: `load_word_image`, `OcrTask.predict` with a tiny untrained
 CRNN, and `seqlab predict ocr` end to end.
 """
 
@@ -28,7 +28,8 @@ EXPECTED = {
     "truncated.png": "cannot decode image",
     "text.png": "not a recognised image format",
     "tiny-1x1.png": "too small",
-    "wide-20000.png": "20000 px wide",
+    "wide-20000.png": "20000 px wide",  # words across the whole width: nothing to crop
+    "margins-20000.png": None,  # one word, then blank: predict crops the margin (normalize.crop_to_text)
     "huge-1e6x2.png": "px wide",
     "sixteen-bit.png": None,
     "cmyk.jpg": None,
@@ -54,7 +55,11 @@ def files(tmp_path_factory) -> Path:
     (d / "truncated.png").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
     (d / "text.png").write_text("this is not an image\n")
     Image.new("L", (1, 1), 0).save(d / "tiny-1x1.png")
-    _word(20000).save(d / "wide-20000.png")
+    wide = Image.new("L", (20000, HEIGHT), 255)
+    for x in range(4, 20000, 40):
+        ImageDraw.Draw(wide).text((x, HEIGHT // 4), "hello", fill=0)
+    wide.save(d / "wide-20000.png")
+    _word(20000).save(d / "margins-20000.png")
     Image.new("L", (1_000_000, 2), 255).save(d / "huge-1e6x2.png")
     Image.fromarray(np.asarray(_word(), dtype=np.uint16) * 257).save(d / "sixteen-bit.png")
     _word().convert("CMYK").save(d / "cmyk.jpg", "JPEG", quality=95)
@@ -70,7 +75,7 @@ def test_fixtures_are_what_they_claim(files):
     assert Image.open(files / "sixteen-bit.png").mode == "I;16"
     assert Image.open(files / "cmyk.jpg").mode == "CMYK"
     assert Image.open(files / "animated.gif").n_frames == 2
-    assert Image.open(files / "wide-20000.png").size == (20000, HEIGHT)
+    assert Image.open(files / "wide-20000.png").size == Image.open(files / "margins-20000.png").size == (20000, HEIGHT)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -82,6 +87,11 @@ def test_load_word_image_answers_or_says_why(files, name):
         assert expected in str(err.value) and "\n" not in str(err.value)
         return
     image = load_word_image(files / name, HEIGHT)
+    if name == "margins-20000.png":  # the crop keeps every ink pixel of the word and little else
+        ink = np.asarray(Image.open(files / name)) < 128
+        assert image.shape[0] == HEIGHT and image.shape[1] < 96, image.shape
+        assert (image < 128).sum() == ink.sum() > 0
+        return
     reference = load_word_image(files / ("first-frame.gif" if name == "animated.gif" else "good.png"), HEIGHT)
     assert image.dtype == np.uint8 and image.shape == reference.shape
     if name == "cmyk.jpg":  # lossy: close, not equal

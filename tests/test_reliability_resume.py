@@ -4,6 +4,8 @@ The e2e test kills `dvc repro train@kth` (the whole process group, SIGKILL) duri
 and compares the model bytes, train/eval metrics and the MLflow run with an uninterrupted run in another copy.
 kth has no dropout, so two in-process tests cover what it cannot: the RNG states (a dropout model, with a
 control run that skips restoring them and must differ) and a kill between an early stop and the outputs.
+OCR trains with augmentation drawn fresh per sample and epoch: `seqlab train ocr` is killed with SIGKILL and
+rerun (no DVC), and an in-process run checks that a resume file of other augmentation settings is not used.
 """
 
 from __future__ import annotations
@@ -297,3 +299,163 @@ def test_resume_checkpoint_has_everything(tmp_path, monkeypatch):
     assert ckpt["loop_state"]["epoch"] == 1 and ckpt["loop_state"]["run_id"]
     assert ckpt["scheduler_state"]["last_epoch"] == steps
     assert leftover_temps(root) == []
+
+
+# --- in-process: OCR with augmentation ----------------------------------------------------------------------
+
+OCR_VARIANT = "crnn"
+
+
+@pytest.fixture
+def one_thread():
+    """A tiny model gains nothing from threads, and two threads on a busy 2-core box can be ~20x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _ocr_raw_params(**augment) -> dict:
+    """tiny_params' OCR run (augmentation on, as params.yaml has it) with a small CRNN, 3 epochs, no early stop."""
+    p = tiny_params()
+    p["ocr"][OCR_VARIANT]["model"].update(channels=[8, 16, 32], hidden_size=32)
+    p["ocr"][OCR_VARIANT]["train"].update(epochs=3, patience=3, batch_size=16, device="cpu")
+    p["ocr"]["augment"].update(augment)
+    return p
+
+
+def _ocr_params(**augment):
+    from seqlab.config import parse_params
+
+    params = parse_params(_ocr_raw_params(**augment))
+    assert params.ocr.augment.enabled
+    return params
+
+
+def _ocr_data(root: Path, height: int, n_train: int = 48) -> None:
+    """Word images drawn with Pillow's own font (no trdg, so fast and font-independent), in the data format."""
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+    from seqlab.tasks.ocr.charset import Charset
+    from seqlab.tasks.ocr.data import save_split, write_meta
+
+    font = ImageFont.load_default(size=height * 2 // 3)
+    rng = np.random.default_rng(0)
+    alphabet = np.array(list("abcdefghijklmnopqrstuvwxyz0123456789"))
+    for split, count in (("train", n_train), ("val", 16)):
+        texts = ["".join(rng.choice(alphabet, size=int(rng.integers(2, 7)))) for _ in range(count)]
+        images = []
+        for text in texts:
+            im = Image.new("L", (int(font.getlength(text)) + 8, height), 255)
+            ImageDraw.Draw(im).text((4, height // 8), text, fill=0, font=font)
+            images.append(np.asarray(im))
+        save_split(root / "data" / "ocr" / f"{split}.npz", images, texts, ["default"] * count, height)
+    write_meta(root / "data" / "ocr", Charset.from_name("digits_lower"), height)
+
+
+def _train_ocr(params, interrupt_at_call: int | None = None) -> dict:
+    from seqlab.tasks.ocr.task import OcrTask
+    from seqlab.training import train
+
+    section = params.run_section("ocr", OCR_VARIANT)
+    task = OcrTask.for_training(section, OCR_VARIANT)
+    assert task.augment == params.ocr.augment  # the training batches are augmented
+    if interrupt_at_call is None:
+        return train(task, params.seed, section)
+    calls = {"n": 0}
+    loss = task.loss
+
+    def failing_loss(model, batch):
+        calls["n"] += 1
+        if calls["n"] == interrupt_at_call:
+            raise _Interrupt()
+        return loss(model, batch)
+
+    task.loss = failing_loss
+    with pytest.raises(_Interrupt):
+        train(task, params.seed, section)
+    return {}
+
+
+def test_ocr_resume_with_augmentation_is_byte_identical(tmp_path, monkeypatch, capsys, one_thread):
+    """OCR trained with augmentation, interrupted in epoch 2 and resumed, writes the uninterrupted model's bytes.
+
+    A resume file written under other augmentation settings is not picked up (control: those settings give
+    another model, so the byte comparison does see the augmentation).
+    """
+    params = _ocr_params()
+    model_file = Path("models") / f"ocr-{OCR_VARIANT}.pt"
+    steps = -(-48 // params.ocr.crnn.train.batch_size)
+
+    clean = _fresh_dir(tmp_path, "clean", monkeypatch)
+    _ocr_data(clean, params.ocr.data.height)
+    clean_summary = _train_ocr(params)
+    reference = sha256(clean / model_file)
+
+    root = _fresh_dir(tmp_path, "killed", monkeypatch)
+    shutil.copytree(clean / "data", root / "data")
+    _train_ocr(params, interrupt_at_call=steps + 2)  # second batch of epoch 2
+    (resume_file,) = (root / ".seqlab" / "resume").glob(f"ocr-{OCR_VARIANT}-*.pt")
+    assert torch.load(resume_file, weights_only=True)["loop_state"]["epoch"] == 1
+    capsys.readouterr()
+
+    other = _ocr_params(p_identity=1.0)  # every sample left as rendered: augmentation off in effect
+    _train_ocr(other)
+    assert "resuming" not in capsys.readouterr().err
+    assert sha256(root / model_file) != reference
+    assert resume_file.exists()  # still there for the settings it belongs to
+
+    summary = _train_ocr(params)
+    assert "resuming after epoch 1" in capsys.readouterr().err
+    assert sha256(root / model_file) == reference
+    assert without_timing(summary) == without_timing(clean_summary)
+    assert not resume_file.exists() and leftover_temps(root) == []
+
+
+def test_ocr_kill_9_then_rerun_writes_the_uninterrupted_model(tmp_path):
+    """`seqlab train ocr` with augmentation, killed with SIGKILL after its epoch-1 checkpoint and run again,
+    writes the bytes, history and summary of an uninterrupted run (the stage command itself, without DVC)."""
+    import sys
+
+    raw = _ocr_raw_params()
+    assert raw["ocr"]["augment"]["enabled"]
+    roots = []
+    for name in ("ocr-clean", "ocr-killed"):
+        root = tmp_path / name
+        (root / ".git").mkdir(parents=True)  # the repo root: .seqlab/ and mlflow.db go here
+        write_params(root, raw)
+        _ocr_data(root, raw["ocr"]["data"]["height"], n_train=160)  # 10 batches an epoch: time to kill
+        roots.append(root)
+    clean, killed = roots
+    cmd = [sys.executable, "-m", "seqlab.cli", "train", "ocr", "--variant", OCR_VARIANT]
+    one_thread = {"OMP_NUM_THREADS": "1"}  # both runs side by side on a small, busy machine
+    reference = subprocess.Popen(cmd, cwd=clean, env=env_for(clean, **one_thread), stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(cmd, cwd=killed, env=env_for(killed, **one_thread), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    resume_dir = killed / ".seqlab" / "resume"
+    try:
+        deadline = time.monotonic() + 300
+        while not list(resume_dir.glob(f"ocr-{OCR_VARIANT}-*.pt")):  # epoch 1 is saved: epoch 2 is running
+            assert proc.poll() is None, "training ended before it could be killed"
+            assert time.monotonic() < deadline, "no checkpoint of epoch 1 within 300 s"
+            time.sleep(0.02)
+        assert proc.poll() is None, "training ended before it could be killed; make epochs longer"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    model_file = Path("models") / f"ocr-{OCR_VARIANT}.pt"
+    assert not (killed / model_file).exists()
+
+    rerun = run(cmd, killed, env=env_for(killed, **one_thread))
+    assert "resuming after epoch" in rerun.stderr
+    out, _ = reference.communicate(timeout=600)
+    assert reference.returncode == 0, out[-3000:]
+    assert sha256(killed / model_file) == sha256(clean / model_file)
+    history = Path("metrics") / f"ocr-{OCR_VARIANT}" / "history.csv"
+    assert (killed / history).read_text() == (clean / history).read_text()
+    train_json = Path("metrics") / f"ocr-{OCR_VARIANT}" / "train.json"
+    assert without_timing(read_json(killed / train_json)) == without_timing(read_json(clean / train_json))
+    assert read_json(killed / train_json)["epochs_run"] == 3
+    assert leftover_temps(killed) == [] and not list(resume_dir.glob("*.pt"))

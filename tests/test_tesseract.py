@@ -65,7 +65,7 @@ def test_stage_writes_eval_json_and_grid(tmp_path, monkeypatch) -> None:
     from PIL import Image as PILImage
 
     from seqlab.tasks.ocr.charset import Charset
-    from seqlab.tasks.ocr.data import save_split, write_meta
+    from seqlab.tasks.ocr.data import TEST_SPLITS, save_split, split_path, write_meta
     from seqlab.tasks.ocr.tesseract import run_tesseract_stage
 
     monkeypatch.chdir(tmp_path)
@@ -73,13 +73,15 @@ def test_stage_writes_eval_json_and_grid(tmp_path, monkeypatch) -> None:
     words = ["hello", "quartz", "2048"]
     images = [np.asarray(PILImage.fromarray(im).resize((im.shape[1] * 32 // im.shape[0], 32)))
               for im in map(render, words)]
-    for split in ("test", "test_heldout_fonts"):
-        save_split(tmp_path / f"data/ocr/{split}.npz", images, words, ["f.ttf"] * 3, 32)
+    for split in TEST_SPLITS:  # data/ocr (trdg) and data/ocr-reserved (Pillow, reserved families)
+        save_split(split_path(split), images, words, ["f.ttf"] * 3, 32)
     write_meta(tmp_path / "data/ocr", charset, 32)
     metrics = run_tesseract_stage(psm=8)
     written = json.loads((tmp_path / "metrics/ocr-tesseract/eval.json").read_text())
     assert written == json.loads(json.dumps(metrics))
     keys = {"count", "cer", "cer_nocase", "word_accuracy", "mean_ned_similarity", "words_per_s", "threads"}
-    assert set(written) == {"test", "test_heldout_fonts"} and all(set(m) == keys for m in written.values())
+    assert set(written) == set(TEST_SPLITS) and all(set(m) == keys for m in written.values())
+    assert {"test_reserved", "test_reserved_degraded"} <= set(written)
     assert written["test"]["count"] == 3 and written["test"]["cer"] < 0.5
-    assert (tmp_path / "metrics/ocr-tesseract/predictions.png").stat().st_size > 0
+    for grid in ("predictions.png", "predictions_reserved_degraded.png"):
+        assert (tmp_path / "metrics/ocr-tesseract" / grid).stat().st_size > 0

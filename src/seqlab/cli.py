@@ -1,7 +1,9 @@
 """The `seqlab` command: one subcommand per pipeline stage, plus predict.
 
     seqlab validate                      check params.yaml (the first DVC stage)
+    seqlab fonts                         the OCR training-font manifest, data/ocr-fonts.json
     seqlab generate kth|binary_add|ocr   write data/<task>/
+    seqlab render-reserved               the OCR test splits in the reserved font families, data/ocr-reserved/
     seqlab train kth|binary_add|ocr [--variant bilstm|crnn]
     seqlab evaluate kth|binary_add|ocr [--variant bilstm|crnn]
     seqlab tesseract                     the Tesseract baseline on the OCR test splits
@@ -34,6 +36,32 @@ def cmd_validate(args: argparse.Namespace) -> int:
         # validation first, yet a valid edit of one task's params changes nothing for the others.
         write_text(args.write, "params.yaml is valid\n")
     print(f"{args.params}: valid", file=sys.stderr)
+    return 0
+
+
+def cmd_fonts(args: argparse.Namespace) -> int:
+    from seqlab import paths
+    from seqlab.config import load_params
+    from seqlab.tasks.ocr.fonts import summary, write_manifest
+
+    data = load_params(args.params).ocr.data
+    manifest = write_manifest(paths.fonts_manifest(), data.charset, data.font_sources)
+    print(summary(manifest), file=sys.stderr)
+    return 0
+
+
+def cmd_render_reserved(args: argparse.Namespace) -> int:
+    from seqlab import paths
+    from seqlab.config import load_params
+    from seqlab.tasks.ocr.charset import Charset
+    from seqlab.tasks.ocr.data import RESERVED_DIR
+    from seqlab.tasks.ocr.pillow_render import generate_reserved
+
+    params = load_params(args.params)
+    ocr = params.ocr
+    stats = generate_reserved(ocr.reserved.count, Charset.from_name(ocr.data.charset), ocr.data.height, params.seed,
+                              paths.data_dir(RESERVED_DIR), ocr.reserved.workers)
+    print(f"[ocr] rendered the reserved-family test splits: {stats}", file=sys.stderr)
     return 0
 
 
@@ -119,6 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
         if name != "generate":
             p.add_argument("--variant", choices=VARIANTS["ocr"], help=f"OCR model variant (default: {DEFAULT_VARIANT['ocr']})")
         p.set_defaults(func=func)
+
+    p = sub.add_parser("fonts", help="write the OCR training-font manifest (data/ocr-fonts.json)")
+    p.set_defaults(func=cmd_fonts)
+
+    p = sub.add_parser("render-reserved", help="render the OCR test splits in the reserved font families")
+    p.set_defaults(func=cmd_render_reserved)
 
     p = sub.add_parser("tesseract", help="run the Tesseract baseline on the OCR test splits")
     p.set_defaults(func=cmd_tesseract)

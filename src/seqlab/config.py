@@ -110,7 +110,7 @@ class Params(Section):
         if task == "binary_add":
             return self.binary_add
         if task == "ocr" and variant is not None:
-            return self.ocr.variant(variant)
+            return self.ocr.run(variant)
         raise ValueError(f"no training section for task {task!r}, variant {variant!r}")
 
 
@@ -151,6 +151,8 @@ MESSAGES = {
     "string_type": "must be a non-empty string",
     "string_too_short": "must be a non-empty string",
     "list_type": "must be a list",
+    "too_short": "must have {min_length} or more entries",
+    "too_long": "must have {max_length} or fewer entries",
     "greater_than": "must be > {gt}",
     "greater_than_equal": "must be >= {ge}",
     "less_than": "must be < {lt}",

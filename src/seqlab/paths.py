@@ -32,6 +32,11 @@ def data_dir(task: str) -> Path:
     return DATA / task
 
 
+def fonts_manifest() -> Path:
+    """data/ocr-fonts.json: the OCR training fonts (seqlab fonts writes it, the OCR generate stage reads it)."""
+    return DATA / "ocr-fonts.json"
+
+
 def model_path(model_id: str) -> Path:
     """models/<id>.pt, where id is the task (kth) or task-variant (ocr-crnn)."""
     return MODELS / f"{model_id}.pt"

@@ -101,7 +101,10 @@ def train(task: Task, seed: int, section: RunSection) -> dict[str, Any]:
     config = {"task": task.name, "variant": task.variant, "seed": seed, "model": model_args,
               "train": cfg.model_dump(), "meta": meta}
     data_files = sorted(task.data_dir.glob("*.npz"))
-    resume_path = paths.state_dir() / "resume" / f"{task.model_id}-{_fingerprint(config, data_files)}.pt"
+    # Keyed by the whole section too: what the checkpoint's config leaves out (OCR's augmentation) still
+    # changes the run, and a resume file of other settings must not be picked up.
+    key = _fingerprint([config, section.model_dump()], data_files)
+    resume_path = paths.state_dir() / "resume" / f"{task.model_id}-{key}.pt"
 
     state: dict[str, Any] = {"epoch": 0, "history": [], "best": None, "best_epoch": 0, "bad_epochs": 0,
                              "best_state": None, "run_id": None}

@@ -23,101 +23,22 @@ its spacing. Words shrunk below their size are low-passed first, or thin strokes
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from seqlab.errors import ParamsError
+from seqlab.tasks.ocr.config import AugmentConfig
 from seqlab.tasks.ocr.normalize import normalize, valid_columns
 
-Range = tuple[float, float]
+Range = Sequence[float]  # [low, high]
 
 VERTICAL_ROOM = 1.0  # px kept between the transformed ink box and the top/bottom edges
 MIN_MARGIN = 1.0  # px kept left and right of the ink box
 INK_THRESHOLD = 0.2  # normalised ink, after a 3x3 mean, that belongs to the text's box
 BOX_GROWTH = 1  # px added on each side of the detected text box
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Every augmentation knob. Each effect is applied to a sample with its probability ``p_*``; its
-    strength is uniform in its range. Lengths in "text heights" are relative to the height of the
-    word's ink box after scaling. Field names are the keys of the ``ocr.augment`` params section."""
-
-    enabled: bool = True
-    p_identity: float = 0.1  # samples left exactly as rendered (the clean distribution stays in view)
-    # --- geometry -----------------------------------------------------------------------------------
-    p_zoom: float = 0.5
-    zoom: Range = (0.5, 1.4)  # scale of the word; >1 zooms in (clipped where the ink box fills the height)
-    p_x_scale: float = 0.4
-    x_scale: Range = (0.75, 1.35)  # horizontal stretch: narrow and wide fonts; changes the width
-    min_x_scale: float = 0.65  # floor on zoom * x_scale, so characters keep enough CTC steps
-    # Cap on new width / source width: a batch is as wide as its widest image, and every padded column
-    # costs a training step as much as a real one. Uncapped, the default ranges made batches ~38% wider;
-    # capped at 1.2, a batch of similar widths (140-160 px) became ~20% wider.
-    max_width_ratio: float = 1.2
-    p_margins: float = 0.5
-    margins: Range = (0.0, 0.8)  # left/right margins in text heights: tight crop .. loose crop
-    p_spacing: float = 0.3
-    spacing: Range = (-0.5, 1.5)  # relative change of the ink-free columns: tighter .. looser letters
-    p_shear: float = 0.3
-    shear: Range = (-0.35, 0.35)  # slant, x shift per unit of height (0.35 ~ 19 degrees)
-    p_rotate: float = 0.25
-    rotate: Range = (-4.0, 4.0)  # degrees
-    p_perspective: float = 0.2
-    perspective: float = 0.12  # max shift of each corner of the ink box, in text heights
-    # --- appearance ---------------------------------------------------------------------------------
-    p_stroke: float = 0.3
-    stroke: Range = (-0.4, 0.8)  # < 0 thins (3x3 min-pool blend), > 0 thickens (3x3 max-pool blend)
-    p_tone: float = 0.5
-    contrast: Range = (0.3, 1.0)  # grey-level gap between text and ground ("coloured text on coloured ground")
-    p_invert: float = 0.2  # light text on dark ground
-    p_texture: float = 0.3
-    texture: Range = (0.03, 0.12)  # std of a smooth random field on the ground (paper, stains), x contrast
-    gradient: Range = (0.0, 0.3)  # darkening across the word (uneven light), x contrast; with the texture
-    p_blur: float = 0.3
-    blur: Range = (0.4, 1.2)  # Gaussian sigma in px (out of focus, low resolution)
-    p_noise: float = 0.3
-    noise: Range = (0.02, 0.1)  # Gaussian pixel noise std (sensor noise), x contrast
-    p_jpeg: float = 0.3
-    jpeg_quality: Range = (15.0, 75.0)  # libjpeg quality of a grayscale JPEG round trip
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name.startswith("p_") and not 0.0 <= value <= 1.0:
-                raise ParamsError(f"ocr.augment.{f.name} must be a probability in [0, 1], got {value}")
-            if f.type == "Range":
-                if not isinstance(value, tuple | list) or len(value) != 2 or value[0] > value[1]:
-                    raise ParamsError(f"ocr.augment.{f.name} must be [low, high] with low <= high, got {value}")
-                object.__setattr__(self, f.name, (float(value[0]), float(value[1])))
-        checks = {
-            "zoom": self.zoom[0] > 0, "x_scale": self.x_scale[0] > 0, "min_x_scale": self.min_x_scale > 0,
-            "max_width_ratio": self.max_width_ratio >= 1,
-            "margins": self.margins[0] >= 0, "spacing": self.spacing[0] > -0.9,
-            "rotate": max(map(abs, self.rotate)) <= 30, "shear": max(map(abs, self.shear)) <= 1,
-            "perspective": 0 <= self.perspective <= 0.3, "stroke": -1 <= self.stroke[0] and self.stroke[1] <= 1,
-            "contrast": 0 < self.contrast[0] and self.contrast[1] <= 1, "texture": self.texture[0] >= 0,
-            "gradient": 0 <= self.gradient[0] and self.gradient[1] <= 1, "blur": self.blur[0] >= 0,
-            "noise": self.noise[0] >= 0, "jpeg_quality": 1 <= self.jpeg_quality[0] and self.jpeg_quality[1] <= 100,
-        }
-        bad = next((name for name, ok in checks.items() if not ok), None)
-        if bad is not None:
-            raise ParamsError(f"ocr.augment.{bad} is out of its allowed range: {getattr(self, bad)}")
-
-    @classmethod
-    def from_params(cls, section: Mapping[str, Any]) -> AugmentConfig:
-        """The config from a params section; keys it leaves out keep their defaults."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(section) - known)
-        if unknown:
-            raise ParamsError(f"ocr.augment.{unknown[0]} is not an augmentation setting")
-        return cls(**section)
 
 
 # Columns of the per-sample parameter table; each is one uniform in [0, 1).
@@ -269,7 +190,7 @@ def jpeg(gray: Tensor, quality: Tensor) -> Tensor:
 
 
 def augment(gray: Tensor, widths: Tensor, params: Tensor, gen: torch.Generator,
-            config: AugmentConfig | None = None, min_widths: Tensor | None = None,
+            config: AugmentConfig, min_widths: Tensor | None = None,
             pad_multiple: int = 8) -> tuple[Tensor, Tensor]:
     """New images of the same words.
 
@@ -278,7 +199,7 @@ def augment(gray: Tensor, widths: Tensor, params: Tensor, gen: torch.Generator,
         widths: int64 (B,) true widths.
         params: (B, NUM_PARAMS) uniforms from :func:`sample_params` for these samples.
         gen: CPU generator for per-pixel noise; seed it per (seed, epoch, batch) for reproducible runs.
-        config: the knobs (default ``AugmentConfig()``); ``enabled=False`` returns the inputs unchanged.
+        config: the knobs (params.yaml's ``ocr.augment``); ``enabled=False`` returns the inputs unchanged.
         min_widths: int (B,) optional minimum ink width per sample (e.g. columns the label's CTC path needs);
             narrower results are stretched horizontally.
         pad_multiple: the output batch width is a multiple of this.
@@ -287,7 +208,7 @@ def augment(gray: Tensor, widths: Tensor, params: Tensor, gen: torch.Generator,
         ``(gray, widths)``: float (B, 1, H, W') in [0, 1] with white (1) beyond each new width, and the
         new int64 widths. Same height; widths change with zoom, stretch, spacing and margins.
     """
-    cfg = config or AugmentConfig()
+    cfg = config
     if not cfg.enabled:
         return gray, widths
     b, _, h, w = gray.shape

@@ -1,8 +1,9 @@
-"""Variable-width batching for word images: width buckets, the padded batch type, CTC length checks.
+"""Variable-width batching for word images: width buckets, the padded batch type, augmentation hook.
 
-Image convention (shared with :mod:`seqlab.tasks.ocr.models`): the uint8 grayscale image (dark text on a
-light background) becomes ``ink = 1 - pixel / 255``, so background is ~0 and right padding with 0 is
-just more background.
+Image convention (shared with :mod:`seqlab.tasks.ocr.models`): every batch, in training, evaluation and
+predict alike, goes through :func:`seqlab.tasks.ocr.normalize.normalize`, which turns the grayscale
+images (any polarity and contrast) into ink: text ~1, background ~0, right padding exactly 0. Training
+batches are augmented (:mod:`seqlab.tasks.ocr.augment`) before that normalisation.
 """
 
 from __future__ import annotations
@@ -15,14 +16,20 @@ import torch
 from torch import Tensor
 from torch.utils.data import Sampler
 
+from seqlab.seeding import derive_seed
+from seqlab.tasks.ocr.augment import augment, sample_params
+from seqlab.tasks.ocr.config import AugmentConfig
 from seqlab.tasks.ocr.data import OcrSplit
+from seqlab.tasks.ocr.normalize import normalize
+
+MIN_COLUMNS_PER_CTC_STEP = 4  # augmentation never squeezes a word below this many columns per CTC step
 
 
 @dataclass(frozen=True)
 class OcrBatch:
     """Word images padded to one width, with their CTC targets."""
 
-    images: Tensor  # float32 (B, 1, H, Wpad), ink-normalized, zero-padded on the right
+    images: Tensor  # float32 (B, 1, H, Wpad), normalised ink (text ~1, ground ~0), zero-padded on the right
     widths: Tensor  # int64 (B,) true widths
     targets: Tensor  # int64 (sum of label lengths,) the labels concatenated
     target_lengths: Tensor  # int64 (B,)
@@ -84,14 +91,16 @@ class WidthBucketSampler(Sampler[list[int]]):
 
 
 def collate(images: Sequence[np.ndarray], labels: Sequence[Sequence[int]], pad_multiple: int = 4,
-            index: Sequence[int] | None = None) -> OcrBatch:
-    """Pad a list of uint8 (H, W) images to one batch.
+            index: Sequence[int] | None = None, augmentation: tuple[AugmentConfig, int, int] | None = None) -> OcrBatch:
+    """Pad a list of uint8 (H, W) images to one normalised batch.
 
     Args:
-        images: uint8 grayscale images, all of the same height, dark text on light background.
+        images: uint8 grayscale images, all of the same height.
         labels: class indices of each image (charset index + 1; 0 is the CTC blank).
         pad_multiple: pad the batch width up to a multiple of this (>= the model's ``downsample``).
         index: each image's position in its split (default 0..B-1), so outputs can be put back in order.
+        augmentation: (config, seed, batch number) to augment a training batch first; a sample's
+            augmentation depends on (seed, its index) and the noise on (seed, batch number) only.
     """
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
@@ -100,25 +109,45 @@ def collate(images: Sequence[np.ndarray], labels: Sequence[Sequence[int]], pad_m
     heights = {im.shape[0] for im in images}
     if len(heights) != 1 or any(im.ndim != 2 for im in images):
         raise ValueError(f"images must be 2-D with one common height, got heights {sorted(heights)}")
-    widths = [im.shape[1] for im in images]
-    wpad = -(-max(widths) // pad_multiple) * pad_multiple
-    batch = np.zeros((len(images), 1, heights.pop(), wpad), dtype=np.float32)
+    wpad = -(-max(im.shape[1] for im in images) // pad_multiple) * pad_multiple
+    batch = np.ones((len(images), 1, heights.pop(), wpad), dtype=np.float32)  # white paper beyond each width
     for i, im in enumerate(images):
-        batch[i, 0, :, : im.shape[1]] = 1.0 - im.astype(np.float32) / 255.0
+        batch[i, 0, :, : im.shape[1]] = im.astype(np.float32) / 255.0
+    gray = torch.from_numpy(batch)
+    widths = torch.tensor([im.shape[1] for im in images], dtype=torch.long)
+    positions = torch.tensor(range(len(images)) if index is None else index, dtype=torch.long)
+    if augmentation is not None and augmentation[0].enabled:
+        config, seed, number = augmentation
+        need = torch.tensor([MIN_COLUMNS_PER_CTC_STEP * ctc_min_length(lab) for lab in labels])
+        gray, widths = augment(gray, widths, sample_params(seed, 0, positions),
+                               torch.Generator().manual_seed(derive_seed(seed, "augment", number)), config,
+                               min_widths=need, pad_multiple=pad_multiple)
     flat = [c for lab in labels for c in lab]
     return OcrBatch(
-        images=torch.from_numpy(batch),
-        widths=torch.tensor(widths, dtype=torch.long),
+        images=normalize(gray, widths),
+        widths=widths,
         targets=torch.tensor(flat, dtype=torch.long),
         target_lengths=torch.tensor([len(lab) for lab in labels], dtype=torch.long),
-        index=torch.tensor(range(len(images)) if index is None else index, dtype=torch.long),
+        index=positions,
     )
 
 
+def ctc_min_length(label: Sequence[int]) -> int:
+    """Fewest CTC steps that can emit ``label``: one per symbol plus a blank between equal neighbours."""
+    return len(label) + sum(a == b for a, b in zip(label[:-1], label[1:], strict=True))
+
+
 def iterate_batches(data: OcrSplit, batch_size: int, generator: torch.Generator | None,
-                    pad_multiple: int = 8) -> Iterator[OcrBatch]:
-    """Batches of similar widths, shuffled by `generator` (training) or sorted by width when None (eval)."""
+                    pad_multiple: int = 8, augment_config: AugmentConfig | None = None) -> Iterator[OcrBatch]:
+    """Batches of similar widths, shuffled by `generator` (training) or sorted by width when None (eval).
+
+    With `augment_config` and a generator, every batch is augmented; the generator's seed (the training
+    loop seeds it per epoch) makes the augmentation fresh each epoch and identical on a resumed run.
+    """
     sampler = WidthBucketSampler(data.widths, batch_size, generator, shuffle=generator is not None)
-    for idx in sampler:
-        yield collate([data.images[i] for i in idx], [data.labels[i] for i in idx], pad_multiple, index=idx)
+    seed = generator.initial_seed() if generator is not None else 0
+    for number, idx in enumerate(sampler):
+        augmentation = (augment_config, seed, number) if augment_config and generator is not None else None
+        yield collate([data.images[i] for i in idx], [data.labels[i] for i in idx], pad_multiple, index=idx,
+                      augmentation=augmentation)
 

@@ -1,4 +1,5 @@
-"""The `ocr` section of params.yaml: rendering (`data`), one model/train pair per variant, Tesseract.
+"""The `ocr` section of params.yaml: rendering (`data`), the reserved-family test splits (`reserved`),
+training-time augmentation (`augment`), one model/train pair per variant, Tesseract.
 
 Model sections are named for the constructors they feed (seqlab.tasks.ocr.models): `ocr.bilstm.model`
 holds ColumnBiLSTM's arguments, `ocr.crnn.model` CRNN's. Torch-free and trdg-free (fonts are listed
@@ -11,7 +12,7 @@ import importlib.util
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Discriminator, Field, Tag, model_validator
+from pydantic import AfterValidator, Discriminator, Field, Tag, model_validator
 
 from seqlab.sections import (
     Names,
@@ -28,8 +29,10 @@ from seqlab.sections import (
 )
 from seqlab.tasks import VARIANTS
 from seqlab.tasks.ocr.charset import Charset
+from seqlab.tasks.ocr.reserved_families import reserved_family
 
 FramesPerStep = Annotated[int, Field(ge=1, le=4)]
+FontSource = Literal["trdg", "debian"]  # trdg's Latin fonts; the Debian packages scripts/install_fonts.sh installs
 Dropout = Annotated[float, Field(ge=0, le=0.9)]
 FontSelection = Annotated[
     Annotated[Literal["all"], Tag("str")] | Annotated[Names, Tag("list")],
@@ -59,17 +62,32 @@ class OcrCountsConfig(Section):
     test_heldout_fonts: PositiveInt
 
 
+class CaseMixConfig(Section):
+    """Shares of the letter case words are drawn in (seqlab.tasks.ocr.words); they need not sum to 1."""
+
+    as_spelled: NonNegativeFloat  # as the dictionary spells it (80% of trdg's English words are lower case)
+    capitalized: NonNegativeFloat
+    upper: NonNegativeFloat
+
+    @model_validator(mode="after")
+    def _some(self) -> CaseMixConfig:
+        rule(self.as_spelled + self.capitalized + self.upper > 0, "needs at least one positive share")
+        return self
+
+
 class OcrWordsConfig(Section):
     min_len: PositiveInt
     max_len: PositiveInt
     dictionary_ratio: Ratio
-    number_ratio: Ratio  # the rest are random strings
+    number_ratio: Ratio
+    mixed_ratio: Ratio  # letters and digits mixed ("route66", "b0ok", "21st"): l/1/i and o/0 told apart by context
+    case_mix: CaseMixConfig  # the rest are random strings
 
     @model_validator(mode="after")
     def _mix(self) -> OcrWordsConfig:
         rule(self.min_len <= self.max_len, f"`min_len` must be <= `max_len` (got {self.min_len} > {self.max_len})")
-        rule(self.dictionary_ratio + self.number_ratio <= 1,
-             "`dictionary_ratio` + `number_ratio` must be <= 1 (the rest are random strings)")
+        rule(self.dictionary_ratio + self.number_ratio + self.mixed_ratio <= 1,
+             "`dictionary_ratio` + `number_ratio` + `mixed_ratio` must be <= 1 (the rest are random strings)")
         return self
 
 
@@ -84,6 +102,7 @@ class OcrDataConfig(Section):
     height: Annotated[int, Field(ge=16, le=128)]
     charset: NonEmptyStr  # a named charset or the characters themselves (seqlab.tasks.ocr.charset)
     counts: OcrCountsConfig
+    font_sources: Annotated[list[FontSource], Field(min_length=1)]
     fonts: FontSelection
     heldout_fonts: HeldoutFonts
     words: OcrWordsConfig
@@ -106,21 +125,109 @@ class OcrDataConfig(Section):
         rule(number_ratio == 0 or any(c.isdigit() for c in chars),
              f"`charset` has no digit, but `words.number_ratio` is {number_ratio} "
              "(numbers need digits: add them or set number_ratio to 0)")
+        rule(len(set(self.font_sources)) == len(self.font_sources), "`font_sources` has duplicate entries")
+        for key, names in (("fonts", self.fonts), ("heldout_fonts", self.heldout_fonts)):
+            for name in names if isinstance(names, list) else ():
+                if group := reserved_family(name):
+                    fail(f"`{key}`: {name!r} is in the reserved evaluation family {group}; "
+                         "reserved families are never used for training or validation")
         available = trdg_fonts()
-        fonts = available if self.fonts == "all" else self.fonts
-        rule(bool(fonts), "`fonts` must not be empty")
-        unknown = [f for f in fonts if f not in available]
-        if unknown:
-            fail(f"`fonts`: unknown font {unknown[0]!r} (trdg ships {len(available)} Latin fonts)")
+        if self.fonts == "all":
+            rule("trdg" in self.font_sources, "`font_sources` must include trdg: the held-out fonts come from it")
+            fonts = available
+        else:
+            fonts = self.fonts
+            rule(bool(fonts), "`fonts` must not be empty")
+            # trdg fonts by file name, Debian ones as <package>/<file> (seqlab.tasks.ocr.fonts.font_path)
+            unknown = [f for f in fonts if f not in available and "/" not in f]
+            if unknown:
+                fail(f"`fonts`: unknown font {unknown[0]!r} (trdg ships {len(available)} Latin fonts; "
+                     "Debian fonts are named <package>/<file>)")
         held = self.heldout_fonts
         missing = [f for f in held if f not in fonts] if isinstance(held, list) else []
         if missing:
             fail(f"`heldout_fonts`: {missing[0]!r} is not in `fonts`")
         n_held = held if isinstance(held, int) else len(held)
-        rule(n_held < len(fonts), f"`heldout_fonts` must leave training fonts (holds out {n_held} of {len(fonts)})")
+        n_trdg = len([f for f in fonts if f in available])
+        rule(n_held < n_trdg, f"`heldout_fonts` must leave trdg training fonts (holds out {n_held} of {n_trdg})")
         for color in self.text_colors:
             rule(color.startswith("#") and len(color) == 7 and all(c in "0123456789abcdefABCDEF" for c in color[1:]),
                  f"`text_colors`: {color!r} is not a #rrggbb colour")
+        return self
+
+
+class OcrReservedConfig(Section):
+    """The test splits rendered without trdg in the reserved families (seqlab.tasks.ocr.pillow_render)."""
+
+    count: PositiveInt  # words per split; test_reserved (clean) and test_reserved_degraded hold the same words
+    workers: PositiveInt
+
+
+def _ordered(bounds: list[float]) -> list[float]:
+    # Stays a list: the dump must validate again (a strict list field refuses a tuple) and log like YAML's.
+    if bounds[0] > bounds[1]:
+        fail(f"must be [low, high] with low <= high (got {bounds})")
+    return bounds
+
+
+Range = Annotated[list[float], Field(min_length=2, max_length=2), AfterValidator(_ordered)]
+
+
+class AugmentConfig(Section):
+    """Training-time augmentation (seqlab.tasks.ocr.augment), fresh for every sample in every epoch.
+
+    Each effect is applied to a sample with its probability ``p_*``; its strength is uniform in its range.
+    Lengths in "text heights" are relative to the height of the word's ink box after scaling.
+    """
+
+    enabled: bool
+    p_identity: Ratio  # samples left exactly as rendered (the clean distribution stays in view)
+    # --- geometry ---
+    p_zoom: Ratio
+    zoom: Range  # scale of the word; >1 zooms in (clipped where the ink box fills the height)
+    p_x_scale: Ratio
+    x_scale: Range  # horizontal stretch: narrow and wide fonts; changes the width
+    min_x_scale: Annotated[float, Field(gt=0)]  # floor on zoom * x_scale, so characters keep enough CTC steps
+    # Cap on new width / source width: every padded column costs a training step as much as a real one.
+    max_width_ratio: Annotated[float, Field(ge=1)]
+    p_margins: Ratio
+    margins: Range  # left/right margins in text heights: tight crop .. loose crop
+    p_spacing: Ratio
+    spacing: Range  # relative change of the ink-free columns: tighter .. looser letters
+    p_shear: Ratio
+    shear: Range  # slant, x shift per unit of height (0.35 ~ 19 degrees)
+    p_rotate: Ratio
+    rotate: Range  # degrees
+    p_perspective: Ratio
+    perspective: Annotated[float, Field(ge=0, le=0.3)]  # max shift of each corner of the ink box, in text heights
+    # --- appearance ---
+    p_stroke: Ratio
+    stroke: Range  # < 0 thins (3x3 min-pool blend), > 0 thickens (3x3 max-pool blend)
+    p_tone: Ratio
+    contrast: Range  # grey-level gap between text and ground ("coloured text on coloured ground")
+    p_invert: Ratio  # light text on dark ground
+    p_texture: Ratio
+    texture: Range  # std of a smooth random field on the ground (paper, stains), x contrast
+    gradient: Range  # darkening across the word (uneven light), x contrast; with the texture
+    p_blur: Ratio
+    blur: Range  # Gaussian sigma in px (out of focus, low resolution)
+    p_noise: Ratio
+    noise: Range  # Gaussian pixel noise std (sensor noise), x contrast
+    p_jpeg: Ratio
+    jpeg_quality: Range  # libjpeg quality of a grayscale JPEG round trip
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AugmentConfig:
+        checks = {
+            "zoom": self.zoom[0] > 0, "x_scale": self.x_scale[0] > 0, "margins": self.margins[0] >= 0,
+            "spacing": self.spacing[0] > -0.9, "rotate": max(map(abs, self.rotate)) <= 30,
+            "shear": max(map(abs, self.shear)) <= 1, "stroke": -1 <= self.stroke[0] and self.stroke[1] <= 1,
+            "contrast": 0 < self.contrast[0] and self.contrast[1] <= 1, "texture": self.texture[0] >= 0,
+            "gradient": 0 <= self.gradient[0] and self.gradient[1] <= 1, "blur": self.blur[0] >= 0,
+            "noise": self.noise[0] >= 0, "jpeg_quality": 1 <= self.jpeg_quality[0] and self.jpeg_quality[1] <= 100,
+        }
+        bad = next((name for name, ok in checks.items() if not ok), None)
+        rule(bad is None, f"`{bad}` is out of its allowed range (got {getattr(self, str(bad), None)})")
         return self
 
 
@@ -169,11 +276,27 @@ class TesseractConfig(Section):
     psm: Annotated[int, Field(ge=3, le=13)]  # page segmentation mode: 8 = single word, 7 = single line
 
 
+class OcrRun(Section):
+    """What one OCR training run reads (a RunSection): its variant's model and train sections and the
+    shared augmentation, so all three are logged with the run and drive its resume fingerprint."""
+
+    model: ColumnBiLSTMConfig | CRNNConfig
+    train: TrainConfig
+    augment: AugmentConfig
+
+
 class OcrConfig(Section):
     data: OcrDataConfig
+    reserved: OcrReservedConfig
+    augment: AugmentConfig
     bilstm: BiLSTMVariantConfig
     crnn: CRNNVariantConfig
     tesseract: TesseractConfig
+
+    def run(self, name: str) -> OcrRun:
+        """The training run of one OCR variant."""
+        variant = self.variant(name)
+        return OcrRun(model=variant.model, train=variant.train, augment=self.augment)
 
     def variant(self, name: str) -> BiLSTMVariantConfig | CRNNVariantConfig:
         """The model/train section of one OCR variant (VARIANTS)."""

@@ -1,6 +1,8 @@
 """The OCR data format: written by the generate stage and read by everything else, here and only here.
 
-``data/ocr/`` holds one ``<split>.npz`` per split (train, val, test, test_heldout_fonts) and ``meta.json``.
+``data/ocr/`` holds one ``<split>.npz`` per split rendered with trdg (train, val, test, test_heldout_fonts)
+and ``meta.json``; ``data/ocr-reserved/`` holds the test splits drawn with plain Pillow in the font families
+reserved for evaluation (test_reserved, test_reserved_degraded), in the same format.
 
 ``<split>.npz`` is a :func:`seqlab.storage.save_arrays` archive (a zip of ``.npy`` members in name order,
 fixed timestamps, so the same images give the same bytes) of N word images:
@@ -15,7 +17,8 @@ fixed timestamps, so the same images give the same bytes) of N word images:
     widths  int32, (N,)     width W_i of each image
     ======  ==============  ===================================================================
 
-Images are grayscale, dark text on a light background. ``meta.json`` is
+Images are grayscale; trdg's are dark text on a light background, the degraded reserved split also has
+light text on dark grounds (every image is normalised before a model sees it). ``meta.json`` is
 ``{"charset": <the charset's characters in class order>, "height": H}``: what a model needs to
 read these images, copied into every checkpoint.
 """
@@ -30,9 +33,21 @@ from typing import Any
 
 import numpy as np
 
+from seqlab import paths
 from seqlab.errors import DataError
 from seqlab.storage import load_arrays, save_arrays, write_json
 from seqlab.tasks.ocr.charset import Charset
+
+DATA_DIR = "ocr"  # data/ocr: the trdg splits
+RESERVED_DIR = "ocr-reserved"  # data/ocr-reserved: the Pillow splits in the reserved families
+TRDG_TEST_SPLITS = ("test", "test_heldout_fonts")
+RESERVED_SPLITS = ("test_reserved", "test_reserved_degraded")
+TEST_SPLITS = TRDG_TEST_SPLITS + RESERVED_SPLITS
+
+
+def split_path(split: str) -> Path:
+    """Where a split lives: data/ocr-reserved/ for the reserved ones, data/ocr/ for the rest."""
+    return paths.data_dir(RESERVED_DIR if split in RESERVED_SPLITS else DATA_DIR) / f"{split}.npz"
 
 
 @dataclass
@@ -82,6 +97,11 @@ def load_split(path: Path, charset: Charset) -> OcrSplit:
     if bad is not None:
         raise DataError(f"{path}: label {bad!r} has characters outside the charset; regenerate the data")
     return OcrSplit(images, texts, [charset.encode(t) for t in texts], widths, [str(f) for f in a["fonts"]])
+
+
+def load_test_splits(charset: Charset) -> dict[str, OcrSplit]:
+    """Every test split a recognizer is scored on, in TEST_SPLITS order."""
+    return {split: load_split(split_path(split), charset) for split in TEST_SPLITS}
 
 
 def write_meta(data_dir: Path, charset: Charset, height: int) -> None:

@@ -11,7 +11,7 @@ Font ids: a trdg font keeps its file name ("Lato-Regular.ttf"), so params and da
 before the inventory keep their meaning; a Debian font is "<package>/<file name>"
 ("fonts-cmu/cmunrm.ttf"). `font_path` resolves either to the file.
 
-Reserved evaluation families (`RESERVED_FAMILY_PATTERNS`: DejaVu and its relatives, Liberation,
+Reserved evaluation families (seqlab.tasks.ocr.reserved_families: DejaVu and its relatives, Liberation,
 Croscore, URW base35 and its derivatives, TeX Gyre, GNU FreeFont) are never used for training or
 validation: they measure how well a model reads families it has never seen. Their packages
 (`RESERVED_PACKAGES`) are installed for the evaluation split only (`reserved_fonts`).
@@ -45,6 +45,7 @@ from PIL import Image, ImageDraw, ImageFont
 from seqlab.errors import ParamsError, SeqlabError
 from seqlab.storage import write_json
 from seqlab.tasks.ocr.charset import Charset
+from seqlab.tasks.ocr.reserved_families import is_reserved, reserved_family
 from seqlab.tasks.ocr.trdg_compat import trdg_dir
 
 TRDG = "trdg"
@@ -69,21 +70,8 @@ RESERVED_PACKAGES = (
     "fonts-croscore", "fonts-dejavu-core", "fonts-dejavu-extra", "fonts-freefont-ttf",
     "fonts-liberation", "fonts-liberation2", "fonts-texgyre", "fonts-urw-base35",
 )
-
-# Reserved group -> regex matched at the start of a normalized family or file name (lowercase,
-# letters and digits only: "DejaVu Sans Mono" -> "dejavusansmono", "Hack-Regular.ttf" -> "hackregular").
-RESERVED_FAMILY_PATTERNS: dict[str, str] = {
-    # Hack and Menlo derive from DejaVu, which derives from Bitstream Vera (Vera.ttf, VeraBd.ttf...).
-    "DejaVu": r"dejavu|bitstreamvera|vera(bd|bi|it|mobd|mobi|moit|mono|se|sebd)?$|hack|menlo",
-    "Liberation": r"liberation",
-    "Croscore": r"arimo|tinos|cousine",
-    # base35 (Nimbus, C059, P052, URW Bookman/Gothic, Z003, D050000L, Standard Symbols) and the
-    # older gsfonts names (Nimbus ... L, URW Palladio/Chancery L, Century Schoolbook L, Dingbats).
-    "URW base35": r"nimbus|urw|c059|p052|z003|d050000l|standardsymbols|centuryschoolbookl|dingbats",
-    "TeX Gyre": r"texgyre",
-    "GNU FreeFont": r"free(sans|serif|mono)",
-}
-_RESERVED = {group: re.compile(pattern) for group, pattern in RESERVED_FAMILY_PATTERNS.items()}
+# Not fonts, installed with them: Debian's English word list, the evaluation split's words (pillow_render).
+EVALUATION_PACKAGES = ("wamerican",)
 
 # Family (name table) prefix -> class; the longest matching prefix wins, so "Noto Sans Mono" is
 # mono while "Noto Sans" is sans. Families missing here fall back to OS/2 metadata (`_metadata_class`).
@@ -225,24 +213,6 @@ def sha256_file(path: Path) -> str:
 
 
 # --- what a file is --------------------------------------------------------------------------
-
-
-def _normalized(name: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", name.lower())
-
-
-def reserved_family(name: str) -> str | None:
-    """The reserved evaluation group ("DejaVu", "URW base35"...) a family or font file name belongs to."""
-    stem = name.rsplit("/", 1)[-1]
-    if stem.lower().endswith(_FONT_SUFFIXES):
-        stem = stem[:-4]
-    key = _normalized(stem)
-    return next((group for group, pattern in _RESERVED.items() if pattern.match(key)), None)
-
-
-def is_reserved(family: str) -> bool:
-    """True for a family (or file name) kept for evaluation only."""
-    return reserved_family(family) is not None
 
 
 def family_class(family: str) -> str | None:

@@ -1,8 +1,10 @@
 """Reading word images from files for predict: any size, mode and common format, or one clear error.
 
-Every image becomes uint8 grayscale (dark text on light background) at the model's height with
-its aspect ratio kept. Transparent pixels are composited on white, 16-bit images are scaled to
-8 bits, multi-frame files (GIF, APNG) use their first frame.
+Every image becomes uint8 grayscale at the model's height with its aspect ratio kept, after wide
+margins around the word are trimmed (photos; see normalize.crop_to_text). Polarity and contrast are
+left alone: every batch is normalised the same way in training, evaluation and predict. Transparent
+pixels are composited on white, 16-bit images are scaled to 8 bits, multi-frame files (GIF, APNG) use
+their first frame.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from seqlab.tasks.ocr.normalize import crop_to_text, resize_to_height
+
 MAX_WIDTH = 16384  # after rescaling to the model height; wider inputs are rejected, not truncated
-MIN_WIDTH = 16  # narrower images get white columns on the right so every model has output steps
+MIN_WIDTH = 16  # narrower images are widened (edge columns repeated) so every model has output steps
 
 
 class ImageReadError(Exception):
@@ -35,14 +39,6 @@ def to_grayscale(img: Image.Image) -> np.ndarray:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         img = Image.alpha_composite(background, rgba)
     return np.asarray(img.convert("L"), dtype=np.uint8)
-
-
-def resize_to_height(gray: np.ndarray, height: int) -> np.ndarray:
-    h, w = gray.shape
-    if h == height:
-        return gray
-    new_w = max(1, round(w * height / h))
-    return np.asarray(Image.fromarray(gray).resize((new_w, height), Image.Resampling.BILINEAR), dtype=np.uint8)
 
 
 def load_word_image(path: str | Path, height: int) -> np.ndarray:
@@ -71,10 +67,11 @@ def load_word_image(path: str | Path, height: int) -> np.ndarray:
         raise ImageReadError(f"cannot decode image ({detail})") from None
     if gray.shape[0] < 2 or gray.shape[1] < 1:
         raise ImageReadError(f"image of {gray.shape[1]}x{gray.shape[0]} pixels is too small to hold a word")
+    gray = crop_to_text(gray)  # photos: wide margins around the word would shrink it at the model's height
     width = max(1, round(gray.shape[1] * height / gray.shape[0]))
     if width > MAX_WIDTH:  # checked before resizing: a 1e6 x 2 image would need gigabytes at the model height
         raise ImageReadError(f"image is {width} px wide at height {height}; the limit is {MAX_WIDTH}")
     out = resize_to_height(gray, height)
     if out.shape[1] < MIN_WIDTH:
-        out = np.pad(out, ((0, 0), (0, MIN_WIDTH - out.shape[1])), constant_values=255)
+        out = np.pad(out, ((0, 0), (0, MIN_WIDTH - out.shape[1])), mode="edge")
     return out

@@ -28,16 +28,20 @@ from __future__ import annotations
 import io
 import math
 import multiprocessing
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from seqlab.errors import DataError
 from seqlab.tasks.ocr.charset import Charset
-from seqlab.tasks.ocr.fonts import missing_glyphs
+from seqlab.tasks.ocr.data import save_split, write_meta
+from seqlab.tasks.ocr.fonts import missing_glyphs, reserved_fonts
 from seqlab.tasks.ocr.words import WordSource
 
 DEBIAN_WORDS = Path("/usr/share/dict/american-english")  # Debian package wamerican
@@ -93,7 +97,7 @@ def reserved_words(
     `case_mix` (default CASE_MIX).
     """
     if not dictionary.is_file():
-        raise FileNotFoundError(f"{dictionary} is missing: install Debian's wamerican package")
+        raise DataError(f"{dictionary} is missing: install Debian's wamerican package (make fonts)")
     source = WordSource(charset, min_len, max_len, dictionary_ratio, number_ratio, dictionary=dictionary,
                         case_mix=CASE_MIX if case_mix is None else case_mix, mixed_ratio=mixed_ratio)
     return source.sample(rng, n)
@@ -242,3 +246,44 @@ def _colours(rng: np.random.Generator, light_on_dark: bool) -> tuple[float, floa
 
 def _luma(rgb: np.ndarray) -> float:
     return float(np.dot(LUMA, rgb))
+
+
+EVAL_CLASSES = ("serif", "sans", "slab", "mono")  # text faces; the reserved script face (Z003) is left out
+
+
+def evaluation_fonts(charset: Charset) -> tuple[list[Path], list[str]]:
+    """The reserved text faces covering `charset`, one file per (family, style), and their names.
+
+    Two Debian packages ship Liberation (v1 and v2): the first file of each family and style wins.
+    """
+    chosen: dict[tuple[str, str], Path] = {}
+    for path, family, style, font_class in reserved_fonts(charset):
+        if font_class in EVAL_CLASSES and "Math" not in family:  # DejaVu Math TeX Gyre: formulas, not words
+            chosen.setdefault((family, style), path)
+    keys = sorted(chosen)
+    return [chosen[k] for k in keys], [f"{family} {style}" for family, style in keys]
+
+
+def generate_reserved(count: int, charset: Charset, height: int, seed: int, out_dir: Path,
+                      workers: int = 1) -> dict[str, Any]:
+    """The `seqlab render-reserved` stage: test_reserved (clean) and test_reserved_degraded (the same
+    words and fonts, degraded) under `out_dir`, with meta.json and a contact sheet; returns stats."""
+    from seqlab.seeding import derive_seed  # here, not at module level: spawned workers skip torch
+    from seqlab.tasks.ocr.render import contact_sheet
+
+    start = time.perf_counter()
+    font_paths, font_names = evaluation_fonts(charset)
+    words = reserved_words(np.random.default_rng(derive_seed(seed, "ocr", "reserved", "words")), count, charset)
+    labels = [charset.normalize(w) for w in words]
+    render_seed = derive_seed(seed, "ocr", "reserved", "render")
+    stats: dict[str, Any] = {"fonts": len(font_paths), "families": len({n.rsplit(' ', 1)[0] for n in font_names})}
+    for split, degraded in (("test_reserved", False), ("test_reserved_degraded", True)):
+        images, fonts = render_reserved_split(words, font_paths, render_seed, height, degraded, workers,
+                                              font_names=font_names)
+        save_split(out_dir / f"{split}.npz", images, labels, fonts, height)
+        if degraded:
+            contact_sheet(out_dir / "contact_sheet.png", images, labels, fonts)
+        stats[split] = {"count": len(images), "mean_width": round(float(np.mean([im.shape[1] for im in images])), 2)}
+    write_meta(out_dir, charset, height)
+    stats["seconds"] = round(time.perf_counter() - start, 2)
+    return stats

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import math
 import multiprocessing
 import random
@@ -36,6 +37,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
+from seqlab import paths
+from seqlab.errors import DataError
 from seqlab.storage import atomic_write
 from seqlab.tasks.ocr.charset import Charset
 from seqlab.tasks.ocr.data import save_split
@@ -222,6 +225,20 @@ def contact_sheet(path: Path, images: Sequence[np.ndarray], labels: Sequence[str
     atomic_write(path, lambda fh: sheet.save(fh, format="PNG"))
 
 
+def training_fonts_from_manifest(data_params: dict[str, Any], charset: Charset) -> tuple[list[str], dict[str, str]]:
+    """Font ids to render train/val/test with: the manifest's (fonts: all) or the explicit list, checked."""
+    if data_params["fonts"] != "all":
+        return usable_fonts(data_params["fonts"], charset, data_params["font_sources"])
+    path = paths.fonts_manifest()
+    if not path.is_file():
+        raise DataError(f"{path} is missing (run the fonts stage first: dvc repro ocr-fonts)")
+    manifest = json.loads(path.read_text())
+    if manifest["charset"] != charset.name or manifest["sources"] != sorted(data_params["font_sources"]):
+        raise DataError(f"{path} was written for charset {manifest['charset']!r} and sources {manifest['sources']}, "
+                        "not these params (run dvc repro ocr-fonts)")
+    return [f["id"] for f in manifest["fonts"]], {f["id"]: f["reason"] for f in manifest["excluded"]}
+
+
 def generate(
     data_params: dict[str, Any], seed: int, out_dir: Path, workers: int = 1, progress: bool = True
 ) -> dict[str, Any]:
@@ -235,7 +252,7 @@ def generate(
     start = time.perf_counter()
     out_dir = Path(out_dir)
     charset = Charset.from_name(data_params["charset"])
-    fonts, excluded = usable_fonts(data_params["fonts"], charset)
+    fonts, excluded = training_fonts_from_manifest(data_params, charset)
     heldout = choose_heldout_fonts(data_params["heldout_fonts"], fonts, seed)
     train_fonts = [f for f in fonts if f not in heldout]
     words = WordSource(charset, **data_params["words"])
@@ -277,7 +294,7 @@ def generate(
         dictionary_words=len(words.words),
         train_fonts=len(train_fonts),
         heldout_fonts=heldout,
-        excluded_fonts=excluded,
+        excluded_fonts=len(excluded),  # the reasons are in data/ocr-fonts.json
         render_seconds=round(render_seconds, 2),
         seconds=round(time.perf_counter() - start, 2),
         images_per_s=round(len(all_specs) / max(render_seconds, 1e-9), 1),

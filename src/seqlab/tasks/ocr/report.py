@@ -23,7 +23,7 @@ from seqlab.tasks.base import Evaluation, Figure, Table
 from seqlab.tasks.ocr.data import OcrSplit
 from seqlab.tasks.ocr.metrics import summarize
 
-TEST_SPLITS = ("test", "test_heldout_fonts")
+GRIDS = {"test": "predictions.png", "test_reserved_degraded": "predictions_reserved_degraded.png"}
 
 
 class Recognizer(Protocol):
@@ -36,7 +36,7 @@ def evaluate_recognizer(recognizer: Recognizer, splits: Mapping[str, OcrSplit], 
     """Read every split and score it: metrics per split, {"by_length": rows}, {"predictions.png": grid}.
 
     ``words_per_s`` is the wall-clock reading rate on ``threads`` = torch's thread count, the cores both
-    our models and Tesseract are given. The grid shows the "test" split, titled with `name`.
+    our models and Tesseract are given. Prediction grids (errors first) show the splits in GRIDS.
     """
     metrics: dict[str, Any] = {}
     rows: Table = []
@@ -49,9 +49,9 @@ def evaluate_recognizer(recognizer: Recognizer, splits: Mapping[str, OcrSplit], 
         by_len = s.pop("by_length")
         metrics[split] = {**s, "words_per_s": len(data) / seconds, "threads": torch.get_num_threads()}
         rows += [{"length": int(k), "split": split, **v} for k, v in by_len.items()]
-        if split == "test":
-            figures["predictions.png"] = partial(prediction_grid, images=data.images, preds=preds, truths=data.texts,
-                                                 title=f"{name} on test: errors first")
+        if split in GRIDS:
+            figures[GRIDS[split]] = partial(prediction_grid, images=data.images, preds=preds, truths=data.texts,
+                                            title=f"{name} on {split}: errors first")
     return Evaluation(metrics, {"by_length": rows}, figures)
 
 

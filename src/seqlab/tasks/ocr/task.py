@@ -24,10 +24,10 @@ from seqlab.tasks.ocr.ctc import CtcReader, ctc_loss
 from seqlab.tasks.ocr.data import OcrSplit
 from seqlab.tasks.ocr.metrics import summarize
 from seqlab.tasks.ocr.models import MODELS
-from seqlab.tasks.ocr.report import TEST_SPLITS, evaluate_recognizer
+from seqlab.tasks.ocr.report import evaluate_recognizer
 
 if TYPE_CHECKING:
-    from seqlab.tasks.ocr.config import OcrDataConfig
+    from seqlab.tasks.ocr.config import AugmentConfig, OcrDataConfig
 
 LEGACY_VARIANTS = {"rnn": "bilstm"}  # names in checkpoints written before the rename
 
@@ -39,17 +39,19 @@ class OcrTask(Task):
     monitor = "val_cer"
     monitor_mode = "min"
 
-    def __init__(self, variant: str, charset: Charset) -> None:
+    def __init__(self, variant: str, charset: Charset, augment: AugmentConfig | None = None) -> None:
         if variant not in self.variants:
             raise ValueError(f"unknown OCR variant {variant!r} (choose from {', '.join(self.variants)})")
         self.variant = variant
         self.charset = charset  # the labels' classes: the data's for training, the checkpoint's afterwards
+        self.augment = augment  # training batches only; None: no augmentation (evaluation, predict)
 
     @classmethod
     def for_training(cls, section: RunSection, variant: str | None) -> Self:
         if variant is None:
             raise ValueError(f"an OCR training run needs a variant ({', '.join(cls.variants)})")
-        return cls(variant, Charset.from_name(ocr_data.read_meta(paths.data_dir(cls.name))["charset"]))
+        charset = Charset.from_name(ocr_data.read_meta(paths.data_dir(cls.name))["charset"])
+        return cls(variant, charset, getattr(section, "augment", None))
 
     @classmethod
     def from_checkpoint(cls, config: Mapping[str, Any]) -> Self:
@@ -70,7 +72,7 @@ class OcrTask(Task):
         return ocr_data.load_split(self.data_dir / f"{split}.npz", self.charset)
 
     def batches(self, data: OcrSplit, batch_size: int, generator: torch.Generator | None) -> Iterator[OcrBatch]:
-        return iterate_batches(data, batch_size, generator)
+        return iterate_batches(data, batch_size, generator, augment_config=self.augment)
 
     def num_batches(self, data: OcrSplit, batch_size: int) -> int:
         return -(-len(data) // batch_size)
@@ -95,8 +97,8 @@ class OcrTask(Task):
     # --- evaluation -----------------------------------------------------------------------
     def evaluate(self, model: nn.Module, device: torch.device) -> Evaluation:
         """Test metrics, the by_length table and the prediction grid, scored as Tesseract's are."""
-        splits = {split: self.load_split(split) for split in TEST_SPLITS}
-        return evaluate_recognizer(CtcReader(model, self.charset, device), splits, self.model_id)
+        return evaluate_recognizer(CtcReader(model, self.charset, device), ocr_data.load_test_splits(self.charset),
+                                   self.model_id)
 
     # --- predict --------------------------------------------------------------------------
     def predict(self, model: nn.Module, meta: Mapping[str, Any], inputs: Iterable[str], out: TextIO,

@@ -23,8 +23,8 @@ from seqlab import paths
 from seqlab.errors import SeqlabError
 from seqlab.storage import write_json
 from seqlab.tasks.ocr.charset import Charset
-from seqlab.tasks.ocr.data import load_split, read_meta
-from seqlab.tasks.ocr.report import TEST_SPLITS, evaluate_recognizer
+from seqlab.tasks.ocr.data import DATA_DIR, load_test_splits, read_meta
+from seqlab.tasks.ocr.report import evaluate_recognizer
 
 MODEL_ID = "ocr-tesseract"  # its metrics directory, beside metrics/ocr-<variant>
 
@@ -140,9 +140,8 @@ def run_tesseract_stage(psm: int) -> dict[str, Any]:
     ok, reason = is_available()
     if not ok:
         raise SeqlabError(f"Tesseract baseline unavailable: {reason}")
-    data_dir = paths.data_dir("ocr")
-    charset = Charset.from_name(read_meta(data_dir)["charset"])
-    splits = {split: load_split(data_dir / f"{split}.npz", charset) for split in TEST_SPLITS}
+    charset = Charset.from_name(read_meta(paths.data_dir(DATA_DIR))["charset"])
+    splits = load_test_splits(charset)
     tesseract = Tesseract(charset, psm, threads=torch.get_num_threads())  # the same cores our models get
     metrics, _, figures = evaluate_recognizer(tesseract, splits, "Tesseract")
     out = paths.metrics_dir(MODEL_ID)
