@@ -13,6 +13,7 @@ the pipeline is still being rerun. tests/test_readme_results.py runs `--check`.
 from __future__ import annotations
 
 import argparse
+import csv
 import difflib
 import json
 import sys
@@ -215,6 +216,21 @@ def times_table(metrics: Metrics) -> list[str]:
     return [f"Measured by {how} on {times['cpu_count']} CPUs:", "", *table(["stage", "time"], rows)]
 
 
+def learning_curve(model_id: str, root: Path = METRICS) -> list[str]:
+    """Validation CER after each epoch of one model's run, with the training minutes spent so far (the
+    run's train_seconds spread evenly over its epochs: history.csv keeps no wall-clock, so reruns are
+    byte-identical)."""
+    history, train = root / model_id / "history.csv", root / model_id / "train.json"
+    if not history.is_file() or not train.is_file():
+        return [f"No {history} yet."]
+    with history.open() as fh:
+        rows = list(csv.DictReader(fh))
+    per_epoch = json.loads(train.read_text())["train_seconds"] / max(1, len(rows))
+    return table(["epoch", "training minutes", "val CER", "val word acc"],
+                 [[r["epoch"], f"{int(r['epoch']) * per_epoch / 60:.1f}", pct(float(r["val_cer"])),
+                   pct(float(r["val_word_accuracy"]), 1)] for r in rows])
+
+
 def tables(metrics: Metrics) -> str:
     sections = [
         ["*Printed by `python scripts/results_table.py` (`make results` writes it here) from `metrics/*.json`; "
@@ -222,6 +238,8 @@ def tables(metrics: Metrics) -> str:
         results_table(metrics),
         ["**OCR by test split**", "", *ocr_table(metrics)],
         ["**Targets**", "", *targets_table(metrics)],
+        ["**CRNN validation CER against training time** (one onecycle schedule; `val` is trdg-rendered in the "
+         "training fonts, so it tracks `test`, not the reserved splits)", "", *learning_curve("ocr-crnn")],
         ["**Pipeline time per stage**", "", *times_table(metrics)],
     ]
     return "\n\n".join("\n".join(lines) for lines in sections)

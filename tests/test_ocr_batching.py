@@ -49,9 +49,12 @@ def test_collate_pads_normalizes_and_concatenates() -> None:
     a[:, 0] = 0
     b = np.full((32, 5), 255, np.uint8)
     out = collate([a, b], [[1, 2, 3], [4]], pad_multiple=4)
-    assert out.images.shape == (2, 1, 32, 12) and out.images.dtype == torch.float32
-    assert out.widths.tolist() == [10, 5]
-    assert out.images[0, 0, :, 0].eq(1).all() and out.images[0, 0, :, 1:].eq(0).all()
+    # a's ink touches its left edge: it gains MARGIN * 32 = 8 columns of ground on the left, and its 9 empty
+    # columns on the right already suffice; b is blank (no ink), so it keeps its width.
+    assert out.images.shape == (2, 1, 32, 20) and out.images.dtype == torch.float32
+    assert out.widths.tolist() == [18, 5]
+    assert out.images[0, 0, :, 8].eq(1).all()
+    assert out.images[0, 0, :, :8].eq(0).all() and out.images[0, 0, :, 9:].eq(0).all()
     assert out.images[1].eq(0).all()  # white and padding are both 0
     assert out.targets.tolist() == [1, 2, 3, 4]
     assert out.target_lengths.tolist() == [3, 1]
@@ -74,10 +77,10 @@ def test_iterate_batches_keeps_each_sample_with_its_label_and_index() -> None:
             assert isinstance(batch, OcrBatch) and batch.images.shape[3] % 8 == 0
             targets = batch.targets.split(batch.target_lengths.tolist())
             for row, i in enumerate(batch.index.tolist()):
-                assert batch.widths[row] == data.widths[i]
                 assert targets[row].tolist() == data.labels[i]
-                alone = collate([data.images[i]], [data.labels[i]], pad_multiple=8).images[0]
-                w = int(data.widths[i])
+                single = collate([data.images[i]], [data.labels[i]], pad_multiple=8)
+                alone, w = single.images[0], int(single.widths[0])
+                assert batch.widths[row] == w
                 assert torch.equal(batch.images[row, :, :, :w], alone[:, :, :w])  # peers do not change a sample
                 assert batch.images[row, :, :, w:].eq(0).all()
             seen += batch.index.tolist()
@@ -175,3 +178,15 @@ def test_eval_batches_and_disabled_augmentation_are_not_augmented() -> None:
                                          augment_config=_augment_config(enabled=False))))
     clean = _by_index(list(iterate_batches(data, 4, torch.Generator().manual_seed(11))))
     assert all(torch.equal(off[i][0], clean[i][0]) for i in range(len(data)))
+
+
+def test_collate_gives_tight_crops_the_margins_of_rendered_words() -> None:
+    tight = np.full((32, 20), 255, np.uint8)
+    tight[4:28, :] = 0  # ink from the first to the last column
+    loose = np.full((32, 40), 255, np.uint8)
+    loose[4:28, 10:30] = 0  # 10 columns of ground on each side already
+    out = collate([tight, loose], [[1], [2]], pad_multiple=8)
+    assert out.widths.tolist() == [20 + 2 * 8, 40]
+    ink_cols = out.images[:, 0].amax(dim=1) > 0.5
+    assert ink_cols[0].nonzero().flatten().tolist() == list(range(8, 28))
+    assert ink_cols[1].nonzero().flatten().tolist() == list(range(10, 30))

@@ -50,10 +50,12 @@ def test_recognizer_reads_in_parallel_in_input_order_and_normalizes() -> None:
     words = ["Hello", "Quartz", "seqlab42", "World", "2048"]
     images = [render(w) for w in words]
     caseless = Charset.from_name("digits_lower")
-    with TesseractReader(caseless.chars) as reader:
+    # A caseless charset lets Tesseract read capitals too (then folds them): "Hello" must not become "ello".
+    with TesseractReader(caseless.chars + caseless.chars.upper()) as reader:
         one_engine = [caseless.normalize(t) for t in reader.read(images)]
     assert Tesseract(caseless, psm=8, threads=3).read(images) == one_engine
     assert all(t == t.lower() for t in one_engine)
+    assert one_engine[0] == "hello" and one_engine[3] == "world"
 
 
 def test_stage_writes_eval_json_and_grid(tmp_path, monkeypatch) -> None:

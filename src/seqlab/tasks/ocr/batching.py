@@ -20,8 +20,9 @@ from seqlab.seeding import derive_seed
 from seqlab.tasks.ocr.augment import augment, sample_params
 from seqlab.tasks.ocr.config import AugmentConfig
 from seqlab.tasks.ocr.data import OcrSplit
-from seqlab.tasks.ocr.normalize import normalize
+from seqlab.tasks.ocr.normalize import normalize, pad_margins
 
+MARGIN = 0.25  # ground left and right of every word, in image heights (see normalize.pad_margins)
 MIN_COLUMNS_PER_CTC_STEP = 4  # augmentation never squeezes a word below this many columns per CTC step
 
 
@@ -123,8 +124,9 @@ def collate(images: Sequence[np.ndarray], labels: Sequence[Sequence[int]], pad_m
                                torch.Generator().manual_seed(derive_seed(seed, "augment", number)), config,
                                min_widths=need, pad_multiple=pad_multiple)
     flat = [c for lab in labels for c in lab]
+    ink, widths = pad_margins(normalize(gray, widths), widths, round(MARGIN * gray.shape[2]), pad_multiple)
     return OcrBatch(
-        images=normalize(gray, widths),
+        images=ink,
         widths=widths,
         targets=torch.tensor(flat, dtype=torch.long),
         target_lengths=torch.tensor([len(lab) for lab in labels], dtype=torch.long),

@@ -31,6 +31,7 @@ from PIL import Image
 from torch import Tensor
 
 TAIL = 0.02  # share of pixels in each tail when finding the text level: below the ink share of any word crop
+INK_COLUMN = 0.5  # pad_margins: a column whose darkest pixel reaches this much ink holds text
 MIN_RANGE = 0.08  # ~20 grey levels: a flat (blank) image is not stretched into pure noise
 CROP_TAIL = 0.002  # crop_to_text sees whole photos, where the word can be under 2% of the pixels
 CROP_THRESHOLD = 0.35  # ink (after a 3x3 mean) that counts as text: one stray pixel gives 1/9
@@ -149,3 +150,37 @@ def resize_to_height(gray: np.ndarray, height: int) -> np.ndarray:
 def prepare_image(gray: np.ndarray, height: int) -> np.ndarray:
     """A user's uint8 grayscale image -> the model's input geometry: margins trimmed, ``height`` rows."""
     return resize_to_height(crop_to_text(gray), height)
+
+
+def pad_margins(ink: Tensor, widths: Tensor, margin: int, pad_multiple: int = 1) -> tuple[Tensor, Tensor]:
+    """Give every word at least `margin` columns of empty ground left and right of its ink.
+
+    Tightly cropped words (a detector's boxes, our reserved test split) touch the image edges, where
+    trdg's renderings always have a space's width of ground: without this, a CRNN trained on the
+    latter dropped or doubled the first letter of the former. Applied to every batch (training,
+    evaluation, predict), after `normalize`, so the ground is exactly 0.
+
+    Args:
+        ink: float (B, 1, H, W) normalised ink, 0 beyond each width.
+        widths: int (B,) true widths.
+        margin: columns of ground wanted on each side.
+        pad_multiple: the output width is a multiple of this.
+
+    Returns:
+        ``(ink, widths)`` with each image shifted right by its missing left margin and widened by both.
+    """
+    b, _, h, w = ink.shape
+    widths = widths.to(ink.device)
+    inked = ink[:, 0].amax(dim=1) > INK_COLUMN  # (B, W): columns holding text
+    any_ink = inked.any(dim=1)
+    first = torch.where(any_ink, inked.int().argmax(dim=1), 0)
+    last = torch.where(any_ink, w - 1 - inked.flip(1).int().argmax(dim=1), widths - 1)
+    left = torch.where(any_ink, (margin - first).clamp(min=0), 0)  # a blank image keeps its size
+    right = torch.where(any_ink, (margin - (widths - 1 - last)).clamp(min=0), 0)
+    new_widths = widths + left + right
+    out_w = -(-int(new_widths.max()) // pad_multiple) * pad_multiple
+    src = torch.arange(out_w, device=ink.device)[None, :] - left[:, None]  # (B, out_w) source column
+    keep = (src >= 0) & (src < widths[:, None])
+    index = src.clamp(0, w - 1)[:, None, None, :].expand(b, 1, h, out_w)
+    out = torch.gather(ink, 3, index) * keep[:, None, None, :].to(ink.dtype)
+    return out, new_widths

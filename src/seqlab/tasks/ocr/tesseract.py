@@ -123,8 +123,13 @@ class Tesseract:
         images = list(images)
         slices = [images[i::self.threads] for i in range(self.threads)]
 
+        # A caseless charset folds case in its labels, so Tesseract may read either case (whitelisting
+        # only the lower case would force wrong letters onto every Capitalized or UPPER word).
+        chars = self.charset.chars + (self.charset.chars.upper() if self.charset.caseless else "")
+        allowed = "".join(dict.fromkeys(chars))
+
         def work(chunk: list[np.ndarray]) -> list[str]:
-            with TesseractReader(chars=self.charset.chars, psm=self.psm) as reader:
+            with TesseractReader(chars=allowed, psm=self.psm) as reader:
                 return reader.read(chunk)
 
         with ThreadPoolExecutor(self.threads) as pool:
