@@ -67,11 +67,15 @@ def test_repro_runs_ocr_end_to_end(repo, reproduced):
     assert (repo / "data/ocr/contact_sheet.png").is_file()
 
 
+ALWAYS_CHANGED = {"ocr-fonts"}  # reads the installed fonts, which DVC cannot hash: runs every time (seconds)
+
+
 def test_second_repro_does_nothing(repo, sandbox, reproduced):
     out = run(["dvc", "repro"], repo, sandbox[1])
-    assert ran_stages(out.stdout) == set()
+    assert ran_stages(out.stdout) <= ALWAYS_CHANGED  # its manifest is unchanged, so nothing after it reruns
     status = run(["dvc", "status"], repo, sandbox[1])
-    assert "up to date" in status.stdout
+    changed = {line.strip().rstrip(":") for line in status.stdout.splitlines() if line.strip() and line[0] not in " \t"}
+    assert changed <= ALWAYS_CHANGED, status.stdout
 
 
 def test_predict_with_the_trained_models(repo, sandbox, reproduced):
@@ -96,7 +100,7 @@ def test_exp_run_reruns_only_the_changed_task_and_tracks_it(repo, sandbox, repro
     out = run(["dvc", "exp", "run", "-S", "binary_add.train.lr=0.02", "-n", "lr-002"], repo, sandbox[1])
     stages = ran_stages(out.stdout)
     assert {"train@binary_add", "evaluate@binary_add"} <= stages
-    assert not any("kth" in s or "ocr" in s for s in stages), stages
+    assert not any(("kth" in s or "ocr" in s) and s not in ALWAYS_CHANGED for s in stages), stages
 
     db = sqlite3.connect(repo / "mlflow.db")  # the store at the repo root, not a temp copy
     rows = db.execute(

@@ -24,7 +24,7 @@ from reliability_support import (
 pytestmark = pytest.mark.e2e
 
 SEQUENCE_TARGETS = ["evaluate@kth", "evaluate@binary_add"]
-OCR_TARGETS = ["ocr-evaluate@rnn", "ocr-evaluate@crnn", "ocr-tesseract"]
+OCR_TARGETS = ["ocr-evaluate@bilstm", "ocr-evaluate@crnn", "ocr-tesseract"]
 
 
 def _metrics(root, paths):
@@ -72,7 +72,7 @@ def test_sequence_tasks_repro_twice_is_identical(pipeline_template, tmp_path_fac
 def test_ocr_repro_twice_is_identical(pipeline_template, tmp_path_factory):
     root = clone_base(pipeline_template, tmp_path_factory, "determinism-ocr")
     params = read_params(root)
-    params["ocr"]["rnn"]["model"].update(hidden_size=16, num_layers=1, projection=16)
+    params["ocr"]["bilstm"]["model"].update(hidden_size=16, num_layers=1, projection=16)
     params["ocr"]["crnn"]["model"].update(channels=[8, 16], hidden_size=16, num_layers=1)
     params["ocr"]["data"]["counts"] = {"train": 32, "val": 8, "test": 8, "test_heldout_fonts": 8}
     write_params(root, params)
