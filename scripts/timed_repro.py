@@ -60,9 +60,14 @@ def _inside(path: str, other: str) -> bool:
     return path == other or path.startswith(other.rstrip("/") + "/")
 
 
+def expanded_stages(dvc_yaml: Path = ROOT / "dvc.yaml") -> list[tuple[str, dict]]:
+    """Every stage DVC runs as (name, definition), in file order; `foreach` stages expanded (train@kth)."""
+    return [s for name, stage in yaml.safe_load(dvc_yaml.read_text())["stages"].items() for s in _expand(name, stage)]
+
+
 def ordered_stages(dvc_yaml: Path = ROOT / "dvc.yaml") -> list[str]:
     """dvc.yaml's stage names in file order, after checking that the order respects dependencies."""
-    stages = [s for name, stage in yaml.safe_load(dvc_yaml.read_text())["stages"].items() for s in _expand(name, stage)]
+    stages = expanded_stages(dvc_yaml)
     for i, (name, stage) in enumerate(stages):
         for later, later_stage in stages[i + 1:]:
             outs = _paths(later_stage.get("outs", []) + later_stage.get("metrics", []) + later_stage.get("plots", []))

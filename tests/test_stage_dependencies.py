@@ -36,25 +36,16 @@ from functools import cache
 from pathlib import Path
 
 import pytest
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 PACKAGE = "seqlab"
 MODULE_NAME = re.compile(rf"^{PACKAGE}(\.\w+)+$")
+sys.path.insert(0, str(ROOT / "scripts"))  # dvc.yaml's foreach expansion is timed_repro's, written once
 
+from timed_repro import expanded_stages  # noqa: E402
 
 # --- dvc.yaml ----------------------------------------------------------------------------------------
-
-def _substitute(node: object, item: str) -> object:
-    if isinstance(node, str):
-        return node.replace("${item}", item)
-    if isinstance(node, list):
-        return [_substitute(x, item) for x in node]
-    if isinstance(node, dict):
-        return {_substitute(k, item): _substitute(v, item) for k, v in node.items()}
-    return node
-
 
 def _dep_path(dep: object) -> str:
     return next(iter(dep)) if isinstance(dep, dict) else str(dep)
@@ -63,14 +54,7 @@ def _dep_path(dep: object) -> str:
 @cache
 def stages() -> dict[str, dict]:
     """Stage name (`train@kth` for foreach stages) -> its definition."""
-    found: dict[str, dict] = {}
-    for name, stage in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].items():
-        if "foreach" in stage:
-            for item in stage["foreach"]:
-                found[f"{name}@{item}"] = _substitute(stage["do"], str(item))
-        else:
-            found[name] = stage
-    return found
+    return dict(expanded_stages(ROOT / "dvc.yaml"))
 
 
 # --- the import graph ------------------------------------------------------------------------------
