@@ -215,18 +215,23 @@ def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def _run_interrupted(params, interrupt_at_call: int) -> None:
-    task = _dropout_task()
+def _interrupt_loss_at(task, call: int) -> None:
+    """Make the task's `call`-th loss computation raise _Interrupt (a kill between two training steps)."""
     calls = {"n": 0}
     loss = task.loss
 
     def failing_loss(model, batch):
         calls["n"] += 1
-        if calls["n"] == interrupt_at_call:
+        if calls["n"] == call:
             raise _Interrupt()
         return loss(model, batch)
 
     task.loss = failing_loss
+
+
+def _run_interrupted(params, interrupt_at_call: int) -> None:
+    task = _dropout_task()
+    _interrupt_loss_at(task, interrupt_at_call)
     with pytest.raises(_Interrupt):
         _train(task, params)
 
@@ -363,16 +368,7 @@ def _train_ocr(params, interrupt_at_call: int | None = None) -> dict:
     assert task.augment == params.ocr.augment  # the training batches are augmented
     if interrupt_at_call is None:
         return train(task, params.seed, section)
-    calls = {"n": 0}
-    loss = task.loss
-
-    def failing_loss(model, batch):
-        calls["n"] += 1
-        if calls["n"] == interrupt_at_call:
-            raise _Interrupt()
-        return loss(model, batch)
-
-    task.loss = failing_loss
+    _interrupt_loss_at(task, interrupt_at_call)
     with pytest.raises(_Interrupt):
         train(task, params.seed, section)
     return {}
