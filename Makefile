@@ -3,23 +3,43 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# The torch build `make install` puts in the venv (README "Installation"). cpu (default): PyTorch's CPU
+# index serves 2.13.0+cpu, which satisfies the torch==2.13.0 pin (a local wheel of that build, where pip
+# finds one, does too). cuda: PyPI's own torch 2.13.0 wheel, built against CUDA 13.0 (its metadata
+# requires cuda-toolkit 13.0.3), several GB. TORCH_INDEX=<url> names another PyTorch index (cu126...).
+TORCH ?= cpu
+TORCH_INDEX_cpu := https://download.pytorch.org/whl/cpu
+TORCH_INDEX_cuda :=
+TORCH_INDEX ?= $(TORCH_INDEX_$(TORCH))
+ifeq ($(filter $(TORCH),cpu cuda),)
+$(error TORCH must be cpu or cuda (got '$(TORCH)'))
+endif
 export DVC_NO_ANALYTICS := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 # Stage commands (seqlab, dvc) resolve from the venv without activating it.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install fonts pipeline timed-repro results test lint ui clean-state
+.PHONY: install shell fonts pipeline timed-repro results bench test test-fast lint ui clean-state
 
 # The venv is rebuilt when the requirement files change; the stamp records a finished install.
+# (Switching TORCH in an existing venv: remove .venv first; pip keeps an installed torch of the pinned version.)
 $(VENV)/.installed: requirements.txt requirements-lock.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# trdg needs arabic-reshaper 2.1.3, whose metadata pip >= 24.1 rejects: keep pip below that.
 	$(BIN)/python -m pip install -q "pip<24.1"
+	# torch first, so only its lookups see TORCH_INDEX; --retries 1: an unreachable index is skipped
+	# after one retry and pip takes the other sources (a local wheel, PyPI).
+	$(BIN)/python -m pip install -q $(if $(TORCH_INDEX),--retries 1 --extra-index-url $(TORCH_INDEX)) \
+		-c requirements-lock.txt "$$(grep -E '^torch==' requirements.txt)"
 	$(BIN)/python -m pip install -q -r requirements.txt -c requirements-lock.txt
 	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $@
 
-install: $(VENV)/.installed fonts
+install: $(VENV)/.installed fonts  ## the venv (TORCH=cpu|cuda, default cpu) and the OCR font packages
+
+shell: install  ## an interactive shell with the venv active: seqlab, dvc, mlflow on PATH (`exit` leaves it)
+	@echo "venv $(VENV) active: seqlab, dvc, mlflow, pytest are on PATH; 'exit' returns"
+	@VIRTUAL_ENV=$(CURDIR)/$(VENV) $${SHELL:-/bin/bash} -i
 
 fonts:  ## Debian font packages of the OCR font inventory (installs with apt-get when root)
 	scripts/install_fonts.sh
@@ -33,8 +53,14 @@ timed-repro: install  ## rerun every stage (dvc repro -f, stage by stage), times
 results: install  ## write README.md's results block from metrics/*.json
 	$(BIN)/python scripts/results_table.py --write README.md
 
-test: lint  ## lint, type-check and run the test suite
-	$(BIN)/python -m pytest -q
+bench: install  ## benchmark suite, each figure a ratio measured in one run -> metrics/bench.json (idle machine)
+	$(BIN)/seqlab bench
+
+test: lint  ## lint, type-check and run the whole test suite (the CI gate); lists the 15 slowest tests
+	$(BIN)/python -m pytest -q --durations=15
+
+test-fast: install  ## the unit tier only (no e2e or slow tests, about a minute); no lint
+	$(BIN)/python -m pytest -q -m "not e2e and not slow"
 
 lint: install  ## ruff over all Python code, mypy over the package (config: pyproject [tool.mypy])
 	$(BIN)/ruff check src tests tools benchmarks scripts

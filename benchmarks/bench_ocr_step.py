@@ -12,15 +12,13 @@ same outputs. Prints median milliseconds per step and samples/s; compare variant
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from seqlab.bench.compute import median_seconds
 from seqlab.config import load_params
 from seqlab.tasks.ocr import models
 from seqlab.tasks.ocr.batching import OcrBatch, iterate_batches
@@ -47,16 +45,6 @@ class PackedBiLSTM(nn.Module):
         return pad_packed_sequence(out, total_length=x.shape[0])[0]
 
 
-def timed(fn: Callable[[], object], steps: int) -> float:
-    fn()  # warm-up (oneDNN primitive creation)
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=20)
@@ -79,7 +67,7 @@ def main() -> None:
     for augment in (False, True):
         it = iterate_batches(train, args.batch, torch.Generator().manual_seed(1),
                              augment_config=params.ocr.augment if augment else None)
-        data_ms[augment] = timed(lambda it=it: next(it), args.steps) * 1e3
+        data_ms[augment] = median_seconds(lambda it=it: next(it), args.steps) * 1e3
     plain, augmented = batches(False), batches(True)
 
     torch.manual_seed(0)
@@ -103,7 +91,7 @@ def main() -> None:
                 loss.backward()
                 optimizer.step()
 
-            seconds = timed(step, args.steps)
+            seconds = median_seconds(step, args.steps)
             print(f"  {name:15s} {label:9s} batches: model step {seconds * 1e3:6.1f} ms "
                   f"-> {args.batch / seconds:6.0f} samples/s (without data time)")
 

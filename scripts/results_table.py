@@ -1,7 +1,7 @@
 """Print the README's results tables (markdown) from metrics/*.json, and keep README.md equal to them.
 
     python scripts/results_table.py                    # print the tables
-    python scripts/results_table.py --write README.md  # replace the block between the results markers
+    python scripts/results_table.py --write README.md  # replace the blocks between the results (and bench) markers
     python scripts/results_table.py --check README.md  # exit 1 with a diff when that block is stale
 
 Every figure comes from metrics/<id>/{train,eval}.json (written by `dvc repro`) and
@@ -21,20 +21,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from seqlab.bench.report import check_report
+from seqlab.bench.report import table as bench_table
+
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ROOT / "metrics"
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+BENCH_BEGIN, BENCH_END = "<!-- bench:begin -->", "<!-- bench:end -->"  # optional: written only where present
+BENCH = METRICS / "bench.json"  # written by `seqlab bench`
 MISSING = "—"
 
 # The metrics files read, by name relative to metrics/ without ".json".
 FILES = ("kth/eval", "kth/train", "binary_add/eval", "binary_add/train", "ocr-crnn/eval", "ocr-crnn/train",
-         "ocr-bilstm/eval", "ocr-bilstm/train", "ocr-tesseract/eval", "pipeline_times")
+         "ocr-bilstm/eval", "ocr-bilstm/train", "ocr-tesseract/eval", "pipeline_times", "baselines/ocr-crnn-words",
+         "lines-switch/eval", "lines-switch/train", "lines-switch/tesseract-eval", "lines-switch/run")
 OCR_MODELS = {"ocr-crnn": "ocr crnn", "ocr-bilstm": "ocr bilstm", "ocr-tesseract": "Tesseract 5"}
 OCR_SPLITS = {
     "test": "trdg, training fonts",
     "test_heldout_fonts": "trdg, held-out trdg fonts",
     "test_reserved": "Pillow, reserved families, clean",
     "test_reserved_degraded": "Pillow, reserved families, degraded",
+}
+LINE_SPLITS = {
+    "test_lines": "trdg, training fonts",
+    "test_reserved_lines": "Pillow, reserved families, clean",
+    "test_reserved_lines_degraded": "Pillow, reserved families, degraded",
 }
 SEQUENCE_TASKS = ("kth", "binary_add")
 
@@ -135,6 +146,48 @@ def ocr_table(metrics: Metrics) -> list[str]:
     return table(header, rows)
 
 
+def cer_and_wer(split: dict | None) -> str:
+    return MISSING if split is None else f"CER {pct(split['cer'])} / WER {pct(split.get('wer'), 1)}"
+
+
+def lines_table(metrics: Metrics) -> list[str]:
+    header = ["model"]
+    for split, what in LINE_SPLITS.items():
+        counts = [get(metrics, f"{m}/eval", split, "count") for m in OCR_MODELS]
+        lines = next((f", {n} lines" for n in counts if n is not None), "")
+        header.append(f"`{split}` ({what}{lines})")
+    header.append("lines/s on `test_reserved_lines`")
+    rows = []
+    for model_id, label in OCR_MODELS.items():
+        psm = get(metrics, f"{model_id}/eval", "test_reserved_lines", "psm")
+        row = [label + ("" if psm is None else f" (PSM {psm})")]
+        row += [cer_and_wer(get(metrics, f"{model_id}/eval", split)) for split in LINE_SPLITS]
+        speed = get(metrics, f"{model_id}/eval", "test_reserved_lines", "words_per_s")
+        rows.append(row + [MISSING if speed is None else f"{speed:.0f}"])
+    return table(header, rows)
+
+
+def lines_switch_table(metrics: Metrics) -> list[str]:
+    """The CRNN trained with line images (metrics/lines-switch, benchmarks/lines_switch.sh) beside the default
+    CRNN and Tesseract, on every test split."""
+    run = metrics.get("lines-switch/run")
+    if run is None or "lines-switch/eval" not in metrics:
+        return ["No metrics/lines-switch/ yet: `bash benchmarks/lines_switch.sh` writes it."]
+    switch = ", ".join(f"`{k}: {v}`" for k, v in run["params"].items())
+    models = {"CRNN, lines switch on": "lines-switch/eval", "CRNN, default (words only)": "ocr-crnn/eval",
+              "Tesseract 5": "ocr-tesseract/eval"}
+    rows = [[f"`{split}`"] + [cer_and_wer(get(metrics, name, split)) for name in models.values()]
+            for split in [*OCR_SPLITS, *LINE_SPLITS]]
+    switch_speed = get(metrics, "lines-switch/eval", "test", "words_per_s")
+    tesseract_speed = get(metrics, "lines-switch/tesseract-eval", "test", "words_per_s")
+    if switch_speed and tesseract_speed:
+        rows.append(["words/s on `test` (same run)", f"{switch_speed:.0f}", "", f"{tesseract_speed:.0f} "
+                     f"({switch_speed / tesseract_speed:.1f}x slower than the CRNN)"])
+    seconds = "; ".join(f"`seqlab {step}` {duration(s)}" for step, s in run["seconds"].items())
+    return [f"{switch}. Stage times of that run ({run.get('note', 'idle machine')}): {seconds}.", "",
+            *table(["split", *models], rows)]
+
+
 def _below_limit_and_tesseract(goal: str, metrics: Metrics, split: str, limit: float) -> Target:
     crnn = get(metrics, "ocr-crnn/eval", split, "cer")
     tesseract = get(metrics, "ocr-tesseract/eval", split, "cer")
@@ -154,6 +207,11 @@ def targets(metrics: Metrics) -> list[Target]:
     found.append(Target("kth test accuracy >= 99.9%", MISSING, None) if kth is None else Target(
         "kth test accuracy >= 99.9%", f"{pct(kth['accuracy'])} (lengths {kth['min_len']}-{kth['max_len']})",
         kth["accuracy"] >= 0.999))
+    kth_gen = get(metrics, "kth/eval", "generalization")
+    goal = "kth accuracy >= 99% up to twice the longest trained length"
+    found.append(Target(goal, MISSING, None) if kth is None or kth_gen is None else Target(
+        goal, f"{pct(kth_gen['accuracy'])} (lengths {kth_gen['min_len']}-{kth_gen['max_len']})",
+        kth_gen["accuracy"] >= 0.99 and kth_gen["max_len"] >= 2 * kth["max_len"]))
     gen = get(metrics, "binary_add/eval", "generalization")
     goal = "binary_add exact match 100% beyond the trained bits"
     found.append(Target(goal, MISSING, None) if gen is None else Target(
@@ -163,12 +221,27 @@ def targets(metrics: Metrics) -> list[Target]:
                                             metrics, "test_reserved", 0.010))
     found.append(_below_limit_and_tesseract("CRNN CER on `test_reserved_degraded` <= 1.5% and below Tesseract's",
                                             metrics, "test_reserved_degraded", 0.015))
+    found.append(_below_limit_and_tesseract("CRNN CER on `test_reserved_lines` <= 1.5% and below Tesseract's (PSM 7)",
+                                            metrics, "test_reserved_lines", 0.015))
+    found.append(_words_no_worse(metrics))
     for model_id, label, limit in (("ocr-crnn", "CRNN", 0.005), ("ocr-bilstm", "BiLSTM", 0.03)):
         cer = get(metrics, f"{model_id}/eval", "test", "cer")
         found.append(_at_most(f"{label} CER on its own `test` <= {pct(limit, 1)}", cer, limit, f"CER {pct(cer)}"))
     found.append(_speed_target(metrics))
     found += _time_targets(metrics)
     return found
+
+
+def _words_no_worse(metrics: Metrics) -> Target:
+    """Word-image CER of the line-reading CRNN against the word-only CRNN before lines (metrics/baselines)."""
+    goal = "CRNN CER on every word split no worse than before lines (`metrics/baselines/ocr-crnn-words.json`)"
+    before = get(metrics, "baselines/ocr-crnn-words", "eval")
+    now = metrics.get("ocr-crnn/eval")
+    if before is None or now is None or any(get(metrics, "ocr-crnn/eval", s) is None for s in OCR_SPLITS):
+        return Target(goal, MISSING, None)
+    pairs = {s: (now[s]["cer"], before[s]["cer"]) for s in OCR_SPLITS}
+    measured = ", ".join(f"`{s}` {pct(a)} (was {pct(b)})" for s, (a, b) in pairs.items())
+    return Target(goal, measured, all(a <= b for a, b in pairs.values()))
 
 
 def _speed_target(metrics: Metrics) -> Target:
@@ -236,7 +309,11 @@ def tables(metrics: Metrics) -> str:
         ["*Printed by `python scripts/results_table.py` (`make results` writes it here) from `metrics/*.json`; "
          "`tests/test_readme_results.py` fails when this block differs.*"],
         results_table(metrics),
-        ["**OCR by test split**", "", *ocr_table(metrics)],
+        ["**OCR by test split: word images**", "", *ocr_table(metrics)],
+        ["**OCR by test split: line images** (CER and word error rate, WER, by jiwer; Tesseract reads lines "
+         "in single-line mode)", "", *lines_table(metrics)],
+        ["**Lines switch**: one CRNN for words and lines, trained with line images (README *Text lines*)", "",
+         *lines_switch_table(metrics)],
         ["**Targets**", "", *targets_table(metrics)],
         ["**CRNN validation CER against training time** (one onecycle schedule; `val` is trdg-rendered in the "
          "training fonts, so it tracks `test`, not the reserved splits)", "", *learning_curve("ocr-crnn")],
@@ -245,14 +322,40 @@ def tables(metrics: Metrics) -> str:
     return "\n\n".join("\n".join(lines) for lines in sections)
 
 
+def bench_block(path: Path = BENCH) -> str:
+    """The benchmark table of `seqlab bench` from metrics/bench.json, after checking its ratios and verdicts."""
+    if not path.is_file():
+        return f"*No {path.relative_to(ROOT)} yet: `make bench` writes it.*"
+    report = json.loads(path.read_text())
+    check_report(report)
+    m = report["machine"]
+    return "\n".join([
+        f"*Printed by `python scripts/results_table.py` from `{path.relative_to(ROOT)}` "
+        f"({'`seqlab bench --quick`, a smoke test' if report['quick'] else '`seqlab bench`'}, {report['timestamp']}): "
+        f"{m['cpu_model']}, {m['cpu_count']} CPUs, {m['torch_threads']} torch threads, torch {m['versions']['torch']}; "
+        f"load average {m['load_average_at_start']} at the start.*",
+        "", *bench_table(report)])
+
+
 # --- README block ----------------------------------------------------------------------------------------
 
-def readme_block(text: str) -> tuple[int, int]:
-    """Start and end offsets of the results block (markers included) in `text`."""
-    start, end = text.find(BEGIN), text.find(END)
-    if start < 0 or end < start:
-        sys.exit(f"no `{BEGIN}` ... `{END}` block in the README")
-    return start, end + len(END)
+def readme_block(text: str, begin: str = BEGIN, end: str = END) -> tuple[int, int]:
+    """Start and end offsets of the block between `begin` and `end` (markers included) in `text`."""
+    start, stop = text.find(begin), text.find(end)
+    if start < 0 or stop < start:
+        sys.exit(f"no `{begin}` ... `{end}` block in the README")
+    return start, stop + len(end)
+
+
+def _replace_blocks(text: str) -> str:
+    """`text` with its results block, and its bench block where it has one, regenerated."""
+    blocks = [(BEGIN, END, tables(load_metrics()))]
+    if BENCH_BEGIN in text:
+        blocks.append((BENCH_BEGIN, BENCH_END, bench_block()))
+    for begin, end, body in blocks:
+        start, stop = readme_block(text, begin, end)
+        text = text[:start] + f"{begin}\n{body}\n\n{end}" + text[stop:]  # the blank line ends the last table
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -261,23 +364,21 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--write", type=Path, metavar="README", help="replace the results block in this file")
     mode.add_argument("--check", type=Path, metavar="README", help="exit 1 with a diff when its block is stale")
     args = parser.parse_args(argv)
-    text = tables(load_metrics())
     readme = args.write or args.check
     if readme is None:
-        print(text)
+        print(tables(load_metrics()) + "\n\n" + bench_block())
         return 0
-    block = f"{BEGIN}\n{text}\n\n{END}"  # the blank line ends the last table before the marker
     old = readme.read_text()
-    start, end = readme_block(old)
+    new = _replace_blocks(old)
     if args.write:
-        readme.write_text(old[:start] + block + old[end:])
+        readme.write_text(new)
         return 0
-    if old[start:end] == block:
+    if old == new:
         return 0
-    current, expected = (f"{b}\n".splitlines(keepends=True) for b in (old[start:end], block))
-    diff = difflib.unified_diff(current, expected, f"{readme} (results block)", "scripts/results_table.py")
+    diff = difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
+                                f"{readme} (generated blocks)", "scripts/results_table.py")
     sys.stdout.writelines(diff)
-    print(f"\n{readme}'s results block differs from the metrics: run `make results`")
+    print(f"\n{readme}'s generated blocks differ from the metrics: run `make results`")
     return 1
 
 

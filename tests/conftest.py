@@ -36,14 +36,26 @@ def tiny_params() -> dict:
     for task in ("kth", "binary_add"):
         p[task]["train"].update(epochs=2)
     d = p["ocr"]["data"]
-    d["counts"] = {"train": 48, "val": 16, "test": 16, "test_heldout_fonts": 16}
+    d["counts"] = {"train": 48, "val": 16, "test": 16, "test_heldout_fonts": 16, "test_lines": 8}
     d["workers"] = 1
     d["font_sources"] = ["trdg"]  # runs without the Debian font packages (`make fonts`)
-    p["ocr"]["reserved"].update(count=20, workers=1)
+    d["lines"]["share"] = 0.5  # the pipeline tests render, train on and evaluate line images too
+    p["ocr"]["reserved"].update(count=20, lines=8, workers=1)
     p["ocr"]["augment"]["enabled"] = True  # the pipeline tests train (and resume) OCR the way params.yaml does
     for variant in ("bilstm", "crnn"):
         p["ocr"][variant]["train"].update(epochs=1, batch_size=16)
     return p
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Tiny models gain nothing from a second thread, and on a busy 2-core machine it can cost ~20x."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture
@@ -251,13 +263,18 @@ def queued_exps(exp_repo) -> str:
     """Queue q-a and q-b, run them with `dvc queue start -j 2`, wait; returns the final queue status."""
     for name in ("q-a", "q-b"):
         exp_repo.results[name] = _exp_run(exp_repo, name, "--queue")
-    exp_repo.dvc("queue", "start", "-j", "2")
-    deadline = time.monotonic() + 900
+    return run_queue(exp_repo)
+
+
+def run_queue(repo: ExperimentsRepo, jobs: int = 2, timeout: float = 900) -> str:
+    """`dvc queue start -j jobs`, then wait until nothing is queued or running; returns `dvc queue status`."""
+    repo.dvc("queue", "start", "-j", str(jobs))
+    deadline = time.monotonic() + timeout
     while True:
-        # Poll sparingly: each dvc call costs CPU that the two training runs need.
+        # Poll sparingly: each dvc call costs CPU that the training runs need.
         time.sleep(5)
-        status = exp_repo.dvc("queue", "status").stdout
+        status = repo.dvc("queue", "status").stdout
         if not re.search(r"\b(Queued|Running)\b", status):
             return status
         if time.monotonic() > deadline:
-            raise AssertionError(f"queue still busy after 15 min:\n{status}")
+            raise AssertionError(f"queue still busy after {timeout:.0f} s:\n{status}")

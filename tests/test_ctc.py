@@ -56,14 +56,6 @@ def test_rejects_bad_shapes() -> None:
 
 # --- CtcReader: a model as a recognizer ---------------------------------------------------------------
 
-@pytest.fixture
-def one_thread():
-    """Tiny models gain nothing from threads, and 2 threads on a busy 2-core box can be much slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _tiny_reader():
     import numpy as np

@@ -27,7 +27,7 @@ def _only_run(repo, name: str) -> dict:
     assert run["tags"]["dvc.baseline_rev"] == repo.baseline_rev
     assert run["tags"]["dvc.stage"] == "train@binary_add"
     # final metrics from train, test metrics attached by evaluate
-    assert {"final_val_loss", "final_val_exact_match", "test.test.exact_match"} <= set(run["metrics"])
+    assert {"final_val_loss", "final_val_exact_match", "test.exact_match"} <= set(run["metrics"])
     return run
 
 
@@ -72,7 +72,7 @@ def test_exp_show_and_mlflow_tell_the_same_story(exp_repo, workspace_exp, temp_e
         test = data["metrics"]["metrics/binary_add/eval.json"]["data"]["test"]
         assert run["metrics"]["final_val_loss"] == pytest.approx(train["val_loss"])
         assert run["metrics"]["final_best_epoch"] == train["best_epoch"]
-        assert run["metrics"]["test.test.exact_match"] == pytest.approx(test["exact_match"])
+        assert run["metrics"]["test.exact_match"] == pytest.approx(test["exact_match"])
 
 
 def test_run_cache_restore_makes_no_new_mlflow_run(exp_repo, temp_exp, queued_exps):

@@ -54,7 +54,7 @@ def test_rest_api_shows_both_experiments_with_params_metrics_and_history(server)
         assert params["model.hidden_size"] == str(tiny["binary_add"]["model"]["hidden_size"])
         assert params["seed"] == str(tiny["seed"])
         assert run["info"]["status"] == "FINISHED" and run["info"]["run_name"] == name
-        for key in ("final_val_loss", "final_val_bit_accuracy", "test.test.exact_match"):
+        for key in ("final_val_loss", "final_val_bit_accuracy", "test.exact_match"):
             assert math.isfinite(metrics[key]), key
         finals[name] = metrics["final_val_loss"]
         # per-epoch history: one point per epoch (tiny params train 2 epochs), steps 1..2

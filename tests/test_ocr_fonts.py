@@ -231,6 +231,7 @@ def test_trdg_manifest_is_deterministic(tmp_path: Path) -> None:
     assert entry["path"].startswith("trdg/fonts/latin/")  # not the venv's location
 
 
+@pytest.mark.slow  # opens every installed font file
 @needs(*fonts.TRAINING_PACKAGES, *fonts.RESERVED_PACKAGES)
 def test_full_manifest(tmp_path: Path) -> None:
     data = write_manifest(tmp_path / "a.json", "digits_lower")

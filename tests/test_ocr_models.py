@@ -21,13 +21,7 @@ EXPECTED_LENGTHS = {"bilstm": [23, 17, 9], "bilstm-stride": [6, 5, 3], "crnn": [
                     "bilstm-frames": [12, 10, 6], "crnn-frames": [12, 10, 6]}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and 2 threads on a busy 2-core box can be ~20x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models on one thread
 
 
 def tiny(variant: str) -> torch.nn.Module:
@@ -88,6 +82,7 @@ def test_ctc_loss_finite_and_backward(variant: str) -> None:
     assert any(g.abs().sum() > 0 for g in grads)
 
 
+@pytest.mark.slow  # trains each variant until it reads its three words
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_overfits_three_words(variant: str) -> None:
     labels = [[1, 2, 3], [3, 3, 1, 4], [2, 4]]  # includes a doubled symbol

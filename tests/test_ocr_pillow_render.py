@@ -77,8 +77,9 @@ def test_bad_inputs_are_refused() -> None:
         render_reserved_split(["a"], [], seed=0)
     with pytest.raises(ValueError, match="no glyph for '#'"):  # SEASRN has no '#': a label would lie
         render_reserved_split(["a#b"], [trdg_dir() / "fonts" / "latin" / "SEASRN__.ttf"], seed=0)
-    with pytest.raises(ValueError, match="without spaces"):
-        render_reserved_split(["two words"], FONTS, seed=0)
+    for text in ("two  words", " lead", "trail "):  # lines are words joined by single spaces
+        with pytest.raises(ValueError, match="single spaces"):
+            render_reserved_split([text], FONTS, seed=0)
 
 
 def test_reserved_words_mix_kinds_and_cases(tmp_path: Path) -> None:

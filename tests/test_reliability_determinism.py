@@ -74,7 +74,7 @@ def test_ocr_repro_twice_is_identical(pipeline_template, tmp_path_factory):
     params = read_params(root)
     params["ocr"]["bilstm"]["model"].update(hidden_size=16, num_layers=1, projection=16)
     params["ocr"]["crnn"]["model"].update(channels=[8, 16], hidden_size=16, num_layers=1)
-    params["ocr"]["data"]["counts"] = {"train": 32, "val": 8, "test": 8, "test_heldout_fonts": 8}
+    params["ocr"]["data"]["counts"] = {"train": 32, "val": 8, "test": 8, "test_heldout_fonts": 8, "test_lines": 4}
     write_params(root, params)
     _assert_all_ran(run(["dvc", "repro", "-f", *OCR_TARGETS], root), OCR_TARGETS)
     first_lock = {k: v for k, v in lock_outs(root).items() if "ocr" in k}

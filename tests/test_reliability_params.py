@@ -40,6 +40,9 @@ CASES = [
     ("kth-unknown-scheduler", "kth.train.scheduler", "step", ["kth.train.scheduler", "one of constant, cosine"],
      VALIDATE),
     ("kth-unknown-device", "kth.train.device", "tpu", ["kth.train.device", "one of auto, cpu, cuda"], VALIDATE),
+    ("kth-nproc-zero", "kth.train.nproc", 0, ["kth.train.nproc must be >= 1"], ["train", "kth"]),
+    ("kth-unknown-precision", "kth.train.precision", "fp8", ["kth.train.precision", "one of auto, fp32, bf16, fp16"],
+     VALIDATE),
     ("kth-unknown-model-key", "kth.model.dropout", 0.1, ["kth.model.dropout is not a known key"], VALIDATE),
     ("binary_add-zero-bits", "binary_add.data.max_bits", 0, ["binary_add.data.max_bits", ">= 1"], VALIDATE),
     ("binary_add-inverted-bits", "binary_add.data.min_bits", 20,
@@ -55,7 +58,11 @@ CASES = [
     ("unknown-section-typo", "kht", {"data": {}}, ["kht is not a known key", "did you mean kth"], VALIDATE),
     ("ocr-charset-duplicates", "ocr.data.charset", "aab", ["ocr.data.charset", "'a' twice"], ["generate", "ocr"]),
     ("ocr-charset-empty", "ocr.data.charset", "", ["ocr.data.charset", "non-empty"], VALIDATE),
-    ("ocr-charset-whitespace", "ocr.data.charset", "ab c", ["ocr.data.charset", "whitespace"], VALIDATE),
+    ("ocr-charset-whitespace", "ocr.data.charset", "ab\tc ", ["ocr.data.charset", "whitespace"], VALIDATE),
+    ("ocr-charset-no-space", "ocr.data.charset", "0123456789abcdefghijklmnopqrstuvwxyz",
+     ["ocr.data", "no space", "line images"], VALIDATE),
+    ("ocr-lines-words-inverted", "ocr.data.lines.words", [5, 2], ["ocr.data.lines", "2 <= low <= high"], VALIDATE),
+    ("ocr-lines-share-above-1", "ocr.data.lines.share", 1.5, ["ocr.data.lines.share", "<= 1"], VALIDATE),
     ("ocr-fonts-empty", "ocr.data.fonts", [], ["ocr.data.fonts must not be empty"], VALIDATE),
     ("ocr-font-unknown", "ocr.data.fonts", ["NoSuchFont.ttf"], ["ocr.data.fonts", "'NoSuchFont.ttf'"], VALIDATE),
     ("ocr-height-too-small", "ocr.data.height", 8, ["ocr.data.height", ">= 16"], VALIDATE),
@@ -72,7 +79,7 @@ CASES = [
     ("ocr-missing-bilstm-section", "ocr.bilstm", DELETE, ["ocr.bilstm is missing"],
      ["train", "ocr", "--variant", "bilstm"]),
     ("ocr-dropout-too-high", "ocr.bilstm.model.dropout", 1.5, ["ocr.bilstm.model.dropout", "<= 0.9"], VALIDATE),
-    ("ocr-tesseract-psm", "ocr.tesseract.psm", 99, ["ocr.tesseract.psm", "<= 13"], ["tesseract"]),
+    ("ocr-tesseract-psm", "ocr.tesseract.line_psm", 99, ["ocr.tesseract.line_psm", "<= 13"], ["tesseract"]),
 ]
 
 # A charset missing characters the word mix needs (number_ratio > 0 but no digits) must fail validation, not
@@ -150,7 +157,3 @@ def test_dvc_repro_stops_at_validate(repo, case, key, value, fragments, targets)
     assert after == {k: v for k, v in before.items() if k != "data/params.ok"}
     run(["seqlab", *VALIDATE], root)  # put the marker back for the next case
 
-
-def test_at_least_twenty_distinct_cases():
-    assert len({c[0] for c in CASES} | {c[0] for c in DVC_CASES}) >= 20
-    assert {c[1].split(".")[0] for c in CASES} >= {"kth", "binary_add", "ocr", "seed"}

@@ -130,7 +130,7 @@ def test_kill_9_mid_epoch_then_rerun_matches_uninterrupted(copies):
         history = _metric_history(killed, killed_run_id, key)
         assert [step for step, _ in history] == list(range(1, EPOCHS + 1)), (key, history)
         assert history == _metric_history(clean, clean_run_id, key)
-    assert _metric_history(killed, killed_run_id, "test.test.accuracy")  # evaluate found the resumed run
+    assert _metric_history(killed, killed_run_id, "test.accuracy")  # evaluate found the resumed run
 
     # Nothing half-written survives: no temporary files, and the resume checkpoint is gone after success.
     assert leftover_temps(killed) == [] and _resume_files(killed) == []
@@ -236,6 +236,7 @@ def _run_interrupted(params, interrupt_at_call: int) -> None:
         _train(task, params)
 
 
+@pytest.mark.slow  # trains in-process for seconds
 def test_resume_restores_rng_for_dropout(tmp_path, monkeypatch):
     import seqlab.training as training
 
@@ -262,6 +263,7 @@ def test_resume_restores_rng_for_dropout(tmp_path, monkeypatch):
             assert not _same(_final_state(root), reference)
 
 
+@pytest.mark.slow  # trains in-process for seconds
 def test_resume_after_early_stop_does_not_train_more(tmp_path, monkeypatch):
     import seqlab.training as training
     from seqlab.tasks.kth import KthTask
@@ -289,6 +291,7 @@ def test_resume_after_early_stop_does_not_train_more(tmp_path, monkeypatch):
     assert _same(_final_state(root), _final_state(clean))
 
 
+@pytest.mark.slow  # trains in-process for seconds
 def test_resume_checkpoint_has_everything(tmp_path, monkeypatch):
     """The per-epoch checkpoint holds model, optimizer, scheduler, RNG and loop state, and loads weights_only."""
     from seqlab.checkpoint import load_checkpoint
@@ -309,15 +312,6 @@ def test_resume_checkpoint_has_everything(tmp_path, monkeypatch):
 # --- in-process: OCR with augmentation ----------------------------------------------------------------------
 
 OCR_VARIANT = "crnn"
-
-
-@pytest.fixture
-def one_thread():
-    """A tiny model gains nothing from threads, and two threads on a busy 2-core box can be ~20x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _ocr_raw_params(**augment) -> dict:
@@ -374,6 +368,7 @@ def _train_ocr(params, interrupt_at_call: int | None = None) -> dict:
     return {}
 
 
+@pytest.mark.slow  # trains in-process for seconds
 def test_ocr_resume_with_augmentation_is_byte_identical(tmp_path, monkeypatch, capsys, one_thread):
     """OCR trained with augmentation, interrupted in epoch 2 and resumed, writes the uninterrupted model's bytes.
 
@@ -409,6 +404,7 @@ def test_ocr_resume_with_augmentation_is_byte_identical(tmp_path, monkeypatch, c
     assert not resume_file.exists() and leftover_temps(root) == []
 
 
+@pytest.mark.slow  # `seqlab train ocr` killed and rerun: two processes, seconds each
 def test_ocr_kill_9_then_rerun_writes_the_uninterrupted_model(tmp_path):
     """`seqlab train ocr` with augmentation, killed with SIGKILL after its epoch-1 checkpoint and run again,
     writes the bytes, history and summary of an uninterrupted run (the stage command itself, without DVC)."""

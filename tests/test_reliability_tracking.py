@@ -114,6 +114,7 @@ def test_healthy_server_passes_the_probe(monkeypatch):
         server.shutdown()
 
 
+@pytest.mark.slow  # creates and migrates a SQLite MLflow store
 def test_embedded_default_store_never_touches_the_network(monkeypatch, tmp_path):
     from seqlab import tracking
 
@@ -130,6 +131,7 @@ def test_embedded_default_store_never_touches_the_network(monkeypatch, tmp_path)
     assert run_id and (tmp_path / "mlflow.db").exists()
 
 
+@pytest.mark.slow  # a second Python process that waits for the lock
 def test_opening_a_new_store_waits_for_the_store_lock(tmp_path, monkeypatch):
     """Two stages creating the same SQLite store must not migrate it at once: the second waits for the lock."""
     import subprocess

@@ -58,6 +58,7 @@ def test_recognizer_reads_in_parallel_in_input_order_and_normalizes() -> None:
     assert one_engine[0] == "hello" and one_engine[3] == "world"
 
 
+@pytest.mark.slow  # the whole Tesseract stage on rendered splits
 def test_stage_writes_eval_json_and_grid(tmp_path, monkeypatch) -> None:
     ok, reason = is_available()
     if not ok:
@@ -67,7 +68,7 @@ def test_stage_writes_eval_json_and_grid(tmp_path, monkeypatch) -> None:
     from PIL import Image as PILImage
 
     from seqlab.tasks.ocr.charset import Charset
-    from seqlab.tasks.ocr.data import TEST_SPLITS, save_split, split_path, write_meta
+    from seqlab.tasks.ocr.data import LINE_SPLITS, TEST_SPLITS, save_split, split_path, write_meta
     from seqlab.tasks.ocr.tesseract import run_tesseract_stage
 
     monkeypatch.chdir(tmp_path)
@@ -75,15 +76,25 @@ def test_stage_writes_eval_json_and_grid(tmp_path, monkeypatch) -> None:
     words = ["hello", "quartz", "2048"]
     images = [np.asarray(PILImage.fromarray(im).resize((im.shape[1] * 32 // im.shape[0], 32)))
               for im in map(render, words)]
+    lines = ["two words", "reads a line 42"]
+    line_images = [np.asarray(PILImage.fromarray(im).resize((im.shape[1] * 32 // im.shape[0], 32)))
+                   for im in map(render, lines)]
     for split in TEST_SPLITS:  # data/ocr (trdg) and data/ocr-reserved (Pillow, reserved families)
-        save_split(split_path(split), images, words, ["f.ttf"] * 3, 32)
+        if split in LINE_SPLITS:
+            save_split(split_path(split), line_images, lines, ["f.ttf"] * 2, 32)
+        else:
+            save_split(split_path(split), images, words, ["f.ttf"] * 3, 32)
     write_meta(tmp_path / "data/ocr", charset, 32)
-    metrics = run_tesseract_stage(psm=8)
+    metrics = run_tesseract_stage(word_psm=8, line_psm=7)
     written = json.loads((tmp_path / "metrics/ocr-tesseract/eval.json").read_text())
     assert written == json.loads(json.dumps(metrics))
-    keys = {"count", "cer", "cer_nocase", "word_accuracy", "mean_ned_similarity", "words_per_s", "threads"}
+    keys = {"count", "cer", "cer_nocase", "wer", "word_accuracy", "mean_ned_similarity", "words_per_s", "threads",
+            "psm"}
     assert set(written) == set(TEST_SPLITS) and all(set(m) == keys for m in written.values())
-    assert {"test_reserved", "test_reserved_degraded"} <= set(written)
+    assert {split: m["psm"] for split, m in written.items()} == {s: 7 if s in LINE_SPLITS else 8 for s in TEST_SPLITS}
     assert written["test"]["count"] == 3 and written["test"]["cer"] < 0.5
-    for grid in ("predictions.png", "predictions_reserved_degraded.png"):
+    # single-line mode keeps the spaces between words (a whitelist without the space would drop them)
+    assert written["test_lines"]["count"] == 2 and written["test_lines"]["wer"] < 0.5
+    for grid in ("predictions.png", "predictions_reserved_degraded.png", "predictions_reserved_lines.png",
+                 "by_line_words.csv"):
         assert (tmp_path / "metrics/ocr-tesseract" / grid).stat().st_size > 0

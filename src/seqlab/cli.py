@@ -9,6 +9,7 @@
     seqlab tesseract                     the Tesseract baseline on the OCR test splits
     seqlab predict kth|binary_add        lines on stdin -> one answer per line
     seqlab predict ocr IMAGE...          path<TAB>text per image
+    seqlab bench [--quick]               speed ratios measured side by side -> metrics/bench.json
 
 User errors (bad params, missing or corrupt files, unsafe checkpoints) print one line to stderr
 and exit 1 without a traceback.
@@ -24,6 +25,8 @@ from pathlib import Path
 
 from seqlab.errors import SeqlabError
 from seqlab.tasks import DEFAULT_VARIANT, TASK_NAMES, VARIANTS, check_variant, model_id, task_class
+
+MODEL_URI_SCHEMES = ("models:/", "runs:/")  # predict --model: an MLflow model instead of a checkpoint file
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -60,7 +63,7 @@ def cmd_render_reserved(args: argparse.Namespace) -> int:
     params = load_params(args.params)
     ocr = params.ocr
     stats = generate_reserved(ocr.reserved.count, Charset.from_name(ocr.data.charset), ocr.data.height, params.seed,
-                              paths.data_dir(RESERVED_DIR), ocr.reserved.workers)
+                              paths.data_dir(RESERVED_DIR), ocr.reserved.workers, ocr.reserved.lines)
     print(f"[ocr] rendered the reserved-family test splits: {stats}", file=sys.stderr)
     return 0
 
@@ -83,11 +86,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     # Both checks come before importing torch (seconds): a bad edit or a down server fails at once.
     params = load_params(args.params)
     check_tracking_server()
-    from seqlab.training import train
+    from seqlab import distributed
 
     variant = check_variant(args.task, args.variant)
     section = params.run_section(args.task, variant)
-    train(task_class(args.task).for_training(section, variant), params.seed, section)
+    if section.train.nproc > 1 and not distributed.is_rank():
+        # This process becomes torchrun: it starts nproc ranks of this same command, each trains.
+        distributed.launch(section.train.nproc, ["--params", str(args.params), "train", args.task,
+                                                 *(["--variant", args.variant] if args.variant else [])])
+        return 0
+    from seqlab.training import train
+
+    with distributed.reporting():
+        train(task_class(args.task).for_training(section, variant), params.seed, section)
     return 0
 
 
@@ -103,20 +114,44 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_tesseract(args: argparse.Namespace) -> int:
     from seqlab.config import load_params
+    from seqlab.tracking import check_tracking_server
 
     params = load_params(args.params)
-    from seqlab.tasks.ocr.tesseract import run_tesseract_stage
+    check_tracking_server()
+    from seqlab import paths
+    from seqlab.tasks.ocr.tesseract import MODEL_ID, run_tesseract_stage
+    from seqlab.tracking import log_baseline_run
 
-    run_tesseract_stage(params.ocr.tesseract.psm)
+    metrics = run_tesseract_stage(params.ocr.tesseract.word_psm, params.ocr.tesseract.line_psm)
+    files = sorted(f for f in paths.metrics_dir(MODEL_ID).iterdir() if f.suffix in (".json", ".csv", ".png"))
+    log_baseline_run("ocr", MODEL_ID, params.ocr.tesseract.model_dump(), metrics, files)  # beside the OCR models
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from seqlab import paths
+    from seqlab.bench.suite import FULL, QUICK, run_suite
+    from seqlab.config import load_params
+
+    params = load_params(args.params)
+    run_suite(params, QUICK if args.quick else FULL, args.quick, args.project or paths.repo_root(), args.out)
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    import tempfile
+
     from seqlab import paths
     from seqlab.evaluation import load_model
 
-    default = paths.model_path(model_id(args.task, check_variant(args.task, None)))
-    task, model, ckpt = load_model(args.model or default, args.task)
+    with tempfile.TemporaryDirectory(prefix="seqlab-model-") as tmp:
+        if args.model and args.model.startswith(MODEL_URI_SCHEMES):
+            from seqlab.mlflow_model import download_checkpoint
+
+            checkpoint = download_checkpoint(args.model, Path(tmp))
+        else:
+            checkpoint = Path(args.model) if args.model else paths.model_path(model_id(args.task, check_variant(args.task, None)))
+        task, model, ckpt = load_model(checkpoint, args.task)
     if args.task == "ocr":
         if not args.inputs:
             raise SeqlabError("predict ocr needs one or more image paths")
@@ -157,10 +192,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tesseract", help="run the Tesseract baseline on the OCR test splits")
     p.set_defaults(func=cmd_tesseract)
 
+    p = sub.add_parser("bench", help="benchmark suite: each figure a ratio measured in this run (metrics/bench.json)")
+    p.add_argument("--quick", action="store_true", help="smoke test: one repeat, tiny sizes (ratios mean little)")
+    p.add_argument("--out", type=Path, default=Path("metrics/bench.json"), help="where the report goes")
+    p.add_argument("--project", type=Path, help="DVC project whose no-op repro is timed (default: this repository)")
+    p.set_defaults(func=cmd_bench)
+
     p = sub.add_parser("predict", help="predict with a trained model")
     p.add_argument("task", choices=TASK_NAMES)
     p.add_argument("inputs", nargs="*", help="image paths (ocr); kth and binary_add read lines from stdin")
-    p.add_argument("--model", type=Path, help="checkpoint to use (default: the one the pipeline trained)")
+    p.add_argument("--model", help="checkpoint file, or an MLflow model URI such as models:/seqlab-kth@champion "
+                   "(default: the checkpoint the pipeline trained)")
     p.set_defaults(func=cmd_predict)
     return parser
 

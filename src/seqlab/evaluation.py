@@ -62,21 +62,29 @@ def evaluate(task_name: str, variant: str | None = None) -> dict[str, Any]:
 
 
 def _attach_to_run(task: Task, model_file: Path, metrics: dict[str, Any], files: list[Path]) -> None:
-    """Log test metrics and plots into the MLflow run that trained this model, when the store has it.
+    """Log test metrics and plots into the MLflow run that trained this model, when the store has it, and
+    register its MLflow model as a new version (champion if its test metric is the best so far).
 
     The run is found by the model file's digest (a tag set by training), so the checkpoint itself holds
-    no run id and identical params give byte-identical models.
+    no run id and identical params give byte-identical models. Metric names are eval.json's keys
+    (`test.cer`, `generalization.accuracy`), the same for every model of a task and for Tesseract.
     """
     from seqlab.checkpoint import MODEL_TAG, file_digest
-    from seqlab.tracking import Tracker, find_run, flatten
+    from seqlab.model_registry import register
+    from seqlab.tracking import Tracker, experiment_name, find_run, flatten, has_logged_model
 
-    run_id = find_run(f"seqlab-{task.model_id}", MODEL_TAG, file_digest(model_file))
+    run_id = find_run(experiment_name(task.name), MODEL_TAG, file_digest(model_file))
     if run_id is None:  # e.g. a model restored from DVC's cache whose run lives in another store
         print(f"note: no MLflow run in this store trained {model_file}; test metrics are in metrics/ only",
               file=sys.stderr)
         return
     tracker = Tracker("", run_id=run_id)
-    tracker.log_metrics({f"test.{k}": v for k, v in flatten(metrics).items()})
+    flat = flatten(metrics)
+    tracker.log_metrics(flat)
     for f in files:
         tracker.log_artifact(f, "evaluation")
     tracker.finish()
+    if not has_logged_model(run_id):  # trained before runs logged MLflow models
+        print(f"note: MLflow run {run_id} has no MLflow model; {task.model_id} is not registered", file=sys.stderr)
+        return
+    print(f"[{task.model_id}] {register(run_id, task.name, task.model_id, flat).summary()}", file=sys.stderr)

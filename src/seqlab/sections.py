@@ -75,6 +75,8 @@ class TrainConfig(Section):
     scheduler: Literal["constant", "cosine", "onecycle"]
     patience: PositiveInt  # epochs without validation improvement before stopping
     device: Literal["auto", "cpu", "cuda"]
+    precision: Literal["auto", "fp32", "bf16", "fp16"]  # bf16/fp16: mixed precision (seqlab.devices)
+    nproc: PositiveInt  # processes training together (seqlab.distributed); batch_size is split among them
 
 
 class RecurrentModelConfig(Section):

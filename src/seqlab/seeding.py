@@ -20,6 +20,12 @@ def derive_seed(seed: int, *parts: str | int) -> int:
     return int(np.random.SeedSequence([seed, *(_as_int(p) for p in parts)]).generate_state(1)[0])
 
 
+def rank_seed(seed: int, rank: int) -> int:
+    """The seed of one training process (seqlab.distributed): rank 0 keeps the run's seed, so a single-process
+    run is unchanged; the other ranks draw their own dropout from sub-seeds."""
+    return seed if rank == 0 else derive_seed(seed, "rank", rank)
+
+
 def _as_int(part: str | int) -> int:
     if isinstance(part, int):
         return part

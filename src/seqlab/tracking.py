@@ -1,4 +1,8 @@
-"""MLflow tracking: one store at the repository root, one experiment per model, one run per training.
+"""MLflow tracking: one store at the repository root, one experiment per task, one run per training.
+
+An experiment holds every model of its task side by side (the OCR variants and the Tesseract baseline
+in `seqlab-ocr`) and is marked as classic model training (EXPERIMENT_KIND), so MLflow 3's UI opens
+it on its runs and models, not on the GenAI overview of traces.
 
 The default store is SQLite at `<repo root>/mlflow.db` with artifacts in `<repo root>/mlartifacts`,
 anchored through DVC_ROOT so queued and --temp experiments (which run in `.dvc/tmp/exps/...`)
@@ -24,6 +28,17 @@ from seqlab.errors import SeqlabError
 from seqlab.paths import repo_root, state_dir
 
 PROBE_TIMEOUT_S = 5.0
+# The experiment tag MLflow 3's UI reads to pick an experiment's landing page; unset, it opens the GenAI
+# overview. The values are the UI's ExperimentKind enum; `custom_model_development` is classic model
+# training ("Traditional ML" in mlflow/assistant/skills/mlflow-onboarding/SKILL.md; MLflow's demo sets
+# `genai_development` the same way, with set_experiment_tag).
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+MODEL_ID_TAG = "seqlab.model_id"  # on each run: which model of the task's experiment it is (kth, ocr-crnn, ...)
+
+
+def experiment_name(task: str) -> str:
+    """`seqlab-<task>`: one experiment for all models of a task."""
+    return f"seqlab-{task}"
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -53,11 +68,13 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or default_uri()
 
 
-def _configure_mlflow() -> Any:
-    # Keep an unreachable server from stalling a stage in MLflow's retry loop; quiet its telemetry.
+def configure_mlflow() -> Any:
+    # Keep an unreachable server from stalling a stage in MLflow's retry loop; quiet its telemetry and the
+    # per-file progress bars of model downloads (one bar per file of a model's code folder).
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri())
@@ -65,7 +82,7 @@ def _configure_mlflow() -> Any:
 
 
 @contextmanager
-def _store_lock() -> Iterator[None]:
+def store_lock() -> Iterator[None]:
     """Serialize opening a SQLite store and creating experiments across processes.
 
     Parallel stages (`dvc queue start -j 2`) that open a store which does not exist yet would both run
@@ -82,10 +99,10 @@ def _store_lock() -> Iterator[None]:
 
 
 def _client() -> Any:
-    _configure_mlflow()
+    configure_mlflow()
     from mlflow.tracking import MlflowClient
 
-    with _store_lock():
+    with store_lock():
         return MlflowClient()  # opens (and on first use creates and migrates) the store
 
 
@@ -98,6 +115,12 @@ def find_run(experiment: str, tag: str, value: str) -> str | None:
     runs = _retry(lambda: client.search_runs([exp.experiment_id], f"tags.`{tag}` = '{value}'",
                                              order_by=["attributes.start_time DESC"], max_results=1))
     return runs[0].info.run_id if runs else None
+
+
+def has_logged_model(run_id: str) -> bool:
+    """Whether run `run_id` logged an MLflow model (MLflow 3 records it among the run's outputs)."""
+    run = _retry(lambda: _client().get_run(run_id))
+    return bool(run.outputs and run.outputs.model_outputs)
 
 
 def check_tracking_server() -> None:
@@ -140,15 +163,37 @@ def run_tags(stage_hint: str) -> dict[str, str]:
     return {k: v for k, v in tags.items() if v}
 
 
+def run_name(model_id: str, variant: str | None) -> str:
+    """The DVC experiment's name, with the variant (a task's variants share one MLflow experiment);
+    `<model id>-workspace` outside DVC experiments."""
+    exp = os.environ.get("DVC_EXP_NAME")
+    if not exp:
+        return f"{model_id}-workspace"
+    return f"{exp}-{variant}" if variant else exp
+
+
+def log_baseline_run(task: str, model_id: str, params: Mapping[str, Any], metrics: Mapping[str, Any],
+                     files: list[Path]) -> str:
+    """One finished run for a reference that trains no model of ours (Tesseract), in the task's experiment
+    beside the trained models, with their metric names (eval.json's keys); returns its id."""
+    tracker = Tracker(experiment_name(task), run_name=run_name(model_id, model_id.removeprefix(f"{task}-")),
+                      params=params, tags={**run_tags(model_id), MODEL_ID_TAG: model_id})
+    tracker.log_metrics(flatten(metrics))
+    for f in files:
+        tracker.log_artifact(f, "evaluation")
+    tracker.finish()
+    return tracker.run_id
+
+
 class Tracker:
     """A thin handle on one MLflow run: start or resume, batched metric logging, artifacts."""
 
     def __init__(self, experiment: str, run_id: str | None = None, *, run_name: str | None = None,
                  params: Mapping[str, Any] | None = None, tags: Mapping[str, str] | None = None) -> None:
-        self.mlflow = _configure_mlflow()
+        self.mlflow = configure_mlflow()
         self.client = _client()
         if run_id is None:
-            with _store_lock():
+            with store_lock():
                 exp_id = self._experiment_id(experiment)
             run = _retry(lambda: self.client.create_run(exp_id, run_name=run_name, tags=dict(tags or {})))
             self.run_id = run.info.run_id
@@ -161,12 +206,15 @@ class Tracker:
     def _experiment_id(self, name: str) -> str:
         exp = _retry(lambda: self.client.get_experiment_by_name(name))
         if exp is not None:
+            if EXPERIMENT_KIND[0] not in exp.tags:  # made before seqlab marked its experiments
+                _retry(lambda: self.client.set_experiment_tag(exp.experiment_id, *EXPERIMENT_KIND))
             return exp.experiment_id
         # Not "is MLFLOW_TRACKING_URI set": mlflow.set_tracking_uri sets it, and MLflow's default artifact
         # root is ./mlruns under the cwd, which for a queued experiment is a temp dir that DVC deletes.
         artifacts = (repo_root() / "mlartifacts").as_uri() if tracking_uri() == default_uri() else None
         try:
-            return _retry(lambda: self.client.create_experiment(name, artifact_location=artifacts))
+            return _retry(lambda: self.client.create_experiment(name, artifact_location=artifacts,
+                                                                tags=dict([EXPERIMENT_KIND])))
         except Exception as exc:  # another process created it first (a remote server has no lock)
             if "already exists" not in str(exc) and "RESOURCE_ALREADY_EXISTS" not in str(exc):
                 raise

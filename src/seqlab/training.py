@@ -5,12 +5,16 @@ validation after each epoch, early stopping on the task's monitored metric, and 
 checkpoint after every epoch (model, optimizer, scheduler, RNG states, history, MLflow run id).
 A killed stage resumes from its last epoch and ends with the same result as an uninterrupted run:
 each epoch's shuffle comes from a generator seeded by (seed, epoch), and the global RNG state is
-restored for dropout. Single process today; the loop keeps rank-0-only side effects in one place
-(`_is_main`) so a torchrun/DDP launcher can slot in.
+restored for dropout.
+
+One process, or several that share each step (`train.nproc`, seqlab.distributed: DDP under torchrun,
+rank 0 alone validating, tracking and writing); on the CPU or a GPU, in fp32 or mixed precision
+(`train.device`, `train.precision`, seqlab.devices).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -18,34 +22,22 @@ import math
 import sys
 import time
 from functools import partial
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm import tqdm
 
-from seqlab import paths
+from seqlab import distributed, paths
 from seqlab.checkpoint import MODEL_TAG, file_digest, load_checkpoint, save_checkpoint
+from seqlab.devices import Precision, configure_cudnn, pick_device, pick_precision, to_device
 from seqlab.plots import line_plot, write_csv
 from seqlab.sections import RunSection
-from seqlab.seeding import derive_seed, rng_state, seed_everything, set_rng_state
+from seqlab.seeding import derive_seed, rank_seed, rng_state, seed_everything, set_rng_state
 from seqlab.storage import write_json
 from seqlab.tasks.base import Task
-from seqlab.tracking import Tracker, check_tracking_server, run_tags
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        from seqlab.errors import SeqlabError
-
-        raise SeqlabError("train.device is 'cuda' but no CUDA device is available (use 'auto' or 'cpu')")
-    return torch.device(name)
-
-
-def _is_main() -> bool:
-    return True  # rank 0 under a future DDP launcher
+from seqlab.tracking import MODEL_ID_TAG, Tracker, check_tracking_server, experiment_name, run_name, run_tags
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, kind: str, total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
@@ -65,6 +57,30 @@ def make_scheduler(optimizer: torch.optim.Optimizer, kind: str, total_steps: int
         return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def train_step(task: Task, model: torch.nn.Module, batch: Any, optimizer: torch.optim.Optimizer,
+               scheduler: torch.optim.lr_scheduler.LRScheduler, grad_clip: float,
+               precision: Precision | None = None, scaler: torch.amp.GradScaler | None = None) -> torch.Tensor:
+    """One optimisation step on one batch; returns its loss (`seqlab bench` times this same step).
+    `precision`: the autocast of the forward pass and loss; `scaler`: fp16's gradient scaling."""
+    with precision.autocast() if precision else contextlib.nullcontext():
+        loss = task.loss(model, batch)
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is None:
+        loss.backward()
+    else:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)  # clipping and the step see the true gradients
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    if scaler is None:
+        optimizer.step()
+    else:
+        scaler.step(optimizer)  # skipped when the scaled gradients overflowed
+        scaler.update()
+    scheduler.step()
+    return loss
 
 
 def _fingerprint(obj: Any, files: list[Path]) -> str:
@@ -87,19 +103,31 @@ def train(task: Task, seed: int, section: RunSection) -> dict[str, Any]:
     return the summary. The checkpoint keeps the run's config as plain dicts (model: constructor args)."""
     cfg = section.train
     check_tracking_server()  # fail fast, before loading data or spending time on training
-    device = pick_device(cfg.device)
-    seed_everything(seed)
+    world = distributed.current_world()
+    device = distributed.rank_device(pick_device(cfg.device), world)
+    precision = pick_precision(cfg.precision, device)
+    cudnn = configure_cudnn()
+    seed_everything(rank_seed(seed, world.rank))
+    distributed.start(world, device)
 
     train_data, val_data = task.load_split("train"), task.load_split("val")
     meta = task.data_meta(train_data)
     model_args = section.model.model_dump()
     model = task.build_model(model_args, meta).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = task.num_batches(train_data, cfg.batch_size)
+    batch_size = distributed.rank_batch_size(cfg.batch_size, world)  # cfg.batch_size is the global batch
+    steps_per_epoch = distributed.steps_per_epoch(task.num_batches(train_data, batch_size), world, batch_size)
     scheduler = make_scheduler(optimizer, cfg.scheduler, steps_per_epoch * cfg.epochs)
+    scaler = precision.scaler()
 
+    # nproc and precision are recorded as what they came to (a multi-node torchrun sets the world size, `auto`
+    # picks a precision), and only where they change the run: a single-process fp32 model keeps its bytes.
     config = {"task": task.name, "variant": task.variant, "seed": seed, "model": model_args,
-              "train": cfg.model_dump(), "meta": meta}
+              "train": cfg.model_dump(exclude={"nproc", "precision"}), "meta": meta}
+    if world.size > 1:
+        config["world_size"] = world.size
+    if precision.dtype is not None:
+        config["precision"] = precision.name
     data_files = sorted(task.data_dir.glob("*.npz"))
     # Keyed by the whole section too: what the checkpoint's config leaves out (OCR's augmentation) still
     # changes the run, and a resume file of other settings must not be picked up.
@@ -113,14 +141,24 @@ def train(task: Task, seed: int, section: RunSection) -> dict[str, Any]:
         model.load_state_dict(ckpt["model_state"])
         optimizer.load_state_dict(ckpt["optimizer_state"])
         scheduler.load_state_dict(ckpt["scheduler_state"])
-        set_rng_state(ckpt["rng_state"])
+        set_rng_state(ckpt["rank_rng_states"][world.rank] if world.size > 1 else ckpt["rng_state"])
+        if scaler is not None:
+            scaler.load_state_dict(ckpt["scaler_state"])
         state = ckpt["loop_state"]
-        print(f"[{task.model_id}] resuming after epoch {state['epoch']} from {resume_path}", file=sys.stderr)
+        if world.is_main:
+            print(f"[{task.model_id}] resuming after epoch {state['epoch']} from {resume_path}", file=sys.stderr)
+    net = distributed.wrap(model, world, device)  # after the resume: DDP starts every rank from rank 0's weights
 
+    setup = {"device": str(device), "precision": precision.name, "world_size": str(world.size),
+             "backend": distributed.backend_name(world), "threads_per_rank": str(torch.get_num_threads()), **cudnn}
     tracker = None
-    if _is_main():
-        tracker = Tracker(f"seqlab-{task.model_id}", run_id=state["run_id"], run_name=_run_name(task),
-                          params={"seed": seed, **section.model_dump()}, tags=run_tags(f"train@{task.model_id}"))
+    if world.is_main:
+        print(f"[{task.model_id}] " + ", ".join(f"{k} {v}" for k, v in setup.items() if not k.startswith("cudnn")),
+              file=sys.stderr)
+        tracker = Tracker(experiment_name(task.name), run_id=state["run_id"], run_name=run_name(task.model_id, task.variant),
+                          params={"seed": seed, **section.model_dump()},
+                          tags={**run_tags(f"train@{task.model_id}"), MODEL_ID_TAG: task.model_id,
+                                **{f"seqlab.{k}": v for k, v in setup.items()}})
         state["run_id"] = tracker.run_id
 
     started = time.perf_counter()
@@ -131,72 +169,78 @@ def train(task: Task, seed: int, section: RunSection) -> dict[str, Any]:
             t0 = time.perf_counter()
             model.train()
             gen = torch.Generator().manual_seed(derive_seed(seed, "epoch", epoch))
-            total, count, samples = 0.0, 0, 0
-            bar = tqdm(task.batches(train_data, cfg.batch_size, gen), total=steps_per_epoch, leave=False,
-                       desc=f"{task.model_id} epoch {epoch}/{cfg.epochs}", mininterval=1.0, file=sys.stderr)
+            loss_sum, count, samples = torch.zeros((), dtype=torch.float64, device=device), 0, 0
+            batches = islice(task.rank_batches(train_data, batch_size, gen, world.rank, world.size), steps_per_epoch)
+            bar = tqdm(batches, total=steps_per_epoch, leave=False, desc=f"{task.model_id} epoch {epoch}/{cfg.epochs}",
+                       mininterval=1.0, file=sys.stderr, disable=not world.is_main)
             for batch in bar:
-                batch = batch.to(device)
-                loss = task.loss(model, batch)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                optimizer.step()
-                scheduler.step()
-                total += loss.item()
+                batch = to_device(batch, device)
+                loss = train_step(task, net, batch, optimizer, scheduler, cfg.grad_clip, precision, scaler)
+                loss_sum += loss.detach()  # summed where it is: reading it each step would wait for a GPU
                 count += 1
                 samples += batch.size
             train_seconds = time.perf_counter() - t0
+            total, steps, seen = distributed.sum_over_ranks([loss_sum.item(), count, samples], world, device)
             model.eval()
-            with torch.no_grad():
-                val = task.validation_metrics(model, val_data, device)
-            record = {"epoch": epoch, "train_loss": total / max(count, 1), **val,
+            val = distributed.from_main(lambda: _validate(task, model, val_data, device, world), world)
+            record = {"epoch": epoch, "train_loss": total / max(steps, 1), **val,
                       "lr": optimizer.param_groups[0]["lr"], "epoch_seconds": time.perf_counter() - t0,
-                      "train_samples_per_s": samples / train_seconds if samples else None}
+                      "train_samples_per_s": seen / train_seconds if seen else None}
             state["history"].append(record)
             value = val[task.monitor]
             if _improved(value, state["best"], task.monitor_mode):
-                state.update(best=value, best_epoch=epoch, bad_epochs=0,
-                             best_state=copy.deepcopy({k: v.cpu() for k, v in model.state_dict().items()}))
+                state.update(best=value, best_epoch=epoch, bad_epochs=0, best_state=copy.deepcopy(
+                    {k: v.cpu() for k, v in model.state_dict().items()}) if world.is_main else None)
             else:
                 state["bad_epochs"] += 1
             state["epoch"] = epoch
-            print(f"[{task.model_id}] epoch {epoch}: " + ", ".join(
-                f"{k}={v:.4g}" for k, v in record.items() if k != "epoch" and isinstance(v, float)), file=sys.stderr)
+            if world.is_main:
+                print(f"[{task.model_id}] epoch {epoch}: " + ", ".join(
+                    f"{k}={v:.4g}" for k, v in record.items() if k != "epoch" and isinstance(v, float)),
+                    file=sys.stderr)
             if tracker:
                 tracker.log_metrics({k: v for k, v in record.items() if k != "epoch" and v is not None}, step=epoch)
-            save_checkpoint(resume_path, {
-                "task": task.name, "variant": task.variant, "config": config,
-                "model_state": model.state_dict(), "optimizer_state": optimizer.state_dict(),
-                "scheduler_state": scheduler.state_dict(), "rng_state": rng_state(), "loop_state": state,
-            })
+            rank_rng_states = distributed.gather(rng_state(), world)  # each rank's dropout goes on where it was
+            if world.is_main:
+                resume: dict[str, Any] = {
+                    "task": task.name, "variant": task.variant, "config": config,
+                    "model_state": model.state_dict(), "optimizer_state": optimizer.state_dict(),
+                    "scheduler_state": scheduler.state_dict(), "rng_state": rng_state(), "loop_state": state}
+                if world.size > 1:
+                    resume["rank_rng_states"] = rank_rng_states
+                if scaler is not None:
+                    resume["scaler_state"] = scaler.state_dict()
+                save_checkpoint(resume_path, resume)
             if state["bad_epochs"] >= cfg.patience:
-                print(f"[{task.model_id}] early stop: no {task.monitor} improvement for {cfg.patience} epochs",
-                      file=sys.stderr)
+                if world.is_main:
+                    print(f"[{task.model_id}] early stop: no {task.monitor} improvement for {cfg.patience} epochs",
+                          file=sys.stderr)
                 break
     except BaseException:
         if tracker:  # a kill -9 never gets here; the run stays RUNNING and is resumed next time
             tracker.finish("KILLED" if not isinstance(sys.exc_info()[1], Exception) else "FAILED")
         raise
 
-    model.load_state_dict(state["best_state"])
+    if world.is_main:
+        model.load_state_dict(state["best_state"])
     best = next(r for r in state["history"] if r["epoch"] == state["best_epoch"])
     summary = {"best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
                "train_seconds": round(sum(r["epoch_seconds"] for r in state["history"]), 3),
                **{k: v for k, v in best.items() if k.startswith("val_")},
                "parameters": sum(p.numel() for p in model.parameters())}
-    if _is_main():
+    if world.is_main:
         _write_outputs(task, model, config, state, summary, tracker)
-    resume_path.unlink(missing_ok=True)
-    print(f"[{task.model_id}] done in {time.perf_counter() - started:.1f}s: best epoch {state['best_epoch']}, "
-          f"{task.monitor}={state['best']:.4g}", file=sys.stderr)
+        resume_path.unlink(missing_ok=True)
+        print(f"[{task.model_id}] done in {time.perf_counter() - started:.1f}s: best epoch {state['best_epoch']}, "
+              f"{task.monitor}={state['best']:.4g}", file=sys.stderr)
+    distributed.stop(world)
     return summary
 
 
-def _run_name(task: Task) -> str:
-    import os
-
-    return os.environ.get("DVC_EXP_NAME") or f"{task.model_id}-workspace"
+def _validate(task: Task, model: torch.nn.Module, data: Any, device: torch.device,
+              world: distributed.World) -> dict[str, float]:
+    with torch.no_grad(), distributed.borrowed_threads(world, device):
+        return task.validation_metrics(model, data, device)
 
 
 def _write_outputs(task: Task, model: torch.nn.Module, config: dict, state: dict, summary: dict,
@@ -215,9 +259,12 @@ def _write_outputs(task: Task, model: torch.nn.Module, config: dict, state: dict
     loss_keys = [k for k in history[0] if k.endswith("loss")]
     line_plot(out / "history.png", history, "epoch", loss_keys, f"{task.model_id}: loss per epoch", "loss", logy=True)
     if tracker:
+        from seqlab.mlflow_model import log_model
+
         tracker.set_tags({MODEL_TAG: file_digest(model_file)})  # how evaluate finds this run
         tracker.log_metrics({f"final_{k}": v for k, v in summary.items() if k != "parameters"})
         tracker.log_metrics({"parameters": summary["parameters"]})
-        for f in (model_file, out / "history.csv", out / "history.png"):
+        for f in (out / "history.csv", out / "history.png"):
             tracker.log_artifact(f)
+        log_model(tracker.run_id, task, config["meta"], model_file)  # the checkpoint, as an MLflow model
         tracker.finish()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from itertools import islice
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple, Protocol, Self, TextIO
 
@@ -36,6 +37,14 @@ class Batch(Protocol):
 
 Table = list[dict[str, Any]]  # rows of a CSV file
 Figure = Callable[[Path], None]  # draws one image file at the path it is given
+
+
+class Answer(NamedTuple):
+    """A task's reply to one predict input: the answer text, or why the input could not be answered."""
+
+    input: str
+    text: str | None  # None when the input was refused
+    error: str | None  # one line: what is wrong with the input
 
 
 class Evaluation(NamedTuple):
@@ -88,6 +97,13 @@ class Task(ABC):
     @abstractmethod
     def num_batches(self, data: Any, batch_size: int) -> int: ...
 
+    def rank_batches(self, data: Any, batch_size: int, generator: torch.Generator, rank: int,
+                     world: int) -> Iterator[Any]:
+        """One rank's share of a training epoch (seqlab.distributed): batches rank, rank + world, rank + 2 world...
+        of `batches(data, batch_size, generator)`, whose order every rank draws alike. This default builds every
+        batch and keeps its share; a task whose batches cost much to build overrides it to build only its own."""
+        return islice(self.batches(data, batch_size, generator), rank, None, world)
+
     def data_meta(self, data: Any) -> dict[str, Any]:
         """Facts about the training data the model needs at predict time (charset, height...)."""
         return {}
@@ -110,6 +126,10 @@ class Task(ABC):
         """Test metrics (nested dict for eval.json), named tables and figures."""
 
     @abstractmethod
+    def answers(self, model: nn.Module, meta: Mapping[str, Any], inputs: Iterable[str]) -> Iterator[Answer]:
+        """One Answer per input, in order: the one computation behind `seqlab predict` and the MLflow pyfunc."""
+
+    @abstractmethod
     def predict(self, model: nn.Module, meta: Mapping[str, Any], inputs: Iterable[str],
                 out: TextIO, err: TextIO) -> int:
-        """Answer each input on `out`; report bad ones on `err` one line each; return failures."""
+        """Print `answers` on `out`; report bad inputs on `err` one line each; return failures."""

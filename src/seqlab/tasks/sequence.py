@@ -28,7 +28,7 @@ from seqlab.plots import line_plot
 from seqlab.sections import RunSection
 from seqlab.seeding import derive_seed
 from seqlab.storage import Arrays, load_arrays, save_arrays
-from seqlab.tasks.base import Evaluation, Task
+from seqlab.tasks.base import Answer, Evaluation, Task
 
 SPLITS = ("train", "val", "test", "generalization")
 TEST_SPLITS = ("test", "generalization")  # generalization: longer than any trained sequence
@@ -261,19 +261,27 @@ class SequenceTask(Task):
     def format_answer(self, output: torch.Tensor) -> str:
         """The model's output for one sequence -> the answer line."""
 
-    def predict(self, model: nn.Module, meta: Mapping[str, Any], inputs: Iterable[str], out: TextIO,
-                err: TextIO) -> int:
-        failures = 0
-        for lineno, line in enumerate(inputs, 1):
+    def answers(self, model: nn.Module, meta: Mapping[str, Any], inputs: Iterable[str]) -> Iterator[Answer]:
+        """Line by line, lazily: an interactive `seqlab predict` answers each line as it is typed."""
+        for line in inputs:
             try:
                 x = self.encode_line(line, meta)
             except ValueError as exc:
-                print(f"line {lineno}: {line.strip()!r}: {exc}", file=err)
-                failures += 1
+                yield Answer(line, None, str(exc))
                 continue
             with torch.no_grad():
                 output = model(x[None], torch.tensor([len(x)]))[0]
-            print(self.format_answer(output), file=out, flush=True)
+            yield Answer(line, self.format_answer(output), None)
+
+    def predict(self, model: nn.Module, meta: Mapping[str, Any], inputs: Iterable[str], out: TextIO,
+                err: TextIO) -> int:
+        failures = 0
+        for lineno, answer in enumerate(self.answers(model, meta, inputs), 1):
+            if answer.error is not None:
+                print(f"line {lineno}: {answer.input.strip()!r}: {answer.error}", file=err)
+                failures += 1
+            else:
+                print(answer.text, file=out, flush=True)
         return failures
 
 

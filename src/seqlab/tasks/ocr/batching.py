@@ -24,6 +24,9 @@ from seqlab.tasks.ocr.normalize import normalize, pad_margins
 
 MARGIN = 0.25  # ground left and right of every word, in image heights (see normalize.pad_margins)
 MIN_COLUMNS_PER_CTC_STEP = 4  # augmentation never squeezes a word below this many columns per CTC step
+# Batches per width-sorted chunk. Padded columns cost as much as real ones; on the rendered training widths,
+# a quarter of them lines, 16 left 19% of the columns as padding, 64 leaves 6% (words only: 8% -> 3%).
+BUCKET_BATCHES = 64
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ class WidthBucketSampler(Sampler[list[int]]):
 
     def __init__(self, widths: Sequence[int] | np.ndarray | Tensor, batch_size: int,
                  generator: torch.Generator | None = None, shuffle: bool = True,
-                 bucket_batches: int = 16) -> None:
+                 bucket_batches: int = BUCKET_BATCHES) -> None:
         if batch_size < 1 or bucket_batches < 1:
             raise ValueError("batch_size and bucket_batches must be >= 1")
         self.widths = torch.as_tensor(np.asarray(widths), dtype=torch.long)
@@ -140,15 +143,20 @@ def ctc_min_length(label: Sequence[int]) -> int:
 
 
 def iterate_batches(data: OcrSplit, batch_size: int, generator: torch.Generator | None,
-                    pad_multiple: int = 8, augment_config: AugmentConfig | None = None) -> Iterator[OcrBatch]:
+                    pad_multiple: int = 8, augment_config: AugmentConfig | None = None,
+                    shard: tuple[int, int] = (0, 1)) -> Iterator[OcrBatch]:
     """Batches of similar widths, shuffled by `generator` (training) or sorted by width when None (eval).
 
     With `augment_config` and a generator, every batch is augmented; the generator's seed (the training
     loop seeds it per epoch) makes the augmentation fresh each epoch and identical on a resumed run.
+    `shard` (rank, world): only batches rank, rank + world... of that sequence (seqlab.distributed).
     """
     sampler = WidthBucketSampler(data.widths, batch_size, generator, shuffle=generator is not None)
     seed = generator.initial_seed() if generator is not None else 0
+    rank, world = shard
     for number, idx in enumerate(sampler):
+        if number % world != rank:
+            continue
         augmentation = (augment_config, seed, number) if augment_config and generator is not None else None
         yield collate([data.images[i] for i in idx], [data.labels[i] for i in idx], pad_multiple, index=idx,
                       augmentation=augmentation)

@@ -3,6 +3,12 @@
 Class index 0 is the CTC blank; character i of a charset has class index i + 1, so a model
 needs `num_classes = len(chars) + 1` outputs. Caseless charsets lowercase text before
 filtering or encoding (the label of "Hello" is "hello").
+
+The space is a character like any other, so one model reads a word or a line of words. Every named
+charset ends with it: its class index is ``len(chars)`` (37 in digits_lower). Labels are normalised
+to single spaces between words and none at either end ("  two   words " -> "two words").
+Checkpoints written before the space existed store the named charset's characters without it;
+:meth:`Charset.from_name` reads those back as that charset without the space (the old class count).
 """
 
 from __future__ import annotations
@@ -11,12 +17,13 @@ import string
 from collections.abc import Iterable
 
 BLANK = 0
+SPACE = " "
 
-# name -> (chars in class order, caseless)
+# name -> (chars in class order, caseless); the space is last, so the other indices are those of before.
 NAMED_CHARSETS: dict[str, tuple[str, bool]] = {
-    "digits_lower": (string.digits + string.ascii_lowercase, True),
-    "alnum": (string.digits + string.ascii_letters, False),
-    "printable": (string.digits + string.ascii_letters + string.punctuation, False),
+    "digits_lower": (string.digits + string.ascii_lowercase + SPACE, True),
+    "alnum": (string.digits + string.ascii_letters + SPACE, False),
+    "printable": (string.digits + string.ascii_letters + string.punctuation + SPACE, False),
 }
 DEFAULT_CHARSET = "digits_lower"
 
@@ -29,8 +36,8 @@ class Charset:
             raise ValueError(f"charset {name!r} is empty")
         seen: set[str] = set()
         for ch in chars:
-            if ch.isspace():
-                raise ValueError(f"charset {name!r} contains whitespace {ch!r}")
+            if ch.isspace() and ch != SPACE:
+                raise ValueError(f"charset {name!r} contains whitespace {ch!r} (the space is the only one allowed)")
             if ch in seen:
                 raise ValueError(f"charset {name!r} contains {ch!r} twice")
             if caseless and ch != ch.lower():
@@ -46,11 +53,14 @@ class Charset:
         """A named charset (digits_lower, alnum, printable) or an explicit string of characters.
 
         An explicit string equal to a named set's characters is that set (with its case folding),
-        so a charset saved as its characters loads back with the same behaviour.
+        so a charset saved as its characters loads back with the same behaviour; the characters of a
+        named set without its space (checkpoints older than the space) give that set without the space.
         """
         for name, (chars, caseless) in NAMED_CHARSETS.items():
             if name_or_chars in (name, chars):
                 return cls(name, chars, caseless)
+            if name_or_chars == chars.rstrip(SPACE):
+                return cls(name, name_or_chars, caseless)
         return cls(name_or_chars, name_or_chars)
 
     @property
@@ -69,8 +79,18 @@ class Charset:
     def __repr__(self) -> str:
         return f"Charset({self.name!r}, {len(self.chars)} chars, caseless={self.caseless})"
 
+    @property
+    def has_space(self) -> bool:
+        return SPACE in self._index
+
+    @property
+    def glyphs(self) -> str:
+        """The characters that draw ink: all but the space."""
+        return self.chars.replace(SPACE, "")
+
     def normalize(self, text: str) -> str:
-        """The label form of `text`: lowercased when the charset is caseless, else unchanged."""
+        """The label form of `text`: single spaces between words, none at the ends; lowercased when caseless."""
+        text = SPACE.join(text.split())
         return text.lower() if self.caseless else text
 
     def accepts(self, text: str) -> bool:

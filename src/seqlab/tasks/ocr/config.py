@@ -60,6 +60,20 @@ class OcrCountsConfig(Section):
     val: PositiveInt
     test: PositiveInt
     test_heldout_fonts: PositiveInt
+    test_lines: PositiveInt  # line images of several words in the training fonts
+
+
+class OcrLinesConfig(Section):
+    """Line images: several words of `ocr.data.words` joined by single spaces (seqlab.tasks.ocr.words.join_lines)."""
+
+    share: Ratio  # share of line images in train and val; 0 trains on single words only
+    words: Annotated[list[PositiveInt], Field(min_length=2, max_length=2)]  # [fewest, most] words per line
+
+    @model_validator(mode="after")
+    def _ordered(self) -> OcrLinesConfig:
+        low, high = self.words
+        rule(2 <= low <= high, f"`words` must be [low, high] with 2 <= low <= high (got {self.words})")
+        return self
 
 
 class CaseMixConfig(Section):
@@ -106,6 +120,7 @@ class OcrDataConfig(Section):
     fonts: FontSelection
     heldout_fonts: HeldoutFonts
     words: OcrWordsConfig
+    lines: OcrLinesConfig
     skew_angle: Annotated[int, Field(ge=0, le=45)]  # trdg draws whole degrees
     blur: Annotated[float, Field(ge=0, le=5)]
     distortion_ratio: Ratio
@@ -125,6 +140,8 @@ class OcrDataConfig(Section):
         rule(number_ratio == 0 or any(c.isdigit() for c in chars),
              f"`charset` has no digit, but `words.number_ratio` is {number_ratio} "
              "(numbers need digits: add them or set number_ratio to 0)")
+        rule(" " in chars, f"`charset` has no space, which separates the words of line images "
+             f"(add ' ' to {self.charset!r})")
         rule(len(set(self.font_sources)) == len(self.font_sources), "`font_sources` has duplicate entries")
         for key, names in (("fonts", self.fonts), ("heldout_fonts", self.heldout_fonts)):
             for name in names if isinstance(names, list) else ():
@@ -160,6 +177,7 @@ class OcrReservedConfig(Section):
     """The test splits rendered without trdg in the reserved families (seqlab.tasks.ocr.pillow_render)."""
 
     count: PositiveInt  # words per split; test_reserved (clean) and test_reserved_degraded hold the same words
+    lines: PositiveInt  # line images in test_reserved_lines and test_reserved_lines_degraded (the same lines)
     workers: PositiveInt
 
 
@@ -272,8 +290,12 @@ class CRNNVariantConfig(Section):
     train: TrainConfig
 
 
+PageSegMode = Annotated[int, Field(ge=3, le=13)]
+
+
 class TesseractConfig(Section):
-    psm: Annotated[int, Field(ge=3, le=13)]  # page segmentation mode: 8 = single word, 7 = single line
+    word_psm: PageSegMode  # page segmentation mode on word images: 8 = single word
+    line_psm: PageSegMode  # on line images: 7 = single line
 
 
 class OcrRun(Section):

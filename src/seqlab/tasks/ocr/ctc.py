@@ -79,5 +79,5 @@ class CtcReader:
             if with_loss:
                 loss_sum += ctc_loss(log_probs, out_lengths, batch, reduction="sum").item()
             for i, seq in zip(batch.index.tolist(), greedy_decode(log_probs.cpu(), out_lengths.cpu()), strict=True):
-                texts[i] = self.charset.decode(seq)
+                texts[i] = self.charset.normalize(self.charset.decode(seq))  # a line's spaces as its labels have them
         return texts, loss_sum / max(1, sum(len(label) for label in data.labels))

@@ -1,11 +1,13 @@
 """The OCR data format: written by the generate stage and read by everything else, here and only here.
 
-``data/ocr/`` holds one ``<split>.npz`` per split rendered with trdg (train, val, test, test_heldout_fonts)
-and ``meta.json``; ``data/ocr-reserved/`` holds the test splits drawn with plain Pillow in the font families
-reserved for evaluation (test_reserved, test_reserved_degraded), in the same format.
+``data/ocr/`` holds one ``<split>.npz`` per split rendered with trdg (train, val, test, test_heldout_fonts,
+test_lines) and ``meta.json``; ``data/ocr-reserved/`` holds the test splits drawn with plain Pillow in the
+font families reserved for evaluation (test_reserved, test_reserved_degraded and the same as lines,
+test_reserved_lines, test_reserved_lines_degraded), in the same format. Test splits hold either single
+words (WORD_SPLITS) or lines of several words (LINE_SPLITS); train and val may mix both.
 
 ``<split>.npz`` is a :func:`seqlab.storage.save_arrays` archive (a zip of ``.npy`` members in name order,
-fixed timestamps, so the same images give the same bytes) of N word images:
+fixed timestamps, so the same images give the same bytes) of N word or line images:
 
     ======  ==============  ===================================================================
     name    dtype, shape    contents
@@ -40,9 +42,10 @@ from seqlab.tasks.ocr.charset import Charset
 
 DATA_DIR = "ocr"  # data/ocr: the trdg splits
 RESERVED_DIR = "ocr-reserved"  # data/ocr-reserved: the Pillow splits in the reserved families
-TRDG_TEST_SPLITS = ("test", "test_heldout_fonts")
-RESERVED_SPLITS = ("test_reserved", "test_reserved_degraded")
-TEST_SPLITS = TRDG_TEST_SPLITS + RESERVED_SPLITS
+WORD_SPLITS = ("test", "test_heldout_fonts", "test_reserved", "test_reserved_degraded")
+LINE_SPLITS = ("test_lines", "test_reserved_lines", "test_reserved_lines_degraded")
+RESERVED_SPLITS = ("test_reserved", "test_reserved_degraded", "test_reserved_lines", "test_reserved_lines_degraded")
+TEST_SPLITS = WORD_SPLITS + LINE_SPLITS
 
 
 def split_path(split: str) -> Path:

@@ -286,8 +286,8 @@ def draws_lowercase_as_capitals(path: Path | str) -> bool:
 def rendered_chars(charset: Charset) -> str:
     """Characters that may be drawn for `charset`: a caseless charset's words keep their capitals."""
     if not charset.caseless:
-        return charset.chars
-    return charset.chars + "".join(sorted({c.upper() for c in charset.chars} - set(charset.chars)))
+        return charset.glyphs
+    return charset.glyphs + "".join(sorted({c.upper() for c in charset.glyphs} - set(charset.glyphs)))
 
 
 def font_problem(font: FontFile | str, charset: Charset) -> str | None:

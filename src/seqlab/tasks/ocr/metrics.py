@@ -1,4 +1,5 @@
-"""Text recognition metrics (CER, word accuracy, normalized edit distance) via rapidfuzz.
+"""Text recognition metrics: CER, word accuracy and normalized edit distance via rapidfuzz, word error rate
+(for lines) via jiwer.
 
 All functions take parallel sequences of predicted and ground-truth strings and return plain Python
 floats/ints so the results can be written straight into a metrics JSON. Over zero samples every rate
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import jiwer
 import numpy as np
 from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
@@ -37,6 +39,18 @@ def cer(preds: Sequence[str], truths: Sequence[str]) -> float:
     """Corpus character error rate: sum of edit distances / sum of truth lengths."""
     _check(preds, truths)
     return _cer(_distances(preds, truths), truths)
+
+
+def wer(preds: Sequence[str], truths: Sequence[str]) -> float:
+    """Corpus word error rate: word-level edit distance (substitutions + deletions + insertions) / truth words.
+
+    Words are the whitespace-separated tokens; on single-word images WER is 1 - word accuracy whenever
+    the model outputs one word.
+    """
+    _check(preds, truths)
+    if not truths:
+        return 0.0
+    return float(jiwer.wer(list(truths), list(preds)))
 
 
 def word_accuracy(preds: Sequence[str], truths: Sequence[str]) -> float:
@@ -75,11 +89,26 @@ def by_length(preds: Sequence[str], truths: Sequence[str]) -> dict[int, dict[str
     return out
 
 
+def by_words(preds: Sequence[str], truths: Sequence[str]) -> dict[int, dict[str, float | int]]:
+    """Line metrics grouped by the truth's number of words: {words: {"count", "cer", "wer", "line_accuracy"}}."""
+    _check(preds, truths)
+    groups: dict[int, list[int]] = {}
+    for i, t in enumerate(truths):
+        groups.setdefault(len(t.split()), []).append(i)
+    out: dict[int, dict[str, float | int]] = {}
+    for words in sorted(groups):
+        sub_preds, sub_truths = [preds[i] for i in groups[words]], [truths[i] for i in groups[words]]
+        out[words] = {"count": len(sub_truths), "cer": cer(sub_preds, sub_truths), "wer": wer(sub_preds, sub_truths),
+                      "line_accuracy": word_accuracy(sub_preds, sub_truths)}
+    return out
+
+
 def summarize(preds: Sequence[str], truths: Sequence[str]) -> dict:
     """All metrics in one JSON-ready dict.
 
     Keys: count, cer, cer_nocase (case-insensitive CER, useful since some fonts draw lowercase as
-    capitals), word_accuracy, mean_ned_similarity, by_length ({"<len>": {count, cer, word_accuracy}},
+    capitals), wer (word error rate), word_accuracy (share of images read exactly: whole words or whole
+    lines), mean_ned_similarity, by_length ({"<len>": {count, cer, word_accuracy}},
     string keys because JSON object keys are strings).
     """
     _check(preds, truths)
@@ -89,6 +118,7 @@ def summarize(preds: Sequence[str], truths: Sequence[str]) -> dict:
         "count": len(truths),
         "cer": cer(preds, truths),
         "cer_nocase": cer(lower_p, lower_t),
+        "wer": wer(preds, truths),
         "word_accuracy": word_accuracy(preds, truths),
         "mean_ned_similarity": mean_ned_similarity(preds, truths),
         "by_length": {str(k): v for k, v in by_length(preds, truths).items()},

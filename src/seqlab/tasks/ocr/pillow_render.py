@@ -14,6 +14,11 @@ before anything else, so both variants agree on them):
   light-on-dark, rotation within +-3 degrees, loose margins, uneven lighting, low resolution,
   blur, Gaussian noise and JPEG compression at quality 20-60, each with its own probability.
 
+Lines (several words joined by single spaces, FreeType's own space advance between them) are drawn
+the same way; in the degraded variant their rotation is scaled down with their length, so that a
+long line drifts at most about as many text heights as a rotated word (a line finder deskews more
+than that away).
+
 Tight crops are what a word detector hands over, but they hide the line height: "ooo" and "OOO"
 give the same image. Caseless labels (the default charset) do not care; case-sensitive ones
 lose a little on words made only of such letters.
@@ -45,6 +50,9 @@ from seqlab.tasks.ocr.fonts import missing_glyphs, reserved_fonts
 from seqlab.tasks.ocr.words import WordSource
 
 DEBIAN_WORDS = Path("/usr/share/dict/american-english")  # Debian package wamerican
+# Words per reserved line: fixed, so the evaluation lines stay the same when training params change.
+LINE_WORDS = (2, 6)
+LINE_ROTATION_ASPECT = 6.0  # a line wider than this many ink heights is rotated proportionally less
 DRAW_SIZES = (64, 72, 80, 88, 96)  # font sizes in px; few distinct values keep the font cache small
 CASE_MIX = {"as_spelled": 0.6, "capitalized": 0.25, "upper": 0.15}
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as Pillow converts RGB to L
@@ -90,17 +98,18 @@ def reserved_words(
     mixed_ratio: float = 0.2,
     case_mix: dict[str, float] | None = None,
     dictionary: Path = DEBIAN_WORDS,
+    line_words: tuple[int, int] | None = None,
 ) -> list[str]:
     """`n` words as written (render these; label with `charset.normalize`): Debian words, numbers, mixes.
 
     No random strings by default: the split measures reading real text. Words are recased by
-    `case_mix` (default CASE_MIX).
+    `case_mix` (default CASE_MIX). With `line_words` = (fewest, most), `n` lines of such words instead.
     """
     if not dictionary.is_file():
         raise DataError(f"{dictionary} is missing: install Debian's wamerican package (make fonts)")
     source = WordSource(charset, min_len, max_len, dictionary_ratio, number_ratio, dictionary=dictionary,
                         case_mix=CASE_MIX if case_mix is None else case_mix, mixed_ratio=mixed_ratio)
-    return source.sample(rng, n)
+    return source.sample(rng, n) if line_words is None else source.sample_lines(rng, n, *line_words)
 
 
 def render_reserved_split(
@@ -126,11 +135,11 @@ def render_reserved_split(
         raise ValueError(f"got {len(names)} font names for {len(font_paths)} font files")
     if height < 16:
         raise ValueError(f"height must be >= 16 so that loose margins leave room for the text (got {height})")
-    bad = next((i for i, w in enumerate(words) if not w or any(c.isspace() for c in w)), None)
+    bad = next((i for i, w in enumerate(words) if not w or w != " ".join(w.split())), None)
     if bad is not None:
-        raise ValueError(f"word {bad} ({words[bad]!r}) must be non-empty and without spaces")
+        raise ValueError(f"text {bad} ({words[bad]!r}) must be non-empty words separated by single spaces")
     fonts = tuple(str(p) for p in font_paths)
-    chars = "".join(sorted(set("".join(words))))
+    chars = "".join(sorted(set("".join(words)) - {" "}))
     for font in fonts:  # a missing glyph would draw a box or nothing under a label that names a character
         if missing := missing_glyphs(font, chars):
             raise ValueError(f"font {font} has no glyph for {missing!r}")
@@ -173,6 +182,9 @@ def _render_word(
     light_on_dark = rng.random() < deg.light_on_dark
     paper, ink = _colours(rng, light_on_dark)
     angle = rng.uniform(-deg.max_angle, deg.max_angle)
+    if " " in text:  # lines: the same drift in text heights as a word's, not a steeper slope across the image
+        left, top, right, bottom = _font(fonts[font_id], size).getbbox(text)
+        angle *= min(1.0, LINE_ROTATION_ASPECT * (bottom - top) / max(right - left, 1))
     if rng.random() < deg.loose_margins:
         ys, xs = rng.integers(deg.margin_y[0], deg.margin_y[1] + 1, 2), rng.integers(deg.margin_x[0], deg.margin_x[1] + 1, 2)
         margins = np.array([ys[0], xs[0], ys[1], xs[1]])
@@ -265,23 +277,27 @@ def evaluation_fonts(charset: Charset) -> tuple[list[Path], list[str]]:
 
 
 def generate_reserved(count: int, charset: Charset, height: int, seed: int, out_dir: Path,
-                      workers: int = 1) -> dict[str, Any]:
+                      workers: int = 1, line_count: int = 1) -> dict[str, Any]:
     """The `seqlab render-reserved` stage: test_reserved (clean) and test_reserved_degraded (the same
-    words and fonts, degraded) under `out_dir`, with meta.json and a contact sheet; returns stats."""
+    words and fonts, degraded) of `count` words, test_reserved_lines and test_reserved_lines_degraded of
+    `line_count` lines, under `out_dir`, with meta.json and a contact sheet; returns stats."""
     from seqlab.seeding import derive_seed  # here, not at module level: spawned workers skip torch
     from seqlab.tasks.ocr.render import contact_sheet
 
     start = time.perf_counter()
     font_paths, font_names = evaluation_fonts(charset)
     words = reserved_words(np.random.default_rng(derive_seed(seed, "ocr", "reserved", "words")), count, charset)
-    labels = [charset.normalize(w) for w in words]
-    render_seed = derive_seed(seed, "ocr", "reserved", "render")
+    lines = reserved_words(np.random.default_rng(derive_seed(seed, "ocr", "reserved", "lines")), line_count, charset,
+                           line_words=LINE_WORDS)
     stats: dict[str, Any] = {"fonts": len(font_paths), "families": len({n.rsplit(' ', 1)[0] for n in font_names})}
-    for split, degraded in (("test_reserved", False), ("test_reserved_degraded", True)):
-        images, fonts = render_reserved_split(words, font_paths, render_seed, height, degraded, workers,
-                                              font_names=font_names)
+    for split, texts, degraded in (("test_reserved", words, False), ("test_reserved_degraded", words, True),
+                                   ("test_reserved_lines", lines, False), ("test_reserved_lines_degraded", lines, True)):
+        kind = "lines" if texts is lines else "render"  # each set of texts its own seed: words stay as before
+        images, fonts = render_reserved_split(texts, font_paths, derive_seed(seed, "ocr", "reserved", kind), height,
+                                              degraded, workers, font_names=font_names)
+        labels = [charset.normalize(t) for t in texts]
         save_split(out_dir / f"{split}.npz", images, labels, fonts, height)
-        if degraded:
+        if split == "test_reserved_degraded":
             contact_sheet(out_dir / "contact_sheet.png", images, labels, fonts)
         stats[split] = {"count": len(images), "mean_width": round(float(np.mean([im.shape[1] for im in images])), 2)}
     write_meta(out_dir, charset, height)

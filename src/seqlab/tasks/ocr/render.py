@@ -1,4 +1,4 @@
-"""Word images for the OCR task, rendered with trdg.
+"""Word and line images for the OCR task, rendered with trdg.
 
 Each image is described by an `ImageSpec` (text, font, seed, background, distortion) drawn from
 the stage seed, and rendered by trdg's one-image generator after seeding Python's `random`,
@@ -11,6 +11,9 @@ Rendering choices:
   of overhanging first/last glyphs (italics, Pacifico, Walkway Oblique: 72 of the 100 fonts
   clip some words). One space on each side leaves room for every overhang we measured.
 - No `width` is passed to trdg (it would clip long words): height is exact, width follows the text.
+- A line image is several words joined by single spaces (`ocr.data.lines`): trdg draws its spaces at
+  the font's own advance, the label keeps one space per gap. `test_lines` holds only lines; train and
+  val hold `lines.share` of them; the other test splits hold words only.
 - Images whose text is nearly invisible (see `render_one`) are re-rendered, never kept or dropped.
 - Fonts are ids of the font inventory (seqlab.tasks.ocr.fonts), which decides which files may
   train: fonts drawing lowercase as capitals only with caseless charsets, fonts lacking a
@@ -25,8 +28,10 @@ import json
 import math
 import multiprocessing
 import random
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -46,7 +51,7 @@ from seqlab.tasks.ocr.fonts import choose_heldout_fonts, font_dir, font_path, us
 from seqlab.tasks.ocr.trdg_compat import import_trdg, trdg_dir
 from seqlab.tasks.ocr.words import WordSource
 
-SPLITS = ("train", "val", "test", "test_heldout_fonts")
+SPLITS = ("train", "val", "test", "test_heldout_fonts", "test_lines")
 BACKGROUNDS = {"noise": 0, "plain": 1, "quasicrystal": 2, "image": 3}  # name -> trdg background_type
 MARGINS = (2, 0, 2, 0)  # top, left, bottom, right; the padding spaces already give horizontal room
 MAX_ATTEMPTS = 4  # the last attempt uses a plain background, which trdg never rejects
@@ -93,9 +98,14 @@ class RenderResult:
 
 
 def build_specs(
-    rng: np.random.Generator, count: int, fonts: Sequence[str], words: WordSource, params: dict[str, Any]
+    rng: np.random.Generator, count: int, fonts: Sequence[str], words: WordSource, params: dict[str, Any],
+    line_share: float = 0.0,
 ) -> list[ImageSpec]:
-    """`count` image specs drawn from `rng`: words, fonts, backgrounds, distortions and seeds."""
+    """`count` image specs drawn from `rng`: texts, fonts, backgrounds, distortions and seeds.
+
+    A `line_share` of the images show a line of `params["lines"]["words"]` words instead of one word;
+    the lines are drawn after everything else, so the other draws do not depend on the share.
+    """
     weights = np.array([float(params["background_weights"].get(name, 0)) for name in BACKGROUNDS])
     texts = words.sample(rng, count)
     font_ids = rng.integers(len(fonts), size=count)
@@ -104,6 +114,11 @@ def build_specs(
     distortions = np.where(distorted, rng.integers(1, 3, size=count), 0)
     orientations = rng.integers(0, 3, size=count)
     seeds = rng.integers(2**31, size=count)
+    if line_share > 0:
+        is_line = np.flatnonzero(rng.random(count) < line_share)
+        lines = words.sample_lines(rng, len(is_line), *params["lines"]["words"])
+        for i, line in zip(is_line.tolist(), lines, strict=True):
+            texts[i] = line
     return [
         ImageSpec(text, fonts[f], s, b, d, o)
         for text, f, s, b, d, o in zip(
@@ -181,19 +196,76 @@ def _render_chunk(specs: Sequence[ImageSpec], cfg: RenderConfig) -> tuple[list[n
 def render_images(
     specs: Sequence[ImageSpec], cfg: RenderConfig, workers: int = 1, progress: bool = True
 ) -> RenderResult:
-    """Render `specs` in order over `workers` processes; the result does not depend on `workers`."""
-    # Several chunks per worker balance slow (quasicrystal) chunks and keep the progress bar moving.
-    size = max(1, min(64, math.ceil(len(specs) / (max(workers, 1) * 16))))
+    """Render `specs` in order over `workers` processes (this one and `workers - 1` spawned ones); the
+    result does not depend on `workers`."""
+    # Many small chunks balance slow (quasicrystal) chunks and let the processes finish together.
+    size = max(1, min(64, math.ceil(len(specs) / (max(workers, 1) * 64))))
     chunks = [specs[i : i + size] for i in range(0, len(specs), size)]
     result = RenderResult([], 0)
+    render = partial(_render_chunk, cfg=cfg)
     with tqdm(total=len(specs), unit="img", desc="render", disable=not progress) as bar:
         if workers <= 1 or len(chunks) <= 1:
-            _collect(map(partial(_render_chunk, cfg=cfg), chunks), result, bar)
+            _collect(map(render, chunks), result, bar)
         else:
-            # spawn: workers start clean (no inherited RNG, thread or torch state) on every OS.
-            with multiprocessing.get_context("spawn").Pool(min(workers, len(chunks))) as pool:
-                _collect(pool.imap(partial(_render_chunk, cfg=cfg), chunks), result, bar)
+            _collect(_render_shared(render, chunks, min(workers, len(chunks)) - 1), result, bar)
     return result
+
+
+def _render_shared(render: Callable[[Sequence[ImageSpec]], tuple[list[np.ndarray], int]],
+                   chunks: list[Sequence[ImageSpec]], helpers: int) -> Iterator[tuple[list[np.ndarray], int]]:
+    """Every chunk rendered, in order, by this process and `helpers` spawned ones, each taking the next
+    chunk as it finishes one.
+
+    This process renders from the start: spawned workers first import trdg, OpenCV and Pillow afresh
+    (~0.5 s idle, ~1.5 s on a loaded machine), which cost 2 workers a tenth of their speed-up on a
+    2000-image run when this process only waited for them.
+    """
+    pending = deque(range(len(chunks)))
+    done: dict[int, tuple[list[np.ndarray], int]] = {}
+    errors: list[BaseException] = []
+    changed = threading.Condition()
+
+    def take() -> int | None:
+        with changed:
+            return pending.popleft() if pending and not errors else None
+
+    def finished(i: int, value: tuple[list[np.ndarray], int]) -> None:
+        with changed:
+            done[i] = value
+            changed.notify()
+        submit()
+
+    def arrived(i: int) -> bool:
+        return i in done or bool(errors)
+
+    def failed(exc: BaseException) -> None:
+        with changed:
+            errors.append(exc)
+            changed.notify()
+
+    # spawn: workers start clean (no inherited RNG, thread or torch state) on every OS.
+    with multiprocessing.get_context("spawn").Pool(helpers) as pool:
+
+        def submit() -> None:
+            i = take()
+            if i is not None:
+                pool.apply_async(render, (chunks[i],), callback=partial(finished, i), error_callback=failed)
+
+        for _ in range(2 * helpers):  # one chunk at work and one queued per helper
+            submit()
+        for i in range(len(chunks)):
+            while i not in done:
+                mine = take()
+                if mine is not None:
+                    value = render(chunks[mine])
+                    with changed:
+                        done[mine] = value
+                    continue
+                with changed:
+                    changed.wait_for(partial(arrived, i))
+                    if errors:
+                        raise errors[0]
+            yield done.pop(i)
 
 
 def _collect(parts: Iterable[tuple[list[np.ndarray], int]], result: RenderResult, bar: tqdm) -> None:
@@ -258,6 +330,7 @@ def generate(
     words = WordSource(charset, **data_params["words"])
     cfg = RenderConfig.from_params(data_params)
 
+    line_share = {"train": data_params["lines"]["share"], "val": data_params["lines"]["share"], "test_lines": 1.0}
     specs = {
         split: build_specs(
             np.random.default_rng(derive_seed(seed, "ocr", split)),
@@ -265,6 +338,7 @@ def generate(
             heldout if split == "test_heldout_fonts" else train_fonts,
             words,
             data_params,
+            line_share.get(split, 0.0),
         )
         for split in SPLITS
     }

@@ -20,10 +20,11 @@ from PIL import Image, ImageDraw, ImageFont
 
 from seqlab.storage import atomic_path
 from seqlab.tasks.base import Evaluation, Figure, Table
-from seqlab.tasks.ocr.data import OcrSplit
-from seqlab.tasks.ocr.metrics import summarize
+from seqlab.tasks.ocr.data import LINE_SPLITS, OcrSplit
+from seqlab.tasks.ocr.metrics import by_words, summarize
 
-GRIDS = {"test": "predictions.png", "test_reserved_degraded": "predictions_reserved_degraded.png"}
+GRIDS = {"test": "predictions.png", "test_reserved_degraded": "predictions_reserved_degraded.png",
+         "test_reserved_lines": "predictions_reserved_lines.png"}
 
 
 class Recognizer(Protocol):
@@ -33,13 +34,15 @@ class Recognizer(Protocol):
 
 
 def evaluate_recognizer(recognizer: Recognizer, splits: Mapping[str, OcrSplit], name: str) -> Evaluation:
-    """Read every split and score it: metrics per split, {"by_length": rows}, {"predictions.png": grid}.
+    """Read every split and score it: metrics per split, {"by_length": rows, "by_line_words": rows} (the
+    second for line splits, by number of words per line), {"predictions.png": grid, ...}.
 
     ``words_per_s`` is the wall-clock reading rate on ``threads`` = torch's thread count, the cores both
     our models and Tesseract are given. Prediction grids (errors first) show the splits in GRIDS.
     """
     metrics: dict[str, Any] = {}
     rows: Table = []
+    line_rows: Table = []
     figures: dict[str, Figure] = {}
     for split, data in splits.items():
         t0 = time.perf_counter()
@@ -49,10 +52,15 @@ def evaluate_recognizer(recognizer: Recognizer, splits: Mapping[str, OcrSplit], 
         by_len = s.pop("by_length")
         metrics[split] = {**s, "words_per_s": len(data) / seconds, "threads": torch.get_num_threads()}
         rows += [{"length": int(k), "split": split, **v} for k, v in by_len.items()]
+        if split in LINE_SPLITS:
+            line_rows += [{"words": k, "split": split, **v} for k, v in by_words(preds, data.texts).items()]
         if split in GRIDS:
             figures[GRIDS[split]] = partial(prediction_grid, images=data.images, preds=preds, truths=data.texts,
-                                            title=f"{name} on {split}: errors first")
-    return Evaluation(metrics, {"by_length": rows}, figures)
+                                            title=f"{name} on {split}: errors first",
+                                            columns=2 if split in LINE_SPLITS else 4,
+                                            cell_width=480 if split in LINE_SPLITS else 240)
+    tables = {"by_length": rows, "by_line_words": line_rows} if line_rows else {"by_length": rows}
+    return Evaluation(metrics, tables, figures)
 
 
 def prediction_grid(path: str | Path, images: Sequence[np.ndarray], preds: Sequence[str], truths: Sequence[str],

@@ -16,7 +16,7 @@ from torch import nn
 from seqlab import paths
 from seqlab.sections import RunSection
 from seqlab.tasks import VARIANTS
-from seqlab.tasks.base import Evaluation, Task
+from seqlab.tasks.base import Answer, Evaluation, Task
 from seqlab.tasks.ocr import data as ocr_data
 from seqlab.tasks.ocr.batching import OcrBatch, iterate_batches
 from seqlab.tasks.ocr.charset import Charset
@@ -74,6 +74,11 @@ class OcrTask(Task):
     def batches(self, data: OcrSplit, batch_size: int, generator: torch.Generator | None) -> Iterator[OcrBatch]:
         return iterate_batches(data, batch_size, generator, augment_config=self.augment)
 
+    def rank_batches(self, data: OcrSplit, batch_size: int, generator: torch.Generator, rank: int,
+                     world: int) -> Iterator[OcrBatch]:
+        # Builds only this rank's batches: collating and augmenting one costs about as much as training on it.
+        return iterate_batches(data, batch_size, generator, augment_config=self.augment, shard=(rank, world))
+
     def num_batches(self, data: OcrSplit, batch_size: int) -> int:
         return -(-len(data) // batch_size)
 
@@ -101,20 +106,28 @@ class OcrTask(Task):
                                    self.model_id)
 
     # --- predict --------------------------------------------------------------------------
-    def predict(self, model: nn.Module, meta: Mapping[str, Any], inputs: Iterable[str], out: TextIO,
-                err: TextIO) -> int:
+    def answers(self, model: nn.Module, meta: Mapping[str, Any], inputs: Iterable[str]) -> Iterator[Answer]:
+        """Image paths in, read as one batch; an unreadable file is refused, the rest still read."""
         from seqlab.tasks.ocr.images import ImageReadError, load_word_image
 
-        images, names, failures = [], [], 0
-        for path in inputs:
+        paths_in, images, errors = list(inputs), [], {}
+        for i, path in enumerate(paths_in):
             try:
                 images.append(load_word_image(path, meta["height"]))
-                names.append(path)
             except ImageReadError as exc:
-                print(f"{path}: {exc}", file=err)
+                errors[i] = str(exc)
+        texts = iter(CtcReader(model, Charset.from_name(meta["charset"]), torch.device("cpu")).read(images)
+                     if images else [])
+        for i, path in enumerate(paths_in):
+            yield Answer(path, None, errors[i]) if i in errors else Answer(path, next(texts), None)
+
+    def predict(self, model: nn.Module, meta: Mapping[str, Any], inputs: Iterable[str], out: TextIO,
+                err: TextIO) -> int:
+        failures = 0
+        for answer in self.answers(model, meta, inputs):
+            if answer.error is not None:
+                print(f"{answer.input}: {answer.error}", file=err)
                 failures += 1
-        if images:
-            preds = CtcReader(model, Charset.from_name(meta["charset"]), torch.device("cpu")).read(images)
-            for name, text in zip(names, preds, strict=True):
-                print(f"{name}\t{text}", file=out)
+            else:
+                print(f"{answer.input}\t{answer.text}", file=out)
         return failures

@@ -1,7 +1,7 @@
 """Tesseract, the OCR engine users would otherwise pick, read through tesserocr (in-process, ~ms per word),
 and the `seqlab tesseract` stage that scores it on our exact test images.
 
-The stage writes metrics/ocr-tesseract/eval.json and predictions.png through the same
+The stage writes metrics/ocr-tesseract/eval.json, by_line_words.csv and the prediction grids through the same
 :func:`~seqlab.tasks.ocr.report.evaluate_recognizer` as the CTC models, so `dvc metrics show` puts
 figures computed the same way side by side.
 
@@ -21,9 +21,10 @@ import torch
 
 from seqlab import paths
 from seqlab.errors import SeqlabError
+from seqlab.plots import write_csv
 from seqlab.storage import write_json
 from seqlab.tasks.ocr.charset import Charset
-from seqlab.tasks.ocr.data import DATA_DIR, load_test_splits, read_meta
+from seqlab.tasks.ocr.data import DATA_DIR, LINE_SPLITS, WORD_SPLITS, load_test_splits, read_meta
 from seqlab.tasks.ocr.report import evaluate_recognizer
 
 MODEL_ID = "ocr-tesseract"  # its metrics directory, beside metrics/ocr-<variant>
@@ -62,7 +63,7 @@ def is_available() -> tuple[bool, str]:
 
 
 class TesseractReader:
-    """Reads single words with Tesseract (PSM 8 by default), limited to a whitelist of characters.
+    """Reads single words (PSM 8, the default) or lines (PSM 7) with Tesseract, limited to a whitelist of characters.
 
     Args:
         chars: allowed characters (the OCR charset); None allows everything.
@@ -125,6 +126,7 @@ class Tesseract:
 
         # A caseless charset folds case in its labels, so Tesseract may read either case (whitelisting
         # only the lower case would force wrong letters onto every Capitalized or UPPER word).
+        # The space stays in the whitelist: Tesseract's LSTM drops every space of a line without it.
         chars = self.charset.chars + (self.charset.chars.upper() if self.charset.caseless else "")
         allowed = "".join(dict.fromkeys(chars))
 
@@ -140,17 +142,24 @@ class Tesseract:
         return [self.charset.normalize(t) for t in out]
 
 
-def run_tesseract_stage(psm: int) -> dict[str, Any]:
-    """The `seqlab tesseract` stage: score Tesseract on the OCR test splits; return the eval.json metrics."""
+def run_tesseract_stage(word_psm: int, line_psm: int) -> dict[str, Any]:
+    """The `seqlab tesseract` stage: score Tesseract on the OCR test splits, word images in `word_psm`, line
+    images in `line_psm` (as a user would call it on each); return the eval.json metrics."""
     ok, reason = is_available()
     if not ok:
         raise SeqlabError(f"Tesseract baseline unavailable: {reason}")
     charset = Charset.from_name(read_meta(paths.data_dir(DATA_DIR))["charset"])
     splits = load_test_splits(charset)
-    tesseract = Tesseract(charset, psm, threads=torch.get_num_threads())  # the same cores our models get
-    metrics, _, figures = evaluate_recognizer(tesseract, splits, "Tesseract")
+    threads = torch.get_num_threads()  # the same cores our models get
+    metrics: dict[str, Any] = {}
     out = paths.metrics_dir(MODEL_ID)
-    for name, draw in figures.items():
-        draw(out / name)
+    for psm, names in ((word_psm, WORD_SPLITS), (line_psm, LINE_SPLITS)):
+        part, tables, figures = evaluate_recognizer(Tesseract(charset, psm, threads),
+                                                    {s: splits[s] for s in names}, f"Tesseract (PSM {psm})")
+        metrics.update({split: {**m, "psm": psm} for split, m in part.items()})
+        for name, draw in figures.items():
+            draw(out / name)
+        if "by_line_words" in tables:
+            write_csv(out / "by_line_words.csv", tables["by_line_words"])
     write_json(out / "eval.json", metrics)
     return metrics

@@ -43,11 +43,13 @@ def dictionary_path(lang: str = "en") -> Path:
 
 @cache
 def _dictionary(path: Path, charset: Charset, min_len: int, max_len: int) -> tuple[str, ...]:
-    """Unique dictionary entries (file order) whose label fits the charset and length range."""
+    """Unique dictionary entries (file order) of one word each whose label fits the charset and length range."""
+    glyphs = set(charset.glyphs)  # no space: a multi-word entry is not a word
+    fold = str.lower if charset.caseless else str
     words = dict.fromkeys(
         w
         for w in path.read_text(encoding="utf-8", errors="ignore").splitlines()
-        if min_len <= len(charset.normalize(w)) <= max_len and charset.accepts(w)
+        if min_len <= len(w) <= max_len and glyphs.issuperset(fold(w))
     )
     return tuple(words)
 
@@ -133,9 +135,18 @@ class WordSource:
             elif KINDS[kind] == "mixed":
                 word = self._mixed(rng, max(length, 2))
             else:
-                word = "".join(rng.choice(list(self.charset.chars), size=length))
+                word = "".join(rng.choice(list(self.charset.glyphs), size=length))
             out.append(_recase(word, CASES[case]))
         return out
+
+    def sample_lines(self, rng: np.random.Generator, n: int, min_words: int, max_words: int) -> list[str]:
+        """`n` lines of `min_words`..`max_words` words (uniform), each word drawn as by :meth:`sample`."""
+        if not 1 <= min_words <= max_words:
+            raise ValueError(f"words per line need 1 <= min_words <= max_words (got {min_words}, {max_words})")
+        per_line = rng.integers(min_words, max_words + 1, size=n)
+        words = self.sample(rng, int(per_line.sum()))
+        ends = np.cumsum(per_line).tolist()
+        return [" ".join(words[end - k:end]) for end, k in zip(ends, per_line.tolist(), strict=True)]
 
     def _mixed(self, rng: np.random.Generator, length: int) -> str:
         """A `length`-character mix of letters and digits, both present, of a kind feasible at that length."""

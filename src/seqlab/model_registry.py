@@ -1,0 +1,73 @@
+"""The MLflow Model Registry: one registered model per task/variant (`seqlab-kth`, `seqlab-ocr-crnn`), a new
+version for every evaluated training run, and the alias `champion` on the best one.
+
+The alias moves only when a new version's headline test metric beats the champion's (lower CER for OCR,
+higher accuracy for kth and binary_add); a tie keeps the older champion. Each version carries its metric
+as tags, so the comparison reads the champion's version alone, no run lookup. `seqlab predict --model
+models:/seqlab-kth@champion` then always means the best model evaluated so far.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from seqlab.mlflow_model import ARTIFACT_PATH
+from seqlab.tracking import configure_mlflow, store_lock
+
+CHAMPION = "champion"
+METRIC_TAG = "seqlab.test_metric"  # on each version: the headline metric's name (e.g. test.cer) ...
+VALUE_TAG = "seqlab.test_value"  # ... and its value
+# Each task's headline test metric (as logged on the run) and whether higher or lower is better.
+HEADLINE: dict[str, tuple[str, str]] = {"kth": ("test.accuracy", "max"), "binary_add": ("test.exact_match", "max"),
+                                        "ocr": ("test.cer", "min")}
+
+
+@dataclass(frozen=True)
+class Registration:
+    name: str  # the registered model
+    version: str  # the version made for this run
+    metric: str
+    value: float
+    champion_before: float | None  # the champion's value before this version (None: there was none)
+    promoted: bool  # this version holds the alias now
+
+    def summary(self) -> str:
+        before = "no champion before" if self.champion_before is None else f"champion had {self.champion_before:.6g}"
+        verdict = f"now @{CHAMPION}" if self.promoted else f"@{CHAMPION} stays"
+        return f"{self.name} version {self.version}: {self.metric}={self.value:.6g} ({before}); {verdict}"
+
+
+def registered_name(model_id: str) -> str:
+    return f"seqlab-{model_id}"
+
+
+def beats(value: float, best: float | None, mode: str) -> bool:
+    if best is None:
+        return True
+    return value < best if mode == "min" else value > best
+
+
+def register(run_id: str, task: str, model_id: str, metrics: dict[str, Any]) -> Registration:
+    """Register run `run_id`'s model as a new version of `seqlab-<model_id>`, tagged with its headline
+    metric from `metrics` (flat names as logged), and give it the champion alias if it beats the holder."""
+    mlflow = configure_mlflow()
+    from mlflow.exceptions import MlflowException
+
+    metric, mode = HEADLINE[task]
+    value = float(metrics[metric])
+    name = registered_name(model_id)
+    client = mlflow.MlflowClient()
+    # One decision at a time: parallel queued experiments evaluate versions of the same model.
+    with store_lock():
+        version = mlflow.register_model(f"runs:/{run_id}/{ARTIFACT_PATH}", name,
+                                        tags={METRIC_TAG: metric, VALUE_TAG: repr(value)}).version
+        try:
+            holder = client.get_model_version_by_alias(name, CHAMPION)
+        except MlflowException:  # no alias yet
+            holder = None
+        best = float(holder.tags[VALUE_TAG]) if holder and holder.tags.get(METRIC_TAG) == metric else None
+        promoted = beats(value, best, mode)
+        if promoted:
+            client.set_registered_model_alias(name, CHAMPION, version)
+    return Registration(name, str(version), metric, value, best, promoted)

@@ -1,0 +1,103 @@
+"""`seqlab bench`: the quick suite runs end to end into a temporary report whose every ratio, median and
+target verdict follows from its own measurements; the report check refuses reports where they do not."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from seqlab.bench.pipeline import trivial_pipeline
+from seqlab.bench.report import SECTIONS, ReportError, check_report, figure, new_report, skipped, table
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.e2e
+def test_quick_bench_writes_a_consistent_report(tmp_path: Path) -> None:
+    project = trivial_pipeline(tmp_path / "project")  # stands in for the repository, whose repro may not be a no-op
+    out = tmp_path / "out" / "bench.json"
+    # cwd without models/: the OCR speed figure uses an untrained CRNN and the CER figure says why it is skipped.
+    result = subprocess.run([sys.executable, "-m", "seqlab.cli", "--params", str(ROOT / "params.yaml"), "bench",
+                             "--quick", "--out", str(out), "--project", str(project)],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    check_report(report)
+
+    assert report["quick"] is True and report["repeats"] == 1
+    assert sorted(report["sections"]) == sorted(SECTIONS)
+    assert report["machine"]["cpu_count"] >= 1 and report["machine"]["torch_threads"] >= 1
+    measured = {(section, name): fig for section, body in report["sections"].items()
+                for name, fig in body["figures"].items() if "skipped" not in fig}
+    expected = {("training", "kth"), ("training", "binary_add"), ("rendering", "2 workers vs 1"),
+                ("rendering", "vs trdg command line"), ("ocr", "words/s"), ("compute", "CRNN step vs sgemm"),
+                ("pipeline", "no-op dvc repro")}
+    assert expected <= set(measured)
+    assert report["sections"]["ocr"]["figures"]["CER"]["skipped"].startswith("no trained model")
+    for (section, name), fig in measured.items():  # recomputed here, independently of check_report
+        ratios = [o / b for o, b in zip(fig["ours"]["values"], fig["baseline"]["values"], strict=True)]
+        assert all(math.isclose(r, s) for r, s in zip(ratios, fig["ratio"]["values"], strict=True)), (section, name)
+        assert math.isclose(fig["ratio"]["median"], statistics.median(ratios))
+        if fig["target"] is not None:
+            assert fig["met"] == (statistics.median(ratios) >= fig["target"])
+    assert measured[("training", "kth")]["target"] == 100 and measured[("rendering", "2 workers vs 1")]["target"] == 1.8
+    printed = result.stdout
+    assert "training: binary_add" in printed and "pipeline: no-op dvc repro" in printed
+
+
+def _report() -> dict:
+    report = new_report(quick=False, repeats=3)
+    fast = figure([300.0, 310.0, 290.0], [2.0, 3.0, 2.5], unit="samples/s", ours_label="a", baseline_label="b",
+                  target=100.0)
+    slow = figure([1.0, 1.2, 1.1], [0.5, 0.5, 0.6], unit="s", ours_label="a", baseline_label="b", better="lower")
+    for section in SECTIONS:
+        report["sections"][section] = {"settings": {}, "figures": {"fast": copy.deepcopy(fast),
+                                                                   "slow": copy.deepcopy(slow)}}
+    report["sections"]["ocr"]["figures"]["CER"] = skipped("no trained model")
+    return report
+
+
+def test_figure_ratios_medians_and_targets() -> None:
+    fig = _report()["sections"]["training"]["figures"]["fast"]
+    assert fig["ratio"]["values"] == [150.0, 310.0 / 3.0, 116.0]
+    assert fig["ratio"]["median"] == 116.0 and fig["ratio"]["min"] == 310.0 / 3.0 and fig["met"] is True
+    assert figure([1.0], [1.0], unit="x", ours_label="a", baseline_label="b", target=1.8)["met"] is False
+    assert figure([1.0], [2.0], unit="s", ours_label="a", baseline_label="b", better="lower", target=0.6)["met"]
+    with pytest.raises(ValueError):
+        figure([1.0, 2.0], [1.0], unit="x", ours_label="a", baseline_label="b")
+
+
+def test_check_accepts_a_consistent_report_and_prints_it() -> None:
+    report = _report()
+    check_report(report)
+    check_report(json.loads(json.dumps(report, sort_keys=True)))  # as written to disk
+    lines = table(report)
+    assert len(lines) == 2 + 2 * len(SECTIONS) + 1
+    assert any("≥ 100: met" in line for line in lines) and any("skipped: no trained model" in line for line in lines)
+
+
+@pytest.mark.parametrize("tamper, message", [
+    (lambda r: r["sections"]["training"]["figures"]["fast"]["ratio"].update(median=200.0), "median"),
+    (lambda r: r["sections"]["training"]["figures"]["fast"]["ours"].update(values=[300.0, 310.0, 295.0], min=295.0),
+     "is not 295.0 / 2.5"),
+    (lambda r: r["sections"]["rendering"]["figures"]["fast"].update(met=False), "met"),
+    (lambda r: r["sections"]["compute"]["figures"]["slow"]["ours"]["values"].pop(), "values for 3 repeats"),
+    (lambda r: r["sections"]["compute"]["figures"]["slow"]["baseline"]["values"].__setitem__(0, float("nan")),
+     "positive finite"),
+    (lambda r: r["sections"].pop("pipeline"), "sections"),
+    (lambda r: r["sections"]["ocr"]["figures"].update(CER={"skipped": ""}), "skip reason"),
+    (lambda r: r["machine"].pop("cpu_model"), "cpu_model"),
+    (lambda r: r["sections"]["ocr"]["figures"]["fast"].pop("target"), "target"),
+])
+def test_check_refuses_inconsistent_reports(tamper, message: str) -> None:
+    report = _report()
+    tamper(report)
+    with pytest.raises(ReportError, match=message):
+        check_report(report)
