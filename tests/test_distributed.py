@@ -352,7 +352,10 @@ def _processes_with(marker: str) -> list[int]:
 @pytest.mark.e2e
 def test_kill_9_under_ddp_then_rerun_matches_uninterrupted(tmp_path, data_dir):
     params = _params(2)
-    params["kth"]["train"].update(epochs=4, patience=4)
+    # Many short epochs: the kill lands after epoch 1's checkpoint, and the ranks, which poll for their
+    # launcher every 0.5 s, would have to outlive it by 10 epochs to finish the run.
+    epochs = 12
+    params["kth"]["train"].update(epochs=epochs, patience=epochs)
     reference = _workspace(tmp_path / "reference", params)
     killed = _workspace(tmp_path / "killed", params)
     for root in (reference, killed):
@@ -377,9 +380,11 @@ def test_kill_9_under_ddp_then_rerun_matches_uninterrupted(tmp_path, data_dir):
         assert time.monotonic() < deadline, "ranks outlived their launcher"
         time.sleep(0.1)
     saved = _resume_epoch(killed)
-    assert 1 <= saved < 4 and not (killed / "models" / "kth.pt").exists()
+    assert 1 <= saved < epochs and not (killed / "models" / "kth.pt").exists()
     (killed_run, status), = _runs(killed)
-    assert status == "RUNNING"
+    # RUNNING when rank 0's launcher watch fires first; FAILED when rank 0 first sees rank 1's socket close
+    # in a collective (a race that load decides). Either way the rerun resumes this same run.
+    assert status in ("RUNNING", "FAILED")
 
     rerun = _seqlab(killed, "train", "kth")
     assert f"resuming after epoch {saved}" in rerun.stderr
