@@ -192,9 +192,9 @@ model = CRNN(len(meta["charset"]) + 1, 32, **args)
 config = {{"task": "ocr", "variant": "crnn", "seed": 0, "model": args, "train": {{}}, "meta": meta}}
 save_checkpoint("ocr-crnn.pt", {{"task": "ocr", "variant": "crnn", "config": config,
                                 "model_state": model.state_dict(), "meta": {{}}}})
-os.makedirs("data/ocr")  # the input example is the first test image
+os.makedirs("data/ocr")  # the input example is the first validation image
 image = np.asarray(Image.open("word-0.png").convert("L"))
-save_split("data/ocr/test.npz", [image], ["hello"], ["font"], 32)
+save_split("data/ocr/val.npz", [image], ["hello"], ["font"], 32)
 task, _, _ = load_model("ocr-crnn.pt", "ocr")
 tracker = Tracker("seqlab-ocr", run_name="tiny-crnn")
 log_model(tracker.run_id, task, meta, __import__("pathlib").Path("ocr-crnn.pt"))

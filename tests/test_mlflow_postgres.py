@@ -127,8 +127,7 @@ def test_evaluate_registers_each_run_and_names_a_champion(team_repo, client):
     assert re.fullmatch(r"[01]+", proc.stdout.strip()), proc.stdout  # an (untrained) sum, in binary
 
 
-def test_registry_version_alias_and_download_on_the_server(team_repo, client, postgres, mlflow_on_postgres, tmp_path,
-                                                           monkeypatch):
+def test_registry_version_alias_and_download_on_the_server(team_repo, client, postgres, mlflow_on_postgres, tmp_path):
     import mlflow
     import psycopg
 
@@ -146,9 +145,11 @@ def test_registry_version_alias_and_download_on_the_server(team_repo, client, po
     champion = client.get_model_version_by_alias(MODEL_NAME, "champion")
     assert (champion.version, champion.run_id, champion.status) == (version.version, run.info.run_id, "READY")
     # The alias resolves to the files through the server's artifact proxy: the checkpoint that run trained.
-    # (models:/ URIs resolve through the default registry, whatever download_artifacts is passed.)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)
-    local = Path(mlflow.artifacts.download_artifacts(f"models:/{MODEL_NAME}@champion", dst_path=str(tmp_path)))
+    # (Through the client, not a models:/ URI: that resolves through the process-wide registry URI, which an
+    # earlier test in the same session may have set.)
+    location = client.get_logged_model(champion.model_id).artifact_location
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=str(tmp_path),
+                                                     tracking_uri=server.url))
     checkpoints = [p for p in local.rglob("*.pt") if p.is_file()]
     assert [file_digest(p) for p in checkpoints] == [run.data.tags[MODEL_TAG]], checkpoints
     # Registry rows are in PostgreSQL too.
