@@ -144,10 +144,10 @@ def test_registry_version_alias_and_download_on_the_server(team_repo, client, po
     client.set_registered_model_alias(MODEL_NAME, "champion", version.version)
     champion = client.get_model_version_by_alias(MODEL_NAME, "champion")
     assert (champion.version, champion.run_id, champion.status) == (version.version, run.info.run_id, "READY")
-    # The alias resolves to the files through the server's artifact proxy: the checkpoint that run trained.
-    # (Through the client, not a models:/ URI: that resolves through the process-wide registry URI, which an
-    # earlier test in the same session may have set.)
-    location = client.get_logged_model(champion.model_id).artifact_location
+    # The champion's files come through the server's artifact proxy: the checkpoint that run trained.
+    # (Through the client and the logged model's location, not a models:/ URI: that resolves through the
+    # process-wide registry URI, which an earlier test in the same session may have set.)
+    location = client.get_logged_model(logged[0].model_id).artifact_location
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=str(tmp_path),
                                                      tracking_uri=server.url))
     checkpoints = [p for p in local.rglob("*.pt") if p.is_file()]
