@@ -23,6 +23,7 @@ from seqlab.tasks.base import Evaluation, Figure, Table
 from seqlab.tasks.ocr.data import LINE_SPLITS, OcrSplit
 from seqlab.tasks.ocr.metrics import by_words, summarize
 
+WORD_GRID_CELLS, LINE_GRID_CELLS = 60, 30  # a line cell is twice a word cell's width: the same area
 GRIDS = {"test": "predictions.png", "test_reserved_degraded": "predictions_reserved_degraded.png",
          "test_reserved_lines": "predictions_reserved_lines.png"}
 
@@ -58,13 +59,14 @@ def evaluate_recognizer(recognizer: Recognizer, splits: Mapping[str, OcrSplit], 
             figures[GRIDS[split]] = partial(prediction_grid, images=data.images, preds=preds, truths=data.texts,
                                             title=f"{name} on {split}: errors first",
                                             columns=2 if split in LINE_SPLITS else 4,
-                                            cell_width=480 if split in LINE_SPLITS else 240)
+                                            cell_width=480 if split in LINE_SPLITS else 240,
+                                            limit=LINE_GRID_CELLS if split in LINE_SPLITS else WORD_GRID_CELLS)
     tables = {"by_length": rows, "by_line_words": line_rows} if line_rows else {"by_length": rows}
     return Evaluation(metrics, tables, figures)
 
 
 def prediction_grid(path: str | Path, images: Sequence[np.ndarray], preds: Sequence[str], truths: Sequence[str],
-                    title: str, limit: int = 60, columns: int = 4, cell_width: int = 240) -> None:
+                    title: str, limit: int = WORD_GRID_CELLS, columns: int = 4, cell_width: int = 240) -> None:
     """Write a PNG grid: each cell shows an image, then 'pred' (green if right, red if wrong) and 'truth'."""
     order = sorted(range(len(images)), key=lambda i: (preds[i] == truths[i], i))[:limit]
     font = ImageFont.load_default(size=13)
