@@ -125,13 +125,18 @@ def results_table(metrics: Metrics) -> list[str]:
     return table(["model", "split", "in range", "beyond training", "training"], rows)
 
 
-def ocr_table(metrics: Metrics) -> list[str]:
-    header = ["model"]
-    for split, what in OCR_SPLITS.items():
+def split_headers(metrics: Metrics, splits: dict[str, str], unit: str) -> list[str]:
+    """A column header per split: its name, what it is, and its size as the first model that has it says."""
+    headers = []
+    for split, what in splits.items():
         counts = [get(metrics, f"{m}/eval", split, "count") for m in OCR_MODELS]
-        words = next((f", {n} words" for n in counts if n is not None), "")
-        header.append(f"`{split}` ({what}{words})")
-    header += ["words/s on `test`", "speed vs Tesseract"]
+        size = next((f", {n} {unit}" for n in counts if n is not None), "")
+        headers.append(f"`{split}` ({what}{size})")
+    return headers
+
+
+def ocr_table(metrics: Metrics) -> list[str]:
+    header = ["model", *split_headers(metrics, OCR_SPLITS, "words"), "words/s on `test`", "speed vs Tesseract"]
     tesseract_speed = get(metrics, "ocr-tesseract/eval", "test", "words_per_s")
     rows = []
     for model_id, label in OCR_MODELS.items():
@@ -151,12 +156,7 @@ def cer_and_wer(split: dict | None) -> str:
 
 
 def lines_table(metrics: Metrics) -> list[str]:
-    header = ["model"]
-    for split, what in LINE_SPLITS.items():
-        counts = [get(metrics, f"{m}/eval", split, "count") for m in OCR_MODELS]
-        lines = next((f", {n} lines" for n in counts if n is not None), "")
-        header.append(f"`{split}` ({what}{lines})")
-    header.append("lines/s on `test_reserved_lines`")
+    header = ["model", *split_headers(metrics, LINE_SPLITS, "lines"), "lines/s on `test_reserved_lines`"]
     rows = []
     for model_id, label in OCR_MODELS.items():
         psm = get(metrics, f"{model_id}/eval", "test_reserved_lines", "psm")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,11 +48,21 @@ def tiny_params() -> dict:
     return p
 
 
+class CarryAdder(torch.nn.Module):
+    """A binary_add "model" that adds the two bit columns with a carry, LSB first: always right (sum-bit logits)."""
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        out, carry = [], torch.zeros(x.shape[0])
+        for t in range(x.shape[1]):
+            s = x[:, t, 0] + x[:, t, 1] + carry
+            out.append((s % 2) * 20 - 10)
+            carry = (s >= 2).float()
+        return torch.stack(out, 1)
+
+
 @pytest.fixture
 def one_thread() -> Iterator[None]:
     """Tiny models gain nothing from a second thread, and on a busy 2-core machine it can cost ~20x."""
-    import torch
-
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

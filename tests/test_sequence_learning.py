@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_params
+from conftest import CarryAdder, tiny_params
 
 from seqlab.config import Params, parse_params
 from seqlab.storage import load_arrays
@@ -67,16 +67,6 @@ class Constant(torch.nn.Module):
         return self.logits.expand(*shape)
 
 
-class CarryAdder(torch.nn.Module):
-    """Adds the two bit columns with a carry, LSB first: always right."""
-
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        out, carry = [], torch.zeros(x.shape[0])
-        for t in range(x.shape[1]):
-            s = x[:, t, 0] + x[:, t, 1] + carry
-            out.append((s % 2) * 20 - 10)
-            carry = (s >= 2).float()
-        return torch.stack(out, 1)
 
 
 def _scores(task, model) -> tuple[dict, dict]:

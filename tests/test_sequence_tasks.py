@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pytest
 import torch
+from conftest import CarryAdder
 
 from seqlab.tasks.binary_add import (
     BinaryAddTask,
@@ -147,23 +148,13 @@ def test_kth_predict_answers_good_lines_and_reports_bad_ones():
     assert "line 2" in err.getvalue() and "fewer than k=3" in err.getvalue() and "line 3" in err.getvalue()
 
 
-class _PerfectAdder(torch.nn.Module):
-    """Computes sum bits exactly from the inputs (a carry loop) to test predict's decoding."""
-
-    def forward(self, x, lengths):
-        out, carry = [], torch.zeros(x.shape[0])
-        for t in range(x.shape[1]):
-            s = x[:, t, 0] + x[:, t, 1] + carry
-            out.append((s % 2) * 20 - 10)
-            carry = (s >= 2).float()
-        return torch.stack(out, 1)
 
 
 def test_binary_predict_decodes_msb_first_and_long_inputs():
     out, err = io.StringIO(), io.StringIO()
     a, b = 2**200 + 12345, 2**199 + 99
     lines = ["1011 110", "0 0", "12 1", f"{a:b} {b:b}"]
-    failures = BinaryAddTask().predict(_PerfectAdder(), {}, lines, out, err)
+    failures = BinaryAddTask().predict(CarryAdder(), {}, lines, out, err)
     assert out.getvalue().split() == ["10001", "0", f"{a + b:b}"]
     assert failures == 1 and "line 3" in err.getvalue()
 
