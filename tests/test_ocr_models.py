@@ -13,12 +13,16 @@ TINY = {
     "bilstm-stride": {"projection": 16, "hidden_size": 32, "num_layers": 1, "stride": 4},
     "bilstm-frames": {"projection": 16, "hidden_size": 32, "num_layers": 1, "stride": 4, "frames_per_step": 2},
     "crnn-frames": {"channels": [8, 16], "hidden_size": 32, "num_layers": 1, "frames_per_step": 2},
+    # Calamari-style: max-pooled, every row's features into the LSTM; and a conv stack reading twice the rows.
+    "crnn-flatten": {"channels": [8, 16], "hidden_size": 32, "num_layers": 1, "pool": "max", "collapse": "flatten"},
+    "crnn-rescaled": {"channels": [8, 16], "hidden_size": 32, "num_layers": 1, "input_height": 16},
 }
 VARIANTS = sorted(TINY)
 # Output steps for widths 23, 17, 9: one per column (or ceil per 4-column frame); ceil twice (strided
 # convs); floor twice (max-pool); twice as many frames with frames_per_step=2.
 EXPECTED_LENGTHS = {"bilstm": [23, 17, 9], "bilstm-stride": [6, 5, 3], "crnn": [6, 5, 3], "crnn-max": [5, 4, 2],
-                    "bilstm-frames": [12, 10, 6], "crnn-frames": [12, 10, 6]}
+                    "bilstm-frames": [12, 10, 6], "crnn-frames": [12, 10, 6], "crnn-flatten": [5, 4, 2],
+                    "crnn-rescaled": [12, 9, 5]}  # widths doubled (46, 34, 18), then ceil twice
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models on one thread

@@ -55,7 +55,8 @@ PARAMS = {
 # --- charset ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("name", "size", "caseless"), [("digits_lower", 37, True), ("alnum", 63, False), ("printable", 95, False)])
+@pytest.mark.parametrize(("name", "size", "caseless"), [("english", 77, False), ("digits_lower", 37, True), ("alnum", 63, False),
+                                                      ("printable", 95, False)])
 def test_named_charsets(name: str, size: int, caseless: bool) -> None:
     cs = Charset.from_name(name)
     assert (len(cs), cs.num_classes, cs.caseless) == (size, size + 1, caseless)
@@ -73,6 +74,19 @@ def test_encode_decode_roundtrip_and_blank() -> None:
         cs.decode([cs.num_classes])
     with pytest.raises(ValueError, match="'!'"):
         cs.encode("hi!")
+
+
+def test_english_is_the_default_and_reads_prose_with_case_and_punctuation() -> None:
+    cs = Charset.from_name()
+    assert cs.name == "english" and not cs.caseless
+    # The documented class order: digits 1-10, a-z 11-36, A-Z 37-62, punctuation 63-76, space 77.
+    assert cs.encode("0") == [1] and cs.encode("a") == [11] and cs.encode("A") == [37] and cs.encode(",") == [63]
+    assert cs.encode("!") == [76] and cs.encode("a b")[1] == 77
+    line = "\"Don't panic!\" (p. 42; 3/4 of 100%) - A & B: why?"
+    assert cs.accepts(line) and cs.decode(cs.encode(line)) == line
+    assert cs.normalize("  Two   Words ") == "Two Words"  # case kept, spaces single
+    assert not cs.accepts("naïve") and not cs.accepts("[x]")
+    assert Charset.from_name(cs.chars) == cs  # as meta.json and checkpoints store it
 
 
 def test_case_folding_and_filtering() -> None:

@@ -14,7 +14,7 @@ from seqlab.tasks.ocr.metrics import summarize
 from seqlab.tasks.ocr.report import evaluate_recognizer
 
 CHARSET = Charset.from_name("digits_lower")
-EVAL_KEYS = {"count", "cer", "cer_nocase", "wer", "word_accuracy", "mean_ned_similarity", "words_per_s", "threads"}
+EVAL_KEYS = {"count", "cer", "cer_nocase", "cer_alnum_nocase", "wer", "word_accuracy", "mean_ned_similarity", "words_per_s", "threads"}
 
 
 def _split(texts: list[str], seed: int) -> OcrSplit:

@@ -88,7 +88,7 @@ def test_stage_writes_eval_json_and_grid(tmp_path, monkeypatch) -> None:
     metrics = run_tesseract_stage(word_psm=8, line_psm=7)
     written = json.loads((tmp_path / "metrics/ocr-tesseract/eval.json").read_text())
     assert written == json.loads(json.dumps(metrics))
-    keys = {"count", "cer", "cer_nocase", "wer", "word_accuracy", "mean_ned_similarity", "words_per_s", "threads",
+    keys = {"count", "cer", "cer_nocase", "cer_alnum_nocase", "wer", "word_accuracy", "mean_ned_similarity", "words_per_s", "threads",
             "psm"}
     assert set(written) == set(TEST_SPLITS) and all(set(m) == keys for m in written.values())
     assert {split: m["psm"] for split, m in written.items()} == {s: 7 if s in LINE_SPLITS else 8 for s in TEST_SPLITS}

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from seqlab.tasks.ocr.metrics import by_length, cer, mean_ned_similarity, summarize, word_accuracy
+from seqlab.tasks.ocr.metrics import alnum_nocase, by_length, cer, mean_ned_similarity, summarize, word_accuracy
 
 PREDS = ["abc", "ab", ""]
 TRUTHS = ["abc", "abd", "x"]  # distances 0, 1, 1; truth lengths 3, 3, 1
@@ -31,6 +31,16 @@ def test_by_length() -> None:
     assert groups[3]["count"] == 2
     assert groups[3]["cer"] == pytest.approx(1 / 6)
     assert groups[3]["word_accuracy"] == pytest.approx(0.5)
+
+
+def test_alnum_nocase_keeps_letters_digits_and_single_spaces() -> None:
+    assert alnum_nocase("Hello, (World)! 42%") == "hello world 42"
+    assert alnum_nocase("A - B") == "a b" and alnum_nocase("--") == ""
+    s = summarize(["hello world", "Its 3."], ["Hello, World!", "It's 3"])
+    # Case-sensitive CER counts the capitals and punctuation; the alnum figure ignores them, not the letters.
+    assert s["cer"] == pytest.approx((4 + 2) / 19)
+    assert s["cer_alnum_nocase"] == 0.0 and s["cer_nocase"] == pytest.approx(4 / 19)
+    assert summarize(["helo world"], ["Hello, World!"])["cer_alnum_nocase"] == pytest.approx(1 / 11)
 
 
 def test_empty_inputs() -> None:

@@ -4,8 +4,11 @@ Class index 0 is the CTC blank; character i of a charset has class index i + 1, 
 needs `num_classes = len(chars) + 1` outputs. Caseless charsets lowercase text before
 filtering or encoding (the label of "Hello" is "hello").
 
+The default, ``english``, is printed English: digits, a-z, A-Z, the punctuation of ordinary prose
+(ENGLISH_PUNCTUATION) and the space, 77 characters in this order, so class 1-10 are ``0``-``9``, 11-36
+``a``-``z``, 37-62 ``A``-``Z``, 63-76 ``, . ; : - ' " ( ) / % & ? !`` in that order and 77 the space.
 The space is a character like any other, so one model reads a word or a line of words. Every named
-charset ends with it: its class index is ``len(chars)`` (37 in digits_lower). Labels are normalised
+charset ends with it: its class index is ``len(chars)`` (37 in digits_lower, 77 in english). Labels are normalised
 to single spaces between words and none at either end ("  two   words " -> "two words").
 Checkpoints written before the space existed store the named charset's characters without it;
 :meth:`Charset.from_name` reads those back as that charset without the space (the old class count).
@@ -19,13 +22,17 @@ from collections.abc import Iterable
 BLANK = 0
 SPACE = " "
 
+# The punctuation of ordinary prose, in class order: what documents print besides letters and digits.
+ENGLISH_PUNCTUATION = ",.;:-'\"()/%&?!"
+
 # name -> (chars in class order, caseless); the space is last, so the other indices are those of before.
 NAMED_CHARSETS: dict[str, tuple[str, bool]] = {
+    "english": (string.digits + string.ascii_lowercase + string.ascii_uppercase + ENGLISH_PUNCTUATION + SPACE, False),
     "digits_lower": (string.digits + string.ascii_lowercase + SPACE, True),
     "alnum": (string.digits + string.ascii_letters + SPACE, False),
     "printable": (string.digits + string.ascii_letters + string.punctuation + SPACE, False),
 }
-DEFAULT_CHARSET = "digits_lower"
+DEFAULT_CHARSET = "english"
 
 
 class Charset:
@@ -50,7 +57,7 @@ class Charset:
 
     @classmethod
     def from_name(cls, name_or_chars: str = DEFAULT_CHARSET) -> Charset:
-        """A named charset (digits_lower, alnum, printable) or an explicit string of characters.
+        """A named charset (english, digits_lower, alnum, printable) or an explicit string of characters.
 
         An explicit string equal to a named set's characters is that set (with its case folding),
         so a charset saved as its characters loads back with the same behaviour; the characters of a

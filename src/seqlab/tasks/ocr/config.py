@@ -270,6 +270,8 @@ class CRNNConfig(Section):
     pool: Literal["stride", "max"]
     frames_per_step: FramesPerStep
     dropout: Dropout
+    collapse: Literal["conv", "flatten"]  # rows -> one column: a conv over them, or all C * rows features
+    input_height: Annotated[int, Field(ge=0, le=128)]  # rows the conv stack reads; 0: ocr.data.height
 
     @model_validator(mode="after")
     def _shape(self) -> CRNNConfig:
@@ -277,6 +279,8 @@ class CRNNConfig(Section):
         ds = self.downsample
         rule(not ds & (ds - 1) and ds <= 2 ** len(self.channels),
              f"`downsample` must be a power of 2 up to 2**len(channels) (got {ds})")
+        rule(self.input_height == 0 or self.input_height >= 8,
+             f"`input_height` must be 0 (the data's height) or >= 8 (got {self.input_height})")
         return self
 
 

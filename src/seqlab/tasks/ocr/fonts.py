@@ -44,7 +44,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from seqlab.errors import ParamsError, SeqlabError
 from seqlab.storage import write_json
-from seqlab.tasks.ocr.charset import Charset
+from seqlab.tasks.ocr.charset import DEFAULT_CHARSET, Charset
 from seqlab.tasks.ocr.reserved_families import is_reserved, reserved_family
 from seqlab.tasks.ocr.trdg_compat import trdg_dir
 
@@ -495,7 +495,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     out = sub.add_parser("manifest", help="write the training-font manifest (JSON)")
     out.add_argument("out", type=Path)
-    out.add_argument("--charset", default="digits_lower", help="charset name or explicit characters")
+    out.add_argument("--charset", default=DEFAULT_CHARSET, help="charset name or explicit characters")
     out.add_argument("--sources", nargs="+", default=list(SOURCES), choices=SOURCES)
     args = parser.parse_args(argv)
     try:

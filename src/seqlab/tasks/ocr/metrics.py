@@ -8,12 +8,24 @@ is 0.0; check ``count`` in :func:`summarize` to tell "empty" from "perfect".
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import jiwer
 import numpy as np
 from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
+
+
+_NOT_ALNUM = re.compile(r"[^0-9a-z ]")
+
+
+def alnum_nocase(text: str) -> str:
+    """The text as case-insensitive alphanumerics with single spaces: "Hello, (World)!" -> "hello world".
+
+    The terms the figures before the case-sensitive charset were in, and those most OCR comparisons use.
+    """
+    return " ".join(_NOT_ALNUM.sub("", text.lower()).split())
 
 
 def _check(preds: Sequence[str], truths: Sequence[str]) -> None:
@@ -106,8 +118,8 @@ def by_words(preds: Sequence[str], truths: Sequence[str]) -> dict[int, dict[str,
 def summarize(preds: Sequence[str], truths: Sequence[str]) -> dict:
     """All metrics in one JSON-ready dict.
 
-    Keys: count, cer, cer_nocase (case-insensitive CER, useful since some fonts draw lowercase as
-    capitals), wer (word error rate), word_accuracy (share of images read exactly: whole words or whole
+    Keys: count, cer (case-sensitive, every character of the charset), cer_nocase (case-insensitive CER),
+    cer_alnum_nocase (case-insensitive CER on letters, digits and single spaces: :func:`alnum_nocase`), wer (word error rate), word_accuracy (share of images read exactly: whole words or whole
     lines), mean_ned_similarity, by_length ({"<len>": {count, cer, word_accuracy}},
     string keys because JSON object keys are strings).
     """
@@ -118,6 +130,7 @@ def summarize(preds: Sequence[str], truths: Sequence[str]) -> dict:
         "count": len(truths),
         "cer": cer(preds, truths),
         "cer_nocase": cer(lower_p, lower_t),
+        "cer_alnum_nocase": cer([alnum_nocase(p) for p in preds], [alnum_nocase(t) for t in truths]),
         "wer": wer(preds, truths),
         "word_accuracy": word_accuracy(preds, truths),
         "mean_ned_similarity": mean_ned_similarity(preds, truths),

@@ -176,15 +176,26 @@ class CRNN(nn.Module):
         pool: "stride" (strided convs) or "max" (stride-1 convs followed by 2x2 / 2x1 max-pooling).
         dropout: dropout between LSTM layers (ignored with one layer).
         frames_per_step: CTC frames emitted per LSTM step (see :func:`_ctc_frames`).
+        collapse: how the remaining rows become one feature column: "conv" (a conv spanning them, C
+            features) or "flatten" (C * rows features, as Calamari and OCRopus feed their LSTMs).
+        input_height: rows the conv stack reads (0: the data's ``height``); other heights are rescaled
+            to it, aspect kept, inside the model, so one data set can feed models of several heights.
     """
 
     def __init__(self, num_classes: int, height: int = 32, channels: Sequence[int] = (32, 64, 128),
                  hidden_size: int = 128, num_layers: int = 1, downsample: int = 4, pool: str = "stride",
-                 dropout: float = 0.0, frames_per_step: int = 1) -> None:
+                 dropout: float = 0.0, frames_per_step: int = 1, collapse: str = "conv",
+                 input_height: int = 0) -> None:
         super().__init__()
         if frames_per_step < 1:
             raise ValueError(f"frames_per_step must be >= 1, got {frames_per_step}")
+        if collapse not in ("conv", "flatten"):
+            raise ValueError(f"collapse must be 'conv' or 'flatten', got {collapse!r}")
+        if input_height < 0 or 0 < input_height < 8:
+            raise ValueError(f"input_height must be 0 (the data's height) or >= 8, got {input_height}")
         self.frames = frames_per_step
+        self.data_height = height
+        height = input_height or height
         width_steps = int(math.log2(downsample)) if downsample >= 1 else -1
         if 2 ** width_steps != downsample or width_steps > len(channels):
             raise ValueError(f"downsample must be a power of 2 up to 2**{len(channels)}, got {downsample}")
@@ -206,26 +217,53 @@ class CRNN(nn.Module):
                 nn.ReLU(inplace=True)))
             self.steps.append(step)
             prev, h = ch, -(-h // step[0]) if pool == "stride" else h // step[0]
-        self.collapse = nn.Sequential(nn.Conv2d(prev, prev, (h, 1), bias=False), nn.BatchNorm2d(prev),
-                                      nn.ReLU(inplace=True)) if h > 1 else nn.Identity()
-        self.lstm = PaddedBiLSTM(prev, hidden_size, num_layers, dropout)
+        features = prev
+        if collapse == "flatten":
+            self.collapse: nn.Module = nn.Flatten(1, 2)  # (B, C, h, T) -> (B, C*h, T)
+            features = prev * h
+        elif h > 1:
+            self.collapse = nn.Sequential(nn.Conv2d(prev, prev, (h, 1), bias=False), nn.BatchNorm2d(prev),
+                                          nn.ReLU(inplace=True), nn.Flatten(1, 2))
+        else:
+            self.collapse = nn.Flatten(1, 2)
+        self.lstm = PaddedBiLSTM(features, hidden_size, num_layers, dropout)
         self.fc = nn.Linear(2 * hidden_size, num_classes * frames_per_step)
 
     def _shrink(self, lengths: Tensor, sw: int) -> Tensor:
         # Strided conv (k=3, p=1): ceil(L / s); max-pool (k=s, no padding): floor(L / s).
         return -(-lengths // sw) if self.pool == "stride" else lengths // sw
 
+    def _rescaled_widths(self, widths: Tensor) -> Tensor:
+        if self.height == self.data_height:
+            return widths.to(torch.long)
+        return (widths.to(torch.float64) * self.height / self.data_height).round().clamp(min=1).to(torch.long)
+
+    def _rescale(self, images: Tensor, widths: Tensor) -> tuple[Tensor, Tensor]:
+        """Images of the data's height -> the conv stack's (``input_height``), aspect kept."""
+        if self.height == self.data_height:
+            return images, widths.to(torch.long)
+        new_widths = self._rescaled_widths(widths)
+        scale = self.height / self.data_height
+        # Zero columns on the right first, so that the filter reads zeros past a sample's edge whether the
+        # batch pads it or not (interpolate clamps at the tensor's edge): the output stays padding-independent.
+        extra = math.ceil(2 / min(scale, 1.0)) + 1
+        cols = torch.arange(images.shape[3], device=images.device)
+        padded = nn.functional.pad(images * (cols < widths[:, None]).to(images.dtype)[:, None, None, :], (0, extra))
+        width = round(padded.shape[3] * scale)
+        out = nn.functional.interpolate(padded, size=(self.height, width), mode="bilinear",
+                                        align_corners=False, antialias=scale < 1)
+        return out[..., : max(1, int(new_widths.max()))], new_widths.to(images.device)
+
     def output_lengths(self, widths: Tensor) -> Tensor:
         """Exact number of CTC frames for images of the given true widths."""
-        lengths = widths.to(torch.long)
+        lengths = self._rescaled_widths(widths)
         for _, sw in self.steps:
             lengths = self._shrink(lengths, sw)
         return lengths * self.frames
 
     def forward(self, images: Tensor, widths: Tensor) -> tuple[Tensor, Tensor]:
-        _check_input(images, widths, self.height)
-        lengths = widths.to(device=images.device, dtype=torch.long)
-        x = images
+        _check_input(images, widths, self.data_height)
+        x, lengths = self._rescale(images, widths.to(images.device))
         for stage, (sh, sw) in zip(self.stages, self.steps, strict=True):
             # Zero columns beyond each width so a sample's edge sees the same input at any batch width.
             cols = torch.arange(x.shape[3], device=x.device)
@@ -233,8 +271,7 @@ class CRNN(nn.Module):
             if self.pool == "max" and (sh > 1 or sw > 1):
                 x = nn.functional.max_pool2d(x, (sh, sw))
             lengths = self._shrink(lengths, sw)
-        x = self.collapse(x)  # (B, C, 1, T)
-        x = x.squeeze(2).permute(2, 0, 1)  # (T, B, C)
+        x = self.collapse(x).permute(2, 0, 1)  # (B, F, T) -> (T, B, F)
         out = self.lstm(x, lengths)
         return _ctc_frames(self.fc(out), lengths, self.frames)
 
