@@ -3,11 +3,14 @@
     python scripts/results_table.py                    # print the tables
     python scripts/results_table.py --write README.md  # replace the blocks between the results (and bench) markers
     python scripts/results_table.py --check README.md  # exit 1 with a diff when that block is stale
+    python scripts/results_table.py --check README.md --rev HEAD  # ... against the metrics committed at HEAD
 
 Every figure comes from metrics/<id>/{train,eval}.json (written by `dvc repro`) and
 metrics/pipeline_times.json (written by scripts/timed_repro.py); whether a target is met is computed
 from them. A missing file or split prints "—" instead of failing, so the tables can be printed while
-the pipeline is still being rerun. tests/test_readme_results.py runs `--check`.
+the pipeline is still being rerun. tests/test_readme_results.py runs `--check`: the README must match
+the metrics in the working tree or, after `make pipeline` retrained on another machine (float noise in
+the last digits: README *Results*), the metrics committed at HEAD, which are what the README documents.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import argparse
 import csv
 import difflib
 import json
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +38,7 @@ MISSING = "—"
 # The metrics files read, by name relative to metrics/ without ".json".
 FILES = ("kth/eval", "kth/train", "binary_add/eval", "binary_add/train", "ocr-crnn/eval", "ocr-crnn/train",
          "ocr-bilstm/eval", "ocr-bilstm/train", "ocr-tesseract/eval", "pipeline_times", "baselines/ocr-crnn-words",
-         "lines-switch/eval", "lines-switch/train", "lines-switch/tesseract-eval", "lines-switch/run")
+         "ocr-architectures/results")
 OCR_MODELS = {"ocr-crnn": "ocr crnn", "ocr-bilstm": "ocr bilstm", "ocr-tesseract": "Tesseract 5"}
 OCR_SPLITS = {
     "test": "trdg, training fonts",
@@ -44,9 +48,12 @@ OCR_SPLITS = {
 }
 LINE_SPLITS = {
     "test_lines": "trdg, training fonts",
-    "test_reserved_lines": "Pillow, reserved families, clean",
-    "test_reserved_lines_degraded": "Pillow, reserved families, degraded",
+    "test_reserved_lines": "Pillow, reserved families and text, clean",
+    "test_reserved_lines_degraded": "Pillow, reserved families and text, degraded",
+    "test_reserved_scans": "Pillow, reserved families and text, scan-like, 25-60 px tall",
 }
+KINDS = ("dictionary", "number", "mixed", "random")  # word kinds (seqlab.tasks.ocr.words.KINDS), table order
+KIND_SPLITS = ("test", "test_reserved", "test_reserved_degraded")
 SEQUENCE_TASKS = ("kth", "binary_add")
 
 Metrics = dict[str, Any]  # file name (as in FILES) -> its parsed JSON; missing files are absent
@@ -59,9 +66,18 @@ class Target:
     met: bool | None  # None: a figure it needs is missing
 
 
-def load_metrics(root: Path = METRICS) -> Metrics:
-    return {name: json.loads((root / f"{name}.json").read_text())
-            for name in FILES if (root / f"{name}.json").is_file()}
+def load_metrics(root: Path = METRICS, rev: str | None = None) -> Metrics:
+    """The metrics files in `root`, or as committed at git revision `rev` (the README documents those)."""
+    if rev is None:
+        return {name: json.loads((root / f"{name}.json").read_text())
+                for name in FILES if (root / f"{name}.json").is_file()}
+    found = {}
+    for name in FILES:
+        spec = f"{rev}:{(root / f'{name}.json').relative_to(ROOT).as_posix()}"
+        shown = subprocess.run(["git", "show", spec], cwd=ROOT, capture_output=True, text=True)
+        if shown.returncode == 0:
+            found[name] = json.loads(shown.stdout)
+    return found
 
 
 def get(metrics: Metrics, name: str, *keys: str) -> Any:
@@ -82,7 +98,10 @@ def duration(seconds: float) -> str:
 
 
 def cer_and_accuracy(split: dict | None) -> str:
-    return MISSING if split is None else f"CER {pct(split['cer'])} / word acc {pct(split['word_accuracy'], 1)}"
+    if split is None:
+        return MISSING
+    return (f"CER {pct(split['cer'])} ({pct(split.get('cer_alnum_nocase'))}) / "
+            f"word acc {pct(split['word_accuracy'], 1)}")
 
 
 def training_cost(metrics: Metrics, model_id: str) -> str:
@@ -152,7 +171,9 @@ def ocr_table(metrics: Metrics) -> list[str]:
 
 
 def cer_and_wer(split: dict | None) -> str:
-    return MISSING if split is None else f"CER {pct(split['cer'])} / WER {pct(split.get('wer'), 1)}"
+    if split is None:
+        return MISSING
+    return f"CER {pct(split['cer'])} ({pct(split.get('cer_alnum_nocase'))}) / WER {pct(split.get('wer'), 1)}"
 
 
 def lines_table(metrics: Metrics) -> list[str]:
@@ -167,25 +188,38 @@ def lines_table(metrics: Metrics) -> list[str]:
     return table(header, rows)
 
 
-def lines_switch_table(metrics: Metrics) -> list[str]:
-    """The CRNN trained with line images (metrics/lines-switch, benchmarks/lines_switch.sh) beside the default
-    CRNN and Tesseract, on every test split."""
-    run = metrics.get("lines-switch/run")
-    if run is None or "lines-switch/eval" not in metrics:
-        return ["No metrics/lines-switch/ yet: `bash benchmarks/lines_switch.sh` writes it."]
-    switch = ", ".join(f"`{k}: {v}`" for k, v in run["params"].items())
-    models = {"CRNN, lines switch on": "lines-switch/eval", "CRNN, default (words only)": "ocr-crnn/eval",
-              "Tesseract 5": "ocr-tesseract/eval"}
-    rows = [[f"`{split}`"] + [cer_and_wer(get(metrics, name, split)) for name in models.values()]
-            for split in [*OCR_SPLITS, *LINE_SPLITS]]
-    switch_speed = get(metrics, "lines-switch/eval", "test", "words_per_s")
-    tesseract_speed = get(metrics, "lines-switch/tesseract-eval", "test", "words_per_s")
-    if switch_speed and tesseract_speed:
-        rows.append(["words/s on `test` (same run)", f"{switch_speed:.0f}", "", f"{tesseract_speed:.0f} "
-                     f"({switch_speed / tesseract_speed:.1f}x slower than the CRNN)"])
-    seconds = "; ".join(f"`seqlab {step}` {duration(s)}" for step, s in run["seconds"].items())
-    return [f"{switch}. Stage times of that run ({run.get('note', 'idle machine')}): {seconds}.", "",
-            *table(["split", *models], rows)]
+def kinds_table(metrics: Metrics) -> list[str]:
+    """Case-sensitive CER by word kind: where a dictionary helps (Tesseract's) and where only the glyphs do."""
+    rows = []
+    for model_id, label in OCR_MODELS.items():
+        for split in KIND_SPLITS:
+            by_kind = get(metrics, f"{model_id}/eval", split, "cer_by_kind")
+            if by_kind is not None:
+                rows.append([label, f"`{split}`", *(pct(by_kind.get(k)) for k in KINDS)])
+    return table(["model", "split", *KINDS], rows) if rows else ["No per-kind figures yet: `dvc repro` writes them."]
+
+
+def architectures_table(metrics: Metrics) -> list[str]:
+    """The last point of each candidate of benchmarks/ocr_architectures.py (metrics/ocr-architectures)."""
+    results = metrics.get("ocr-architectures/results")
+    if results is None:
+        return ["No metrics/ocr-architectures/results.json yet: `python benchmarks/ocr_architectures.py` writes it."]
+    candidates = results["candidates"]
+    splits = list(next(iter(candidates.values()))["points"][-1]["ema"])
+    rows = []
+    for name, r in candidates.items():
+        last = r["points"][-1]
+        rows.append([f"`{name}`", f"{r['parameters']:,}", f"{last['samples']:,} ({last['epochs']} epochs)",
+                     f"{r['train_samples_per_s']:.0f} / {r['train_chars_per_s']:.0f}",
+                     f"{r['read_chars_per_s']:.0f}",
+                     *(f"{pct(last['ema'][s]['cer'])} ({pct(last['raw'][s]['cer'])})" for s in splits)])
+    return [f"Each candidate trained {results['cpu_minutes']:g} CPU-minutes ({results['threads']} threads) on the "
+            f"same {results['train_images']:,} training images with the same augmentation; CER with EMA weights "
+            "(raw weights in brackets) on the first images of each reserved split "
+            f"({', '.join(f'{n} of `{s}`' for s, n in results['eval_images'].items())}). "
+            "The curve: `metrics/ocr-architectures/curve.png`.", "",
+            *table(["candidate", "params", "samples seen", "train images/s / chars/s", "read chars/s",
+                    *(f"`{s}`" for s in splits)], rows)]
 
 
 def _below_limit_and_tesseract(goal: str, metrics: Metrics, split: str, limit: float) -> Target:
@@ -201,7 +235,7 @@ def _at_most(goal: str, value: float | None, limit: float, measured: str) -> Tar
 
 
 def targets(metrics: Metrics) -> list[Target]:
-    """The project's targets (README, issue 9), each met or not by the figures in `metrics`."""
+    """The project's targets (README), each met or not by the figures in `metrics`."""
     found: list[Target] = []
     kth = get(metrics, "kth/eval", "test")
     found.append(Target("kth test accuracy >= 99.9%", MISSING, None) if kth is None else Target(
@@ -217,31 +251,36 @@ def targets(metrics: Metrics) -> list[Target]:
     found.append(Target(goal, MISSING, None) if gen is None else Target(
         goal, f"{pct(gen['exact_match'])} ({gen['min_bits']}-{gen['max_bits']} bits, {gen['n']:,} sums)",
         gen["exact_match"] == 1.0))
-    found.append(_below_limit_and_tesseract("CRNN CER on `test_reserved` <= 1.0% and below Tesseract's",
-                                            metrics, "test_reserved", 0.010))
-    found.append(_below_limit_and_tesseract("CRNN CER on `test_reserved_degraded` <= 1.5% and below Tesseract's",
-                                            metrics, "test_reserved_degraded", 0.015))
-    found.append(_below_limit_and_tesseract("CRNN CER on `test_reserved_lines` <= 1.5% and below Tesseract's (PSM 7)",
-                                            metrics, "test_reserved_lines", 0.015))
-    found.append(_words_no_worse(metrics))
-    for model_id, label, limit in (("ocr-crnn", "CRNN", 0.005), ("ocr-bilstm", "BiLSTM", 0.03)):
-        cer = get(metrics, f"{model_id}/eval", "test", "cer")
-        found.append(_at_most(f"{label} CER on its own `test` <= {pct(limit, 1)}", cer, limit, f"CER {pct(cer)}"))
+    for split in ("test_reserved_lines", "test_reserved_lines_degraded", "test_reserved_scans"):
+        found.append(_below_tesseract(f"CRNN case-sensitive CER on `{split}` below Tesseract's (PSM 7)", metrics, split))
+    found += _words_no_worse(metrics)
     found.append(_speed_target(metrics))
     found += _time_targets(metrics)
     return found
 
 
-def _words_no_worse(metrics: Metrics) -> Target:
-    """Word-image CER of the line-reading CRNN against the word-only CRNN before lines (metrics/baselines)."""
-    goal = "CRNN CER on every word split no worse than before lines (`metrics/baselines/ocr-crnn-words.json`)"
-    before = get(metrics, "baselines/ocr-crnn-words", "eval")
-    now = metrics.get("ocr-crnn/eval")
-    if before is None or now is None or any(get(metrics, "ocr-crnn/eval", s) is None for s in OCR_SPLITS):
+def _below_tesseract(goal: str, metrics: Metrics, split: str) -> Target:
+    crnn = get(metrics, "ocr-crnn/eval", split, "cer")
+    tesseract = get(metrics, "ocr-tesseract/eval", split, "cer")
+    if crnn is None or tesseract is None:
         return Target(goal, MISSING, None)
-    pairs = {s: (now[s]["cer"], before[s]["cer"]) for s in OCR_SPLITS}
-    measured = ", ".join(f"`{s}` {pct(a)} (was {pct(b)})" for s, (a, b) in pairs.items())
-    return Target(goal, measured, all(a <= b for a, b in pairs.values()))
+    return Target(goal, f"CRNN {pct(crnn)} vs Tesseract {pct(tesseract)}", crnn < tesseract)
+
+
+def _words_no_worse(metrics: Metrics) -> list[Target]:
+    """Reserved word images: case-insensitive CER against the last words-only, case-folding CRNN
+    (metrics/baselines), and case-sensitive CER within 1.5x of the case-insensitive one."""
+    found = []
+    for split in ("test_reserved", "test_reserved_degraded"):
+        now = get(metrics, "ocr-crnn/eval", split)
+        before = get(metrics, "baselines/ocr-crnn-words", "eval", split, "cer")
+        goal = f"`{split}`: case-insensitive CER no worse than the words-only default's"
+        found.append(Target(goal, MISSING, None) if now is None or before is None else Target(
+            goal, f"{pct(now['cer_nocase'])} (was {pct(before)})", now["cer_nocase"] <= before))
+        goal = f"`{split}`: case-sensitive CER <= 1.5x the case-insensitive"
+        found.append(Target(goal, MISSING, None) if now is None else Target(
+            goal, f"{pct(now['cer'])} vs {pct(now['cer_nocase'])}", now["cer"] <= 1.5 * now["cer_nocase"]))
+    return found
 
 
 def _speed_target(metrics: Metrics) -> Target:
@@ -260,7 +299,7 @@ def _speed_target(metrics: Metrics) -> Target:
 def _time_targets(metrics: Metrics) -> list[Target]:
     """Pipeline-time targets; only a forced run (every stage rerun) can meet them."""
     times = metrics.get("pipeline_times")
-    sequence_goal, whole_goal = "kth + binary_add stages < 3 min", "whole default `dvc repro` <= 20 min"
+    sequence_goal, whole_goal = "kth + binary_add stages < 3 min", "whole default `dvc repro` <= 25 min"
     if times is None:
         return [Target(sequence_goal, MISSING, None), Target(whole_goal, MISSING, None)]
     stages = times["stages"]
@@ -270,7 +309,7 @@ def _time_targets(metrics: Metrics) -> list[Target]:
         Target(sequence_goal, f"{duration(sequence)} (`validate` and the kth, binary_add stages){note}",
                sequence < 180 if times["forced"] else None),
         Target(whole_goal, f"{duration(times['total_seconds'])}{note}",
-               times["total_seconds"] <= 1200 if times["forced"] else None),
+               times["total_seconds"] <= 1500 if times["forced"] else None),
     ]
 
 
@@ -309,11 +348,15 @@ def tables(metrics: Metrics) -> str:
         ["*Printed by `python scripts/results_table.py` (`make results` writes it here) from `metrics/*.json`; "
          "`tests/test_readme_results.py` fails when this block differs.*"],
         results_table(metrics),
-        ["**OCR by test split: word images**", "", *ocr_table(metrics)],
-        ["**OCR by test split: line images** (CER and word error rate, WER, by jiwer; Tesseract reads lines "
-         "in single-line mode)", "", *lines_table(metrics)],
-        ["**Lines switch**: one CRNN for words and lines, trained with line images (README *Text lines*)", "",
-         *lines_switch_table(metrics)],
+        ["**OCR by test split: word images** (CER is case-sensitive on the full charset; in brackets the "
+         "case-insensitive CER on letters, digits and single spaces, the terms of the figures before the "
+         "`english` charset)", "", *ocr_table(metrics)],
+        ["**OCR by test split: line images** (CER as above, and word error rate, WER, by jiwer; Tesseract reads "
+         "lines in single-line mode)", "", *lines_table(metrics)],
+        ["**Case-sensitive CER by word kind** (Tesseract's dictionaries help it on dictionary words)", "",
+         *kinds_table(metrics)],
+        ["**Architectures by CER per CPU-minute** (`benchmarks/ocr_architectures.py`; the default model "
+         "follows from it, README *OCR architectures*)", "", *architectures_table(metrics)],
         ["**Targets**", "", *targets_table(metrics)],
         ["**CRNN validation CER against training time** (one onecycle schedule; `val` is trdg-rendered in the "
          "training fonts, so it tracks `test`, not the reserved splits)", "", *learning_curve("ocr-crnn")],
@@ -347,9 +390,9 @@ def readme_block(text: str, begin: str = BEGIN, end: str = END) -> tuple[int, in
     return start, stop + len(end)
 
 
-def _replace_blocks(text: str) -> str:
+def _replace_blocks(text: str, rev: str | None = None) -> str:
     """`text` with its results block, and its bench block where it has one, regenerated."""
-    blocks = [(BEGIN, END, tables(load_metrics()))]
+    blocks = [(BEGIN, END, tables(load_metrics(rev=rev)))]
     if BENCH_BEGIN in text:
         blocks.append((BENCH_BEGIN, BENCH_END, bench_block()))
     for begin, end, body in blocks:
@@ -363,13 +406,15 @@ def main(argv: list[str] | None = None) -> int:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--write", type=Path, metavar="README", help="replace the results block in this file")
     mode.add_argument("--check", type=Path, metavar="README", help="exit 1 with a diff when its block is stale")
+    parser.add_argument("--rev", metavar="GIT_REV",
+                        help="read the results block's metrics as committed at this revision (e.g. HEAD)")
     args = parser.parse_args(argv)
     readme = args.write or args.check
     if readme is None:
         print(tables(load_metrics()) + "\n\n" + bench_block())
         return 0
     old = readme.read_text()
-    new = _replace_blocks(old)
+    new = _replace_blocks(old, args.rev)
     if args.write:
         readme.write_text(new)
         return 0

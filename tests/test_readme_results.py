@@ -25,29 +25,32 @@ sys.modules[_spec.name] = results_table  # dataclasses look their module up ther
 _spec.loader.exec_module(results_table)
 
 
-def _ocr_split(cer: float, words_per_s: float = 1000.0) -> dict:
-    return {"cer": cer, "word_accuracy": 1 - 5 * cer, "count": 100, "words_per_s": words_per_s, "threads": 2}
+def _ocr_split(cer: float, words_per_s: float = 1000.0, nocase: float | None = None) -> dict:
+    return {"cer": cer, "cer_nocase": cer if nocase is None else nocase, "cer_alnum_nocase": cer,
+            "word_accuracy": 1 - 5 * cer, "count": 100, "words_per_s": words_per_s, "threads": 2}
 
 
-def _ocr_eval(cer: float, reserved: float, degraded: float, words_per_s: float, lines: float | None = None) -> dict:
+def _ocr_eval(cer: float, reserved: float, degraded: float, words_per_s: float, lines: float) -> dict:
+    line_splits = ("test_reserved_lines", "test_reserved_lines_degraded", "test_reserved_scans")
     return {"test": _ocr_split(cer, words_per_s), "test_heldout_fonts": _ocr_split(cer),
-            "test_reserved": _ocr_split(reserved), "test_reserved_degraded": _ocr_split(degraded),
-            "test_reserved_lines": {**_ocr_split(reserved if lines is None else lines), "wer": 0.05}}
+            "test_reserved": _ocr_split(reserved, nocase=reserved / 1.5),
+            "test_reserved_degraded": _ocr_split(degraded, nocase=degraded / 1.5),
+            **{split: {**_ocr_split(lines), "wer": 0.05} for split in line_splits}}
 
 
-# Every target met: the limits are 99.9%, 100%, 1.0% / 1.5% / 1.5% and below Tesseract, word splits no worse
-# than the baseline, 0.5%, 3%, 5x, 3 min, 20 min.
+# Every target met at its limit: 99.9%, 99%, 100%, lines/scans below Tesseract, reserved words no worse than the
+# words-only baseline case-insensitively and case-sensitive <= 1.5x that, 5x Tesseract's speed, 3 min, 25 min.
 GOOD = {
     "kth/eval": {"test": {"accuracy": 0.9995, "min_len": 3, "max_len": 10},
                  "generalization": {"accuracy": 0.99, "min_len": 11, "max_len": 20}},
     "binary_add/eval": {"test": {"exact_match": 1.0, "bit_accuracy": 1.0, "min_bits": 1, "max_bits": 16},
                         "generalization": {"exact_match": 1.0, "min_bits": 18, "max_bits": 128, "n": 100}},
-    "ocr-crnn/eval": _ocr_eval(cer=0.005, reserved=0.010, degraded=0.015, words_per_s=1000.0, lines=0.015),
-    "ocr-bilstm/eval": _ocr_eval(cer=0.03, reserved=0.05, degraded=0.08, words_per_s=1500.0),
-    "ocr-tesseract/eval": _ocr_eval(cer=0.10, reserved=0.02, degraded=0.03, words_per_s=200.0),
-    "baselines/ocr-crnn-words": {"eval": _ocr_eval(cer=0.006, reserved=0.011, degraded=0.016, words_per_s=900.0)},
+    "ocr-crnn/eval": _ocr_eval(cer=0.005, reserved=0.015, degraded=0.03, words_per_s=1000.0, lines=0.015),
+    "ocr-bilstm/eval": _ocr_eval(cer=0.03, reserved=0.05, degraded=0.08, words_per_s=1500.0, lines=0.1),
+    "ocr-tesseract/eval": _ocr_eval(cer=0.10, reserved=0.02, degraded=0.03, words_per_s=200.0, lines=0.016),
+    "baselines/ocr-crnn-words": {"eval": {"test_reserved": {"cer": 0.010}, "test_reserved_degraded": {"cer": 0.020}}},
     "pipeline_times": {"stages": {"validate": 2.0, "train@kth": 60.0, "train@binary_add": 100.0, "ocr-train@crnn": 900.0},
-                       "total_seconds": 1200.0, "cpu_count": 2, "forced": True},
+                       "total_seconds": 1500.0, "cpu_count": 2, "forced": True},
 }
 
 
@@ -71,12 +74,15 @@ def test_readme_block_matches_metrics():
         pytest.skip(f"metrics files missing (run `dvc repro` and `make timed-repro`): {', '.join(missing)}")
     proc = subprocess.run([sys.executable, str(SCRIPT), "--check", "README.md"], cwd=ROOT,
                           capture_output=True, text=True)
+    if proc.returncode != 0:  # metrics regenerated here (`make pipeline`): the README documents HEAD's
+        proc = subprocess.run([sys.executable, str(SCRIPT), "--check", "README.md", "--rev", "HEAD"], cwd=ROOT,
+                              capture_output=True, text=True)
     assert proc.returncode == 0, f"README.md is stale, run `make results`:\n{proc.stdout}{proc.stderr}"
 
 
 def test_all_targets_met_at_their_limits():
     met = _met(GOOD)
-    assert len(met) == 12
+    assert len(met) == 13
     assert all(value is True for value in met.values()), met
 
 
@@ -85,19 +91,16 @@ def test_all_targets_met_at_their_limits():
     (("kth/eval", "generalization", "accuracy"), 0.989, "twice the longest trained length"),
     (("kth/eval", "generalization", "max_len"), 19, "twice the longest trained length"),
     (("binary_add/eval", "generalization", "exact_match"), 0.9999, "binary_add exact match"),
-    (("ocr-crnn/eval", "test_reserved", "cer"), 0.0101, "`test_reserved` <= 1.0%"),
-    (("ocr-tesseract/eval", "test_reserved", "cer"), 0.009, "`test_reserved` <= 1.0%"),  # Tesseract better
-    (("ocr-crnn/eval", "test_reserved_degraded", "cer"), 0.016, "`test_reserved_degraded`"),
-    (("ocr-tesseract/eval", "test_reserved_degraded", "cer"), 0.015, "`test_reserved_degraded`"),  # a tie
-    (("ocr-crnn/eval", "test_reserved_lines", "cer"), 0.0151, "`test_reserved_lines`"),
-    (("ocr-tesseract/eval", "test_reserved_lines", "cer"), 0.014, "`test_reserved_lines`"),  # Tesseract better
-    (("ocr-crnn/eval", "test_heldout_fonts", "cer"), 0.0061, "no worse than before lines"),
-    (("ocr-crnn/eval", "test", "cer"), 0.0051, "CRNN CER on its own"),
-    (("baselines/ocr-crnn-words", "eval", "test_reserved_degraded", "cer"), 0.0149, "no worse than before lines"),
-    (("ocr-bilstm/eval", "test", "cer"), 0.031, "BiLSTM CER on its own"),
+    (("ocr-crnn/eval", "test_reserved_lines", "cer"), 0.016, "`test_reserved_lines` below"),  # a tie
+    (("ocr-tesseract/eval", "test_reserved_lines_degraded", "cer"), 0.014, "`test_reserved_lines_degraded`"),
+    (("ocr-tesseract/eval", "test_reserved_scans", "cer"), 0.015, "`test_reserved_scans`"),
+    (("ocr-crnn/eval", "test_reserved", "cer_nocase"), 0.0101, "`test_reserved`: case-insensitive"),
+    (("baselines/ocr-crnn-words", "eval", "test_reserved_degraded", "cer"), 0.0199,
+     "`test_reserved_degraded`: case-insensitive"),
+    (("ocr-crnn/eval", "test_reserved", "cer"), 0.0151, "`test_reserved`: case-sensitive"),
     (("ocr-tesseract/eval", "test", "words_per_s"), 201.0, "5x Tesseract"),
     (("pipeline_times", "stages", "train@binary_add"), 120.0, "kth + binary_add"),
-    (("pipeline_times", "total_seconds"), 1201.0, "whole default"),
+    (("pipeline_times", "total_seconds"), 1501.0, "whole default"),
 ])
 def test_each_target_can_be_missed(path, value, goal):
     met = _met(_changed(path, value))
@@ -108,27 +111,36 @@ def test_each_target_can_be_missed(path, value, goal):
 
 def test_missing_figures_are_neither_met_nor_missed():
     metrics = copy.deepcopy(GOOD)
-    del metrics["pipeline_times"], metrics["ocr-crnn/eval"]["test_reserved"]
+    del metrics["pipeline_times"], metrics["ocr-crnn/eval"]["test_reserved_scans"]
     met = _met(metrics)
     assert [g for g, m in met.items() if m is None] == [
-        "CRNN CER on `test_reserved` <= 1.0% and below Tesseract's",
-        "CRNN CER on every word split no worse than before lines (`metrics/baselines/ocr-crnn-words.json`)",
-        "kth + binary_add stages < 3 min", "whole default `dvc repro` <= 20 min"]
+        "CRNN case-sensitive CER on `test_reserved_scans` below Tesseract's (PSM 7)",
+        "kth + binary_add stages < 3 min", "whole default `dvc repro` <= 25 min"]
     text = results_table.tables(metrics)  # prints "—" for what is missing instead of failing
     assert "No metrics/pipeline_times.json yet" in text
-    assert "| ocr crnn | CER 0.50% / word acc 97.5% | CER 0.50% / word acc 97.5% | — |" in text
+    assert "| ocr crnn | CER 0.50% (0.50%) / word acc 97.5% | CER 0.50% (0.50%) / word acc 97.5% |" in text
+    assert "/ WER 5.0% | — |" in text  # the CRNN's missing scan split
 
 
 def test_time_targets_need_a_forced_run():
     met = _met(_changed(("pipeline_times", "forced"), False))
-    assert met["whole default `dvc repro` <= 20 min"] is None
+    assert met["whole default `dvc repro` <= 25 min"] is None
     assert met["kth + binary_add stages < 3 min"] is None
+
+
+def test_readme_is_checked_against_the_committed_metrics_after_a_rerun(tmp_path):
+    """`make pipeline` on another machine changes the metrics in their last digits; the README documents
+    the committed ones, so `--check --rev HEAD` is what the block is held to then."""
+    head = results_table.load_metrics(rev="HEAD")
+    assert set(head) <= set(results_table.FILES)
+    here = results_table.load_metrics()
+    assert set(head) == set(here) or not head  # the same files as the working tree, read from git
 
 
 def test_write_then_check_round_trip(tmp_path, monkeypatch):
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n\nbefore\n\n{results_table.BEGIN}\nold figures\n{results_table.END}\n\nafter\n")
-    monkeypatch.setattr(results_table, "load_metrics", lambda: GOOD)
+    monkeypatch.setattr(results_table, "load_metrics", lambda rev=None: GOOD)
     assert results_table.main(["--check", str(readme)]) == 1
     assert results_table.main(["--write", str(readme)]) == 0
     text = readme.read_text()
