@@ -36,7 +36,7 @@ from reliability_support import (
 )
 from torch import nn
 
-EPOCHS = 4
+EPOCHS = 8  # room for the kill to land in any of epochs 3-8 on a loaded machine
 
 
 def _resume_files(root: Path) -> list[Path]:
@@ -95,22 +95,24 @@ def test_kill_9_mid_epoch_then_rerun_matches_uninterrupted(copies):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 300
-        while _saved_epoch(killed) < 2:  # epoch 2's checkpoint is on disk: epoch 3 is running now
+        # Killed as soon as a checkpoint is on disk (the event, not a delay after it): the kill lands in
+        # a later epoch, which one depends on the machine's load, and any of them must resume exactly.
+        while _saved_epoch(killed) < 2:
             assert proc.poll() is None, "training ended before it could be killed"
             assert time.monotonic() < deadline, "no checkpoint of epoch 2 within 300 s"
             time.sleep(0.05)
-        time.sleep(0.2)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     state = torch.load(_resume_files(killed)[0], weights_only=True)
-    assert state["loop_state"]["epoch"] == 2, "the kill did not land in epoch 3; make epochs longer"
+    saved = state["loop_state"]["epoch"]
+    assert 2 <= saved < EPOCHS, f"the kill landed after epoch {saved} of {EPOCHS}; make epochs longer"
     killed_run_id = state["loop_state"]["run_id"]
     assert not (killed / "models/kth.pt").exists()
     assert [s for _, s in _runs(killed, "seqlab-kth")] == ["RUNNING"]  # a kill -9 cannot close the run
 
     rerun = run(["dvc", "repro", "evaluate@kth"], killed)
-    assert "resuming after epoch 2" in rerun.stdout + rerun.stderr
+    assert f"resuming after epoch {saved}" in rerun.stdout + rerun.stderr
     out, _ = reference.communicate(timeout=600)
     assert reference.returncode == 0, out[-3000:]
 

@@ -34,6 +34,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -107,9 +108,18 @@ def launch(nproc: int, argv: Sequence[str]) -> None:
     try:
         elastic_launch(config, cmd)(*cmd_args)
     except ChildFailedError as exc:
+        _end_rank_output()
         raise SeqlabError(_failure_line(exc, nproc)) from None
     except SignalException as exc:  # the launcher itself was told to stop; the agent stopped the ranks
+        _end_rank_output()
         raise SeqlabError(f"training stopped by {signal.Signals(exc.sigval).name}") from None
+
+
+def _end_rank_output() -> None:
+    """End the line a dead rank left unfinished (its progress bar redraws with \r and no newline), so that
+    the launcher's one-line error starts a line of its own."""
+    sys.stderr.write("\n")
+    sys.stderr.flush()
 
 
 def _quiet_agent_logs() -> None:
