@@ -55,6 +55,32 @@ def test_load_gives_back_what_was_saved(tmp_path) -> None:
     assert data.widths.dtype == np.int64 and data.widths.tolist() == [5, 12, 1]
 
 
+def test_kinds_round_trip(tmp_path) -> None:
+    kinds = ["dictionary", "words", "prose"]
+    save_split(tmp_path / "s.npz", _images(), TEXTS, FONTS, HEIGHT, kinds)
+    a = load_arrays(tmp_path / "s.npz")
+    assert sorted(a) == ["fonts", "height", "kinds", "pixels", "texts", "widths"]
+    assert a["kinds"].dtype.kind == "U" and a["kinds"].tolist() == kinds
+    assert load_split(tmp_path / "s.npz", CHARSET).kinds == kinds
+    with pytest.raises(ValueError, match="2 kinds for 3 images"):
+        save_split(tmp_path / "t.npz", _images(), TEXTS, FONTS, HEIGHT, kinds[:2])
+
+
+def test_files_without_kinds_load_with_empty_kinds(tmp_path) -> None:
+    """Splits written before `kinds` existed (the same arrays, no kinds member) still load."""
+    save_split(tmp_path / "old.npz", _images(), TEXTS, FONTS, HEIGHT)
+    assert "kinds" not in load_arrays(tmp_path / "old.npz")
+    data = load_split(tmp_path / "old.npz", CHARSET)
+    assert data.kinds == [] and data.texts == TEXTS
+    assert OcrSplit.unlabelled(_images()).kinds == []
+    images = _images()
+    save_arrays(tmp_path / "bad.npz", pixels=np.concatenate([im.ravel() for im in images]),
+                widths=np.array([im.shape[1] for im in images], np.int32), height=np.array(HEIGHT, np.int32),
+                texts=np.array(TEXTS), fonts=np.array(FONTS), kinds=np.array(["number"]))
+    with pytest.raises(DataError, match="1 kinds for 3 images"):
+        load_split(tmp_path / "bad.npz", CHARSET)
+
+
 def test_pixels_that_do_not_match_the_widths_are_refused(tmp_path) -> None:
     save_arrays(tmp_path / "s.npz", pixels=np.zeros(HEIGHT * 10, np.uint8), widths=np.array([5, 6], np.int32),
                 height=np.array(HEIGHT, np.int32), texts=np.array(["a", "b"]), fonts=np.array(["f", "f"]))

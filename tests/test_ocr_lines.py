@@ -13,8 +13,9 @@ from seqlab.tasks.ocr.charset import Charset
 from seqlab.tasks.ocr.ctc import CtcReader, ctc_loss
 from seqlab.tasks.ocr.metrics import by_words, summarize, wer
 from seqlab.tasks.ocr.models import CRNN, ColumnBiLSTM
-from seqlab.tasks.ocr.pillow_render import LINE_WORDS, render_reserved_split, reserved_words
-from seqlab.tasks.ocr.words import WordSource
+from seqlab.tasks.ocr.pillow_render import RESERVED_CHARS, render_reserved_split, reserved_lines
+from seqlab.tasks.ocr.prose import ProseSource
+from seqlab.tasks.ocr.words import KINDS, WordSource
 
 CHARSET = Charset.from_name("digits_lower")
 
@@ -53,6 +54,44 @@ def test_sample_lines_joins_the_drawn_number_of_words() -> None:
         source.sample_lines(np.random.default_rng(0), 1, 3, 2)
 
 
+def test_sample_with_kinds_draws_what_sample_draws() -> None:
+    source = WordSource(CHARSET, 2, 12, 0.5, 0.2, mixed_ratio=0.2)
+    words, kinds = source.sample_with_kinds(np.random.default_rng(4), 400)
+    assert words == source.sample(np.random.default_rng(4), 400)
+    assert set(kinds) == set(KINDS) and len(kinds) == len(words)
+    kind_of = dict(zip(words, kinds, strict=True))
+    assert all(w.isdigit() for w, k in kind_of.items() if k == "number")
+    assert all(any(c.isdigit() for c in w) and any(c.isalpha() for c in w) for w, k in kind_of.items() if k == "mixed")
+    assert all(w in source.words for w, k in kind_of.items() if k == "dictionary")
+
+
+PROSE = ["It was the best of times, it was the worst of times, it was the age of wisdom.",
+         "Call me Ishmael. Some years ago, never mind how long precisely, I went to sea."]
+
+
+def test_prose_lines_replace_some_word_lines_and_nothing_else() -> None:
+    """Windows are drawn after the word lines: they change only the texts and kinds of the lines they replace."""
+    from test_ocr_render import FONTS, PARAMS
+
+    source = WordSource(CHARSET, **PARAMS["words"])
+    prose = ProseSource(PROSE, CHARSET, 8, 40)
+    words = render.build_specs(np.random.default_rng(5), 300, FONTS, source, PARAMS, 0.3)
+    mixed = render.build_specs(np.random.default_rng(5), 300, FONTS, source, {**PARAMS, "lines": {
+        **PARAMS["lines"], "prose": 0.5}}, 0.3, prose)
+    assert mixed == render.build_specs(np.random.default_rng(5), 300, FONTS, source, {**PARAMS, "lines": {
+        **PARAMS["lines"], "prose": 0.5}}, 0.3, prose)
+    assert {s.kind for s in words} == {"dictionary", "number", "random", "words"}
+    windows = [m for m in mixed if m.kind == "prose"]
+    assert 25 < len(windows) < 65  # ~45 of ~90 lines
+    assert all(8 <= len(m.text) <= 40 and any(m.text in p for p in PROSE) for m in windows)
+    for w, m in zip(words, mixed, strict=True):
+        assert (w.font, w.seed, w.background, w.distortion) == (m.font, m.seed, m.background, m.distortion)
+        assert (w.text, w.kind) == (m.text, m.kind) or (w.kind, m.kind) == ("words", "prose")
+    with pytest.raises(ValueError, match="needs a ProseSource"):
+        render.build_specs(np.random.default_rng(5), 10, FONTS, source, {**PARAMS, "lines": {
+            **PARAMS["lines"], "prose": 0.5}}, 0.3)
+
+
 def test_a_line_share_leaves_the_word_images_as_they_were() -> None:
     """Lines are drawn after everything else: turning them on changes only the texts of the line images."""
     from test_ocr_render import FONTS, PARAMS
@@ -78,9 +117,10 @@ def test_trdg_renders_a_line_at_the_height_wider_than_its_words() -> None:
     assert line_image.shape[1] > 2 * word_image.shape[1]
 
 
-def test_reserved_lines_render_clean_and_degraded() -> None:
-    lines = reserved_words(np.random.default_rng(0), 6, CHARSET, line_words=LINE_WORDS)
-    assert all(LINE_WORDS[0] <= len(line.split(" ")) <= LINE_WORDS[1] for line in lines)
+def test_reserved_lines_render_clean_and_degraded(tmp_path) -> None:
+    (tmp_path / "reserved.txt").write_text("\n".join(PROSE) + "\n")
+    lines = reserved_lines(6, CHARSET, seed=0, corpus_dir=tmp_path)
+    assert all(RESERVED_CHARS[0] <= len(line) <= RESERVED_CHARS[1] for line in lines)
     clean, _ = render_reserved_split(lines, RESERVED_TEST_FONTS, seed=1)
     degraded, _ = render_reserved_split(lines, RESERVED_TEST_FONTS, seed=1, degraded=True)
     for line, im, deg in zip(lines, clean, degraded, strict=True):

@@ -38,7 +38,7 @@ PARAMS = {
     "height": 32,
     "charset": "digits_lower",
     "counts": {"train": 12, "val": 3, "test": 3, "test_heldout_fonts": 3, "test_lines": 3},
-    "lines": {"share": 0.5, "words": [2, 3]},
+    "lines": {"share": 0.5, "words": [2, 3], "prose": 0.0, "chars": [8, 70]},
     "heldout_fonts": 2,
     "font_sources": ["trdg"],
     "fonts": FONTS,
@@ -302,3 +302,24 @@ def test_generated_splits(generated: dict[int, tuple[Path, dict]]) -> None:
         assert fonts <= heldout if split == "test_heldout_fonts" else not fonts & heldout
     with Image.open(path / "contact_sheet.png") as sheet:
         assert sheet.width > 0 and sheet.height >= 32
+
+
+def test_generate_records_kinds_and_draws_prose_from_the_training_corpus(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "train.txt").write_text("A visit to a strange place will bring fresh work.\n"
+                                      "Beware of low-flying butterflies.\n")
+    params = {**PARAMS, "counts": {"train": 8, "val": 2, "test": 2, "test_heldout_fonts": 2, "test_lines": 4},
+              "lines": {**PARAMS["lines"], "prose": 1.0}, "background_weights": {"plain": 1.0}}
+    stats = generate(params, 3, tmp_path / "ocr", progress=False, corpus_dir=corpus)
+    assert stats["prose_words"] == 11  # digits_lower refuses "work.", "low-flying" and "butterflies."
+    cs = Charset.from_name(PARAMS["charset"])
+    for split in SPLITS:
+        a = load_arrays(tmp_path / "ocr" / f"{split}.npz")
+        kinds, texts = a["kinds"].tolist(), a["texts"].tolist()
+        assert len(kinds) == len(texts) == params["counts"][split]
+        words = {"dictionary", "number", "random"}  # PARAMS' word mix
+        assert set(kinds) <= (words | {"prose"} if split in ("train", "val", "test_lines") else words)
+        prose = [t for t, k in zip(texts, kinds, strict=True) if k == "prose"]
+        assert all(t in cs.normalize(" ".join((corpus / "train.txt").read_text().split())) for t in prose)
+    assert set(load_arrays(tmp_path / "ocr" / "test_lines.npz")["kinds"].tolist()) == {"prose"}

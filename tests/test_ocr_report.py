@@ -17,11 +17,11 @@ CHARSET = Charset.from_name("digits_lower")
 EVAL_KEYS = {"count", "cer", "cer_nocase", "cer_alnum_nocase", "wer", "word_accuracy", "mean_ned_similarity", "words_per_s", "threads"}
 
 
-def _split(texts: list[str], seed: int) -> OcrSplit:
+def _split(texts: list[str], seed: int, kinds: list[str] | None = None) -> OcrSplit:
     rng = np.random.default_rng(seed)
     images = [rng.integers(0, 256, size=(8, 4 + 3 * len(t)), dtype=np.uint8) for t in texts]
     return OcrSplit(images, texts, [CHARSET.encode(t) for t in texts],
-                    np.array([im.shape[1] for im in images]), ["f.ttf"] * len(texts))
+                    np.array([im.shape[1] for im in images]), ["f.ttf"] * len(texts), kinds or [])
 
 
 class Lookup:
@@ -68,3 +68,28 @@ def test_no_test_split_no_grid() -> None:
     _, _, figures = evaluate_recognizer(Lookup({data.images[0].tobytes(): "ab"}), {"val": data}, "x")
     assert figures == {}
 
+
+
+def test_splits_with_kinds_are_scored_by_kind() -> None:
+    """Per-kind rows for splits that record kinds; in eval.json only a compact CER per kind."""
+    texts = ["London", "2048", "b0ok", "qzx", "paris", "Two words", "A window of prose"]
+    kinds = ["dictionary", "number", "mixed", "random", "dictionary", "words", "prose"]
+    preds = ["london", "2049", "b0ok", "", "paris", "Two words", "A window of prose"]
+    words = _split(texts, 0, kinds)
+    splits = {"test": words, "test_heldout_fonts": _split(["ab"], 1)}  # an old file: no kinds
+    answers = {im.tobytes(): p for im, p in zip(words.images, preds, strict=True)}
+    answers[splits["test_heldout_fonts"].images[0].tobytes()] = "ab"
+
+    metrics, tables, _ = evaluate_recognizer(Lookup(answers), splits, "Lookup")
+
+    assert tables["by_kind"] == [
+        {"split": "test", "kind": "dictionary", "count": 2, "cer": 1 / 11, "cer_nocase": 0.0, "word_accuracy": 0.5},
+        {"split": "test", "kind": "mixed", "count": 1, "cer": 0.0, "cer_nocase": 0.0, "word_accuracy": 1.0},
+        {"split": "test", "kind": "number", "count": 1, "cer": 0.25, "cer_nocase": 0.25, "word_accuracy": 0.0},
+        {"split": "test", "kind": "prose", "count": 1, "cer": 0.0, "cer_nocase": 0.0, "word_accuracy": 1.0},
+        {"split": "test", "kind": "random", "count": 1, "cer": 1.0, "cer_nocase": 1.0, "word_accuracy": 0.0},
+        {"split": "test", "kind": "words", "count": 1, "cer": 0.0, "cer_nocase": 0.0, "word_accuracy": 1.0},
+    ]
+    assert metrics["test"]["cer_by_kind"] == {"dictionary": 1 / 11, "mixed": 0.0, "number": 0.25, "prose": 0.0,
+                                              "random": 1.0, "words": 0.0}
+    assert set(metrics["test_heldout_fonts"]) == EVAL_KEYS  # no kinds, no per-kind figures

@@ -102,7 +102,7 @@ def test_repro_trains_and_scores_lines(repo, reproduced):
             assert (m["test"]["psm"], m["test_reserved"]["psm"], m["test_lines"]["psm"]) == (8, 8, 7)
         rows = list(csv.DictReader((repo / f"metrics/{model}/by_line_words.csv").open()))
         assert {r["split"] for r in rows} == {"test_lines", "test_reserved_lines", "test_reserved_lines_degraded"}
-        assert all(2 <= int(r["words"]) <= 6 for r in rows)
+        assert all(int(r["words"]) >= 1 for r in rows)  # prose windows of 10-70 characters: one word or many
         assert sum(int(r["count"]) for r in rows) == 24
         assert (repo / f"metrics/{model}/predictions_reserved_lines.png").read_bytes()[:4] == b"\x89PNG"
 

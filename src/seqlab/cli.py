@@ -2,6 +2,7 @@
 
     seqlab validate                      check params.yaml (the first DVC stage)
     seqlab fonts                         the OCR training-font manifest, data/ocr-fonts.json
+    seqlab corpus                        the OCR text corpus (training and reserved prose), data/ocr-corpus/
     seqlab generate kth|binary_add|ocr   write data/<task>/
     seqlab render-reserved               the OCR test splits in the reserved font families, data/ocr-reserved/
     seqlab train kth|binary_add|ocr [--variant bilstm|crnn]
@@ -50,6 +51,13 @@ def cmd_fonts(args: argparse.Namespace) -> int:
     data = load_params(args.params).ocr.data
     manifest = write_manifest(paths.fonts_manifest(), data.charset, data.font_sources)
     print(summary(manifest), file=sys.stderr)
+    return 0
+
+
+def cmd_corpus(args: argparse.Namespace) -> int:
+    from seqlab.tasks.ocr.corpus import build, corpus_dir, summary
+
+    print(summary(build(corpus_dir())), file=sys.stderr)
     return 0
 
 
@@ -185,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fonts", help="write the OCR training-font manifest (data/ocr-fonts.json)")
     p.set_defaults(func=cmd_fonts)
+
+    p = sub.add_parser("corpus", help="write the OCR text corpus: training and reserved prose (data/ocr-corpus/)")
+    p.set_defaults(func=cmd_corpus)
 
     p = sub.add_parser("render-reserved", help="render the OCR test splits in the reserved font families")
     p.set_defaults(func=cmd_render_reserved)

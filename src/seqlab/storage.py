@@ -9,6 +9,7 @@ zip CRCs make a truncated or edited file fail loudly on load.
 from __future__ import annotations
 
 import glob
+import hashlib
 import io
 import json
 import os
@@ -75,6 +76,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The hex sha256 of a file's bytes (font and corpus manifests name their sources by it)."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

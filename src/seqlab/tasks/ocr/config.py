@@ -64,15 +64,19 @@ class OcrCountsConfig(Section):
 
 
 class OcrLinesConfig(Section):
-    """Line images: several words of `ocr.data.words` joined by single spaces (seqlab.tasks.ocr.words.join_lines)."""
+    """Line images: several words of `ocr.data.words` joined by single spaces (seqlab.tasks.ocr.words), or
+    windows of prose from the training corpus (seqlab.tasks.ocr.prose)."""
 
     share: Ratio  # share of line images in train and val; 0 trains on single words only
     words: Annotated[list[PositiveInt], Field(min_length=2, max_length=2)]  # [fewest, most] words per line
+    prose: Ratio  # share of line images (train, val, test_lines) that are prose windows; the rest join words
+    chars: Annotated[list[PositiveInt], Field(min_length=2, max_length=2)]  # [shortest, longest] prose window
 
     @model_validator(mode="after")
     def _ordered(self) -> OcrLinesConfig:
         low, high = self.words
         rule(2 <= low <= high, f"`words` must be [low, high] with 2 <= low <= high (got {self.words})")
+        rule(self.chars[0] <= self.chars[1], f"`chars` must be [low, high] with low <= high (got {self.chars})")
         return self
 
 

@@ -14,10 +14,15 @@ fixed timestamps, so the same images give the same bytes) of N word or line imag
     ======  ==============  ===================================================================
     fonts   <U, (N,)        font file each image was drawn with
     height  int32, ()       height H of every image, in pixels
+    kinds   <U, (N,)        what each text is: a word's kind (dictionary, number, mixed, random) or a
+                            line's (words: joined words, prose: a window of the text corpus)
     pixels  uint8, (sum HW) every image's rows, row-major (H, W_i), concatenated in image order
     texts   <U, (N,)        label of each image, already normalized to the charset
     widths  int32, (N,)     width W_i of each image
     ======  ==============  ===================================================================
+
+``kinds`` is absent from files written before it existed (and by writers that pass none); such a split
+loads with empty ``kinds``, and evaluation then has no per-kind figures for it.
 
 Images are grayscale; trdg's are dark text on a light background, the degraded reserved split also has
 light text on dark grounds (every image is normalised before a model sees it). ``meta.json`` is
@@ -29,7 +34,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +67,7 @@ class OcrSplit:
     labels: list[list[int]]
     widths: np.ndarray  # int64 (N,)
     fonts: list[str]
+    kinds: list[str] = field(default_factory=list)  # one per image, or empty when the file has none
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -74,8 +80,11 @@ class OcrSplit:
                    [""] * n)
 
 
-def save_split(path: Path, images: Sequence[np.ndarray], texts: Sequence[str], fonts: Sequence[str], height: int) -> None:
-    """Write one split in the format above."""
+def save_split(path: Path, images: Sequence[np.ndarray], texts: Sequence[str], fonts: Sequence[str], height: int,
+               kinds: Sequence[str] = ()) -> None:
+    """Write one split in the format above; `kinds` is written when given (one per image)."""
+    if kinds and len(kinds) != len(texts):
+        raise ValueError(f"{path}: {len(kinds)} kinds for {len(texts)} images")
     save_arrays(
         path,
         pixels=np.concatenate([im.ravel() for im in images]),
@@ -83,6 +92,7 @@ def save_split(path: Path, images: Sequence[np.ndarray], texts: Sequence[str], f
         height=np.array(height, dtype=np.int32),
         texts=np.array(texts, dtype=str),
         fonts=np.array(fonts, dtype=str),
+        **({"kinds": np.array(kinds, dtype=str)} if kinds else {}),
     )
 
 
@@ -99,7 +109,10 @@ def load_split(path: Path, charset: Charset) -> OcrSplit:
     bad = next((t for t in texts if not charset.accepts(t)), None)
     if bad is not None:
         raise DataError(f"{path}: label {bad!r} has characters outside the charset; regenerate the data")
-    return OcrSplit(images, texts, [charset.encode(t) for t in texts], widths, [str(f) for f in a["fonts"]])
+    kinds = [str(k) for k in a["kinds"]] if "kinds" in a else []
+    if kinds and len(kinds) != len(texts):
+        raise DataError(f"{path}: {len(kinds)} kinds for {len(texts)} images; regenerate it with dvc repro -f")
+    return OcrSplit(images, texts, [charset.encode(t) for t in texts], widths, [str(f) for f in a["fonts"]], kinds)
 
 
 def load_test_splits(charset: Charset) -> dict[str, OcrSplit]:

@@ -27,7 +27,6 @@ check found trdg's AllerDisplay, small caps, which the hand-made list had missed
 from __future__ import annotations
 
 import argparse
-import hashlib
 import re
 import subprocess
 import sys
@@ -43,7 +42,7 @@ from fontTools.ttLib import TTFont
 from PIL import Image, ImageDraw, ImageFont
 
 from seqlab.errors import ParamsError, SeqlabError
-from seqlab.storage import write_json
+from seqlab.storage import sha256_file, write_json
 from seqlab.tasks.ocr.charset import DEFAULT_CHARSET, Charset
 from seqlab.tasks.ocr.reserved_families import is_reserved, reserved_family
 from seqlab.tasks.ocr.trdg_compat import trdg_dir
@@ -205,11 +204,6 @@ def font_path(font_id: str) -> Path:
     if name not in files:
         raise ParamsError(f"unknown font {font_id!r}: no such file in an installed inventory package")
     return files[name]
-
-
-def sha256_file(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 # --- what a file is --------------------------------------------------------------------------

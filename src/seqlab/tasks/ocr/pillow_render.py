@@ -1,9 +1,10 @@
-"""An evaluation split rendered without trdg: plain Pillow, reserved fonts, words from another dictionary.
+"""An evaluation split rendered without trdg: plain Pillow, reserved fonts, words and text from other sources.
 
 A test set drawn by the training renderer shares its quirks (canvas sizing, margins, noise
 model, trdg's dictionary); a model can score well on it by learning those. This split shares
-none of them: Debian's word list (`wamerican`) instead of trdg's, font families that training
-never uses (the caller passes their files), and Pillow's own text drawing.
+none of them: Debian's word list (`wamerican`) instead of trdg's, lines of prose from the reserved
+corpus (license texts, data/ocr-corpus/reserved.txt) instead of the training corpus (fortunes), font
+families that training never uses (the caller passes their files), and Pillow's own text drawing.
 
 Two variants of the same words and fonts (the font, size and margins of image i are drawn
 before anything else, so both variants agree on them):
@@ -14,7 +15,7 @@ before anything else, so both variants agree on them):
   light-on-dark, rotation within +-3 degrees, loose margins, uneven lighting, low resolution,
   blur, Gaussian noise and JPEG compression at quality 20-60, each with its own probability.
 
-Lines (several words joined by single spaces, FreeType's own space advance between them) are drawn
+Lines (windows of RESERVED_CHARS characters of prose, FreeType's own space advance between words) are drawn
 the same way; in the degraded variant their rotation is scaled down with their length, so that a
 long line drifts at most about as many text heights as a rotated word (a line finder deskews more
 than that away).
@@ -47,11 +48,12 @@ from seqlab.errors import DataError
 from seqlab.tasks.ocr.charset import Charset
 from seqlab.tasks.ocr.data import save_split, write_meta
 from seqlab.tasks.ocr.fonts import missing_glyphs, reserved_fonts
+from seqlab.tasks.ocr.prose import PROSE_KIND, ProseSource
 from seqlab.tasks.ocr.words import WordSource
 
 DEBIAN_WORDS = Path("/usr/share/dict/american-english")  # Debian package wamerican
-# Words per reserved line: fixed, so the evaluation lines stay the same when training params change.
-LINE_WORDS = (2, 6)
+# Characters per reserved line: fixed, so the evaluation lines stay the same when training params change.
+RESERVED_CHARS = (10, 70)
 LINE_ROTATION_ASPECT = 6.0  # a line wider than this many ink heights is rotated proportionally less
 DRAW_SIZES = (64, 72, 80, 88, 96)  # font sizes in px; few distinct values keep the font cache small
 CASE_MIX = {"as_spelled": 0.6, "capitalized": 0.25, "upper": 0.15}
@@ -87,9 +89,7 @@ class Degradations:
     jpeg_quality: tuple[int, int] = (20, 60)
 
 
-def reserved_words(
-    rng: np.random.Generator,
-    n: int,
+def reserved_word_source(
     charset: Charset,
     min_len: int = 2,
     max_len: int = 12,
@@ -98,18 +98,32 @@ def reserved_words(
     mixed_ratio: float = 0.2,
     case_mix: dict[str, float] | None = None,
     dictionary: Path = DEBIAN_WORDS,
-    line_words: tuple[int, int] | None = None,
-) -> list[str]:
-    """`n` words as written (render these; label with `charset.normalize`): Debian words, numbers, mixes.
+) -> WordSource:
+    """The words of the reserved word splits: Debian words, numbers, mixes.
 
     No random strings by default: the split measures reading real text. Words are recased by
-    `case_mix` (default CASE_MIX). With `line_words` = (fewest, most), `n` lines of such words instead.
+    `case_mix` (default CASE_MIX).
     """
     if not dictionary.is_file():
         raise DataError(f"{dictionary} is missing: install Debian's wamerican package (make fonts)")
-    source = WordSource(charset, min_len, max_len, dictionary_ratio, number_ratio, dictionary=dictionary,
-                        case_mix=CASE_MIX if case_mix is None else case_mix, mixed_ratio=mixed_ratio)
-    return source.sample(rng, n) if line_words is None else source.sample_lines(rng, n, *line_words)
+    return WordSource(charset, min_len, max_len, dictionary_ratio, number_ratio, dictionary=dictionary,
+                      case_mix=CASE_MIX if case_mix is None else case_mix, mixed_ratio=mixed_ratio)
+
+
+def reserved_words(rng: np.random.Generator, n: int, charset: Charset, **source: Any) -> list[str]:
+    """`n` words as written (render these; label with `charset.normalize`) of `reserved_word_source(charset,
+    **source)`."""
+    return reserved_word_source(charset, **source).sample(rng, n)
+
+
+def reserved_lines(count: int, charset: Charset, seed: int, corpus_dir: Path | None = None) -> list[str]:
+    """The `count` lines of the reserved line splits for `seed`, as written: windows of RESERVED_CHARS
+    characters of the reserved corpus (data/ocr-corpus/reserved.txt, or `corpus_dir`'s). Every split drawn
+    from the reserved text (clean, degraded, scan-like) takes its lines from here, so they read the same text."""
+    from seqlab.seeding import derive_seed  # here, not at module level: spawned workers skip torch
+
+    prose = ProseSource.from_corpus("reserved", charset, RESERVED_CHARS[0], RESERVED_CHARS[1], corpus_dir)
+    return prose.sample(np.random.default_rng(derive_seed(seed, "ocr", "reserved", "lines")), count)
 
 
 def render_reserved_split(
@@ -277,26 +291,30 @@ def evaluation_fonts(charset: Charset) -> tuple[list[Path], list[str]]:
 
 
 def generate_reserved(count: int, charset: Charset, height: int, seed: int, out_dir: Path,
-                      workers: int = 1, line_count: int = 1) -> dict[str, Any]:
+                      workers: int = 1, line_count: int = 1, corpus_dir: Path | None = None) -> dict[str, Any]:
     """The `seqlab render-reserved` stage: test_reserved (clean) and test_reserved_degraded (the same
     words and fonts, degraded) of `count` words, test_reserved_lines and test_reserved_lines_degraded of
-    `line_count` lines, under `out_dir`, with meta.json and a contact sheet; returns stats."""
+    `line_count` lines of reserved prose (:func:`reserved_lines`), under `out_dir`, with meta.json and a
+    contact sheet; returns stats."""
     from seqlab.seeding import derive_seed  # here, not at module level: spawned workers skip torch
     from seqlab.tasks.ocr.render import contact_sheet
 
     start = time.perf_counter()
     font_paths, font_names = evaluation_fonts(charset)
-    words = reserved_words(np.random.default_rng(derive_seed(seed, "ocr", "reserved", "words")), count, charset)
-    lines = reserved_words(np.random.default_rng(derive_seed(seed, "ocr", "reserved", "lines")), line_count, charset,
-                           line_words=LINE_WORDS)
+    words, word_kinds = reserved_word_source(charset).sample_with_kinds(
+        np.random.default_rng(derive_seed(seed, "ocr", "reserved", "words")), count)
+    lines = reserved_lines(line_count, charset, seed, corpus_dir)
+    line_kinds = [PROSE_KIND] * len(lines)
     stats: dict[str, Any] = {"fonts": len(font_paths), "families": len({n.rsplit(' ', 1)[0] for n in font_names})}
-    for split, texts, degraded in (("test_reserved", words, False), ("test_reserved_degraded", words, True),
-                                   ("test_reserved_lines", lines, False), ("test_reserved_lines_degraded", lines, True)):
+    for split, texts, kinds, degraded in (
+        ("test_reserved", words, word_kinds, False), ("test_reserved_degraded", words, word_kinds, True),
+        ("test_reserved_lines", lines, line_kinds, False), ("test_reserved_lines_degraded", lines, line_kinds, True),
+    ):
         kind = "lines" if texts is lines else "render"  # each set of texts its own seed: words stay as before
         images, fonts = render_reserved_split(texts, font_paths, derive_seed(seed, "ocr", "reserved", kind), height,
                                               degraded, workers, font_names=font_names)
         labels = [charset.normalize(t) for t in texts]
-        save_split(out_dir / f"{split}.npz", images, labels, fonts, height)
+        save_split(out_dir / f"{split}.npz", images, labels, fonts, height, kinds)
         if split == "test_reserved_degraded":
             contact_sheet(out_dir / "contact_sheet.png", images, labels, fonts)
         stats[split] = {"count": len(images), "mean_width": round(float(np.mean([im.shape[1] for im in images])), 2)}

@@ -11,9 +11,11 @@ Rendering choices:
   of overhanging first/last glyphs (italics, Pacifico, Walkway Oblique: 72 of the 100 fonts
   clip some words). One space on each side leaves room for every overhang we measured.
 - No `width` is passed to trdg (it would clip long words): height is exact, width follows the text.
-- A line image is several words joined by single spaces (`ocr.data.lines`): trdg draws its spaces at
-  the font's own advance, the label keeps one space per gap. `test_lines` holds only lines; train and
-  val hold `lines.share` of them; the other test splits hold words only.
+- A line image is several words joined by single spaces (`ocr.data.lines`), or for a `lines.prose`
+  share of the lines a window of `lines.chars` characters of prose from the training corpus
+  (seqlab.tasks.ocr.prose): trdg draws its spaces at the font's own advance, the label keeps one space
+  per gap. `test_lines` holds only lines; train and val hold `lines.share` of them; the other test
+  splits hold words only. Each image's kind (a word's, "words" or "prose") is saved with the split.
 - Images whose text is nearly invisible (see `render_one`) are re-rendered, never kept or dropped.
 - Fonts are ids of the font inventory (seqlab.tasks.ocr.fonts), which decides which files may
   train: fonts drawing lowercase as capitals only with caseless charsets, fonts lacking a
@@ -48,8 +50,9 @@ from seqlab.storage import atomic_write
 from seqlab.tasks.ocr.charset import Charset
 from seqlab.tasks.ocr.data import save_split
 from seqlab.tasks.ocr.fonts import choose_heldout_fonts, font_dir, font_path, usable_fonts
+from seqlab.tasks.ocr.prose import PROSE_KIND, ProseSource
 from seqlab.tasks.ocr.trdg_compat import import_trdg, trdg_dir
-from seqlab.tasks.ocr.words import WordSource
+from seqlab.tasks.ocr.words import LINE_KIND, WordSource
 
 SPLITS = ("train", "val", "test", "test_heldout_fonts", "test_lines")
 BACKGROUNDS = {"noise": 0, "plain": 1, "quasicrystal": 2, "image": 3}  # name -> trdg background_type
@@ -77,6 +80,7 @@ class ImageSpec:
     background: int  # trdg background_type, see BACKGROUNDS
     distortion: int = 0  # 0 none, 1 sine, 2 cosine
     distortion_orientation: int = 0  # 0 vertical, 1 horizontal, 2 both
+    kind: str = ""  # what the text is (saved with the split, not rendered): see seqlab.tasks.ocr.data
 
 
 @dataclass(frozen=True)
@@ -99,15 +103,16 @@ class RenderResult:
 
 def build_specs(
     rng: np.random.Generator, count: int, fonts: Sequence[str], words: WordSource, params: dict[str, Any],
-    line_share: float = 0.0,
+    line_share: float = 0.0, prose: ProseSource | None = None,
 ) -> list[ImageSpec]:
     """`count` image specs drawn from `rng`: texts, fonts, backgrounds, distortions and seeds.
 
-    A `line_share` of the images show a line of `params["lines"]["words"]` words instead of one word;
-    the lines are drawn after everything else, so the other draws do not depend on the share.
+    A `line_share` of the images show a line of `params["lines"]["words"]` words instead of one word, and
+    a `params["lines"]["prose"]` share of those lines a window of `prose` instead. The lines are drawn
+    after everything else and the windows after the lines, so the other draws depend on neither share.
     """
     weights = np.array([float(params["background_weights"].get(name, 0)) for name in BACKGROUNDS])
-    texts = words.sample(rng, count)
+    texts, kinds = words.sample_with_kinds(rng, count)
     font_ids = rng.integers(len(fonts), size=count)
     backgrounds = rng.choice(list(BACKGROUNDS.values()), size=count, p=weights / weights.sum())
     distorted = rng.random(count) < float(params["distortion_ratio"])
@@ -118,12 +123,20 @@ def build_specs(
         is_line = np.flatnonzero(rng.random(count) < line_share)
         lines = words.sample_lines(rng, len(is_line), *params["lines"]["words"])
         for i, line in zip(is_line.tolist(), lines, strict=True):
-            texts[i] = line
+            texts[i], kinds[i] = line, LINE_KIND
+        prose_share = float(params["lines"]["prose"])
+        if prose_share > 0:
+            if prose is None:
+                raise ValueError("lines.prose > 0 needs a ProseSource to draw windows from")
+            # Windows replace word lines already drawn, so the word lines left are those of prose share 0.
+            is_prose = is_line[rng.random(len(is_line)) < prose_share]
+            for i, window in zip(is_prose.tolist(), prose.sample(rng, len(is_prose)), strict=True):
+                texts[i], kinds[i] = window, PROSE_KIND
     return [
-        ImageSpec(text, fonts[f], s, b, d, o)
-        for text, f, s, b, d, o in zip(
+        ImageSpec(text, fonts[f], s, b, d, o, kind)
+        for text, f, s, b, d, o, kind in zip(
             texts, font_ids.tolist(), seeds.tolist(), backgrounds.tolist(), distortions.tolist(),
-            orientations.tolist(), strict=True,
+            orientations.tolist(), kinds, strict=True,
         )
     ]
 
@@ -312,12 +325,14 @@ def training_fonts_from_manifest(data_params: dict[str, Any], charset: Charset) 
 
 
 def generate(
-    data_params: dict[str, Any], seed: int, out_dir: Path, workers: int = 1, progress: bool = True
+    data_params: dict[str, Any], seed: int, out_dir: Path, workers: int = 1, progress: bool = True,
+    corpus_dir: Path | None = None,
 ) -> dict[str, Any]:
     """The OCR generate stage: render every split to `out_dir/<split>.npz` plus a contact sheet.
 
     `test` uses the training fonts; `test_heldout_fonts` uses only the held-out fonts, which never
-    appear in train or val. Returns JSON-ready stats.
+    appear in train or val. Prose lines come from the training corpus (data/ocr-corpus/train.txt, or
+    `corpus_dir`'s), read only when `lines.prose` > 0. Returns JSON-ready stats.
     """
     from seqlab.seeding import derive_seed  # here, not at module level: spawned workers skip torch
 
@@ -329,6 +344,9 @@ def generate(
     train_fonts = [f for f in fonts if f not in heldout]
     words = WordSource(charset, **data_params["words"])
     cfg = RenderConfig.from_params(data_params)
+    lines = data_params["lines"]
+    shortest, longest = lines["chars"]
+    prose = ProseSource.from_corpus("train", charset, shortest, longest, corpus_dir) if lines["prose"] > 0 else None
 
     line_share = {"train": data_params["lines"]["share"], "val": data_params["lines"]["share"], "test_lines": 1.0}
     specs = {
@@ -339,6 +357,7 @@ def generate(
             words,
             data_params,
             line_share.get(split, 0.0),
+            prose,
         )
         for split in SPLITS
     }
@@ -355,7 +374,7 @@ def generate(
         offset += len(split_specs)
         labels = [charset.normalize(s.text) for s in split_specs]
         split_fonts = [s.font for s in split_specs]
-        save_split(out_dir / f"{split}.npz", images, labels, split_fonts, cfg.height)
+        save_split(out_dir / f"{split}.npz", images, labels, split_fonts, cfg.height, [s.kind for s in split_specs])
         if split == "train":
             contact_sheet(out_dir / "contact_sheet.png", images, labels, split_fonts)
         stats["counts"][split] = len(images)
@@ -366,6 +385,7 @@ def generate(
         chars=charset.chars,
         num_classes=charset.num_classes,
         dictionary_words=len(words.words),
+        prose_words=len(prose.words) if prose else 0,  # words in windows the charset accepts
         train_fonts=len(train_fonts),
         heldout_fonts=heldout,
         excluded_fonts=len(excluded),  # the reasons are in data/ocr-fonts.json

@@ -2,8 +2,12 @@
 
 A recognizer is anything with ``read(images) -> texts``. :func:`evaluate_recognizer` times it on each
 test split and returns the eval.json metrics (CER, case-insensitive CER, word accuracy, 1-NED, words/s,
-threads), the per-length table and the prediction grid (test images with prediction and truth, errors
-first) as a figure to draw; the caller decides where files go.
+threads, CER by text kind), the per-length, per-line-length and per-kind tables and the prediction grid
+(test images with prediction and truth, errors first) as a figure to draw; the caller decides where files go.
+
+Text kinds (seqlab.tasks.ocr.data, `kinds`) tell dictionary words, numbers, letter-digit mixes and random
+strings apart, and lines of joined words from prose: a model that reads dictionary words well but random
+strings badly leans on a language prior, which the split's one CER hides.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from PIL import Image, ImageDraw, ImageFont
 from seqlab.storage import atomic_path
 from seqlab.tasks.base import Evaluation, Figure, Table
 from seqlab.tasks.ocr.data import LINE_SPLITS, OcrSplit
-from seqlab.tasks.ocr.metrics import by_words, summarize
+from seqlab.tasks.ocr.metrics import by_words, cer, summarize, word_accuracy
 
 WORD_GRID_CELLS, LINE_GRID_CELLS = 60, 30  # a line cell is twice a word cell's width: the same area
 GRIDS = {"test": "predictions.png", "test_reserved_degraded": "predictions_reserved_degraded.png",
@@ -35,8 +39,9 @@ class Recognizer(Protocol):
 
 
 def evaluate_recognizer(recognizer: Recognizer, splits: Mapping[str, OcrSplit], name: str) -> Evaluation:
-    """Read every split and score it: metrics per split, {"by_length": rows, "by_line_words": rows} (the
-    second for line splits, by number of words per line), {"predictions.png": grid, ...}.
+    """Read every split and score it: metrics per split, {"by_length": rows, "by_line_words": rows, "by_kind":
+    rows} (by_line_words for line splits, by number of words per line; by_kind and the metric `cer_by_kind`
+    for splits that record their text kinds), {"predictions.png": grid, ...}.
 
     ``words_per_s`` is the wall-clock reading rate on ``threads`` = torch's thread count, the cores both
     our models and Tesseract are given. Prediction grids (errors first) show the splits in GRIDS.
@@ -44,6 +49,7 @@ def evaluate_recognizer(recognizer: Recognizer, splits: Mapping[str, OcrSplit], 
     metrics: dict[str, Any] = {}
     rows: Table = []
     line_rows: Table = []
+    kind_rows: Table = []
     figures: dict[str, Figure] = {}
     for split, data in splits.items():
         t0 = time.perf_counter()
@@ -55,14 +61,35 @@ def evaluate_recognizer(recognizer: Recognizer, splits: Mapping[str, OcrSplit], 
         rows += [{"length": int(k), "split": split, **v} for k, v in by_len.items()]
         if split in LINE_SPLITS:
             line_rows += [{"words": k, "split": split, **v} for k, v in by_words(preds, data.texts).items()]
+        if data.kinds:
+            rows_of_split = by_kind(preds, data.texts, data.kinds)
+            metrics[split]["cer_by_kind"] = {r["kind"]: r["cer"] for r in rows_of_split}
+            kind_rows += [{"split": split, **r} for r in rows_of_split]
         if split in GRIDS:
             figures[GRIDS[split]] = partial(prediction_grid, images=data.images, preds=preds, truths=data.texts,
                                             title=f"{name} on {split}: errors first",
                                             columns=2 if split in LINE_SPLITS else 4,
                                             cell_width=480 if split in LINE_SPLITS else 240,
                                             limit=LINE_GRID_CELLS if split in LINE_SPLITS else WORD_GRID_CELLS)
-    tables = {"by_length": rows, "by_line_words": line_rows} if line_rows else {"by_length": rows}
+    tables = {"by_length": rows}
+    if line_rows:
+        tables["by_line_words"] = line_rows
+    if kind_rows:
+        tables["by_kind"] = kind_rows
     return Evaluation(metrics, tables, figures)
+
+
+def by_kind(preds: Sequence[str], truths: Sequence[str], kinds: Sequence[str]) -> Table:
+    """One row per text kind, by name: kind, count, cer, cer_nocase, word_accuracy (whole images read exactly)."""
+    groups: dict[str, list[int]] = {}
+    for i, kind in enumerate(kinds):
+        groups.setdefault(kind, []).append(i)
+    rows: Table = []
+    for kind in sorted(groups):
+        p, t = [preds[i] for i in groups[kind]], [truths[i] for i in groups[kind]]
+        rows.append({"kind": kind, "count": len(t), "cer": cer(p, t),
+                     "cer_nocase": cer([x.lower() for x in p], [x.lower() for x in t]), "word_accuracy": word_accuracy(p, t)})
+    return rows
 
 
 def prediction_grid(path: str | Path, images: Sequence[np.ndarray], preds: Sequence[str], truths: Sequence[str],

