@@ -20,12 +20,13 @@ HEIGHT = 32
 WORDS = ("hello", "Quick", "minimum", "gypsy42", "Wall", "illicit", "xylophone", "a1b2")
 FONTS = ("Roboto-Regular.ttf", "OpenSans-Italic.ttf", "Lato-Bold.ttf", "Raleway-Thin.ttf")
 GEOMETRY_OFF = dict(p_zoom=0.0, p_x_scale=0.0, p_margins=0.0, p_spacing=0.0, p_shear=0.0, p_rotate=0.0,
-                    p_perspective=0.0)
-APPEARANCE_OFF = dict(p_stroke=0.0, p_tone=0.0, p_invert=0.0, p_texture=0.0, p_blur=0.0, p_noise=0.0, p_jpeg=0.0)
+                    p_perspective=0.0, p_curl=0.0)
+APPEARANCE_OFF = dict(p_stroke=0.0, p_tone=0.0, p_invert=0.0, p_texture=0.0, p_blur=0.0, p_noise=0.0, p_jpeg=0.0,
+                      p_scan=0.0, p_speckle=0.0)
 GEOMETRY_ALL = dict(p_identity=0.0, p_zoom=1.0, p_x_scale=1.0, p_margins=1.0, p_spacing=1.0, p_shear=1.0,
-                    p_rotate=1.0, p_perspective=1.0)
+                    p_rotate=1.0, p_perspective=1.0, p_curl=1.0)
 EVERYTHING = dict(GEOMETRY_ALL, p_stroke=1.0, p_tone=1.0, p_invert=0.5, p_texture=1.0, p_blur=1.0, p_noise=1.0,
-                  p_jpeg=1.0)
+                  p_jpeg=1.0, p_scan=0.5, p_speckle=0.5)
 
 
 def config(**overrides) -> AugmentConfig:
