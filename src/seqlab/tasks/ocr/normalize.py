@@ -42,8 +42,8 @@ KEEP_V, KEEP_H = 0.35, 0.3  # margin kept above/below and left/right of the text
 LOOSE_FILL = 0.2  # rows are trimmed when the text box is under this share of the image height
 WIDE_H = 1.5  # columns are trimmed on a side whose margin is over this many text-box heights
 # crop_to_line, in core heights (the core: the line's densest rows, its x-height or cap-height band)
-LINE_INK = 0.5  # normalised ink above this is text (scans are 0 or 1; anti-aliased edges split halfway)
-CORE_LEVEL = 0.4  # rows with at least this share of the densest row's ink (3-row mean) form the core
+LINE_INK = 0.25  # normalised ink above this is text: low, so that a hairline's grey strokes stay whole
+CORE_LEVEL = 0.4  # rows with at least this share of the densest rows' ink (3-row mean) form the core
 LINE_ZONE = 1.0  # the line's own ink (ascenders, i-dots, descenders, commas) lies within this of its core
 LINE_SPECK = 0.3  # components lower than this, off the core, do not widen the band (specks, dots)
 # The band spans at least this much above and below the core: a font's ascent and descent around its x-height,
@@ -170,9 +170,8 @@ def crop_to_line(gray: np.ndarray) -> np.ndarray:
     h, w = gray.shape
     if h < MIN_LINE_ROWS:
         return gray
-    ink = normalize(torch.from_numpy(gray.astype(np.float32) / 255.0)[None, None], torch.tensor([w]))
-    # A 3x3 max first: the pieces of a hairline stroke (under LINE_INK here and there) stay one component.
-    mask = (F.max_pool2d(ink, 3, stride=1, padding=1)[0, 0] > LINE_INK).numpy().astype(np.uint8)
+    ink = normalize(torch.from_numpy(gray.astype(np.float32) / 255.0)[None, None], torch.tensor([w]))[0, 0]
+    mask = (ink > LINE_INK).numpy().astype(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     if count <= 1:
         return gray
@@ -180,25 +179,42 @@ def crop_to_line(gray: np.ndarray) -> np.ndarray:
     bottom = top + rows
     edge = (top == 0) | (bottom == h)
     inner = ~edge if (~edge).any() else np.ones_like(edge)  # a tight crop: every component touches an edge
-    profile = np.convolve(np.concatenate([[False], inner])[labels].sum(axis=1), np.ones(3) / 3, mode="same")
-    peak = int(profile.argmax())
-    sparse = np.flatnonzero(profile < CORE_LEVEL * profile[peak])
+    profile = np.concatenate([[False], inner])[labels].sum(axis=1)
+    smooth = np.convolve(profile, np.ones(3) / 3, mode="same")  # the peak: a dense band, not one stroke's row
+    peak = int(smooth.argmax())
+    sparse = np.flatnonzero(profile < CORE_LEVEL * smooth[peak])  # the band's edges: unsmoothed, sharp at any size
     c0 = int(sparse[sparse < peak].max()) + 1 if (sparse < peak).any() else 0
     c1 = int(sparse[sparse > peak].min()) if (sparse > peak).any() else h
-    core = c1 - c0
+    # To a fraction of a row: the rows just outside count by their ink relative to the core's mean row
+    # (x-heights of 6-7 px made the band 15% wider or narrower by rounding alone).
+    dense = profile[c0:c1].mean()
+    top_edge = c0 - (profile[c0 - 1] / dense if c0 > 0 else 0.0)
+    bottom_edge = c1 + (profile[c1] / dense if c1 < h else 0.0)
+    core = bottom_edge - top_edge
     on_core = (top < c1) & (bottom > c0)
-    kept = (top < c1 + LINE_ZONE * core) & (bottom > c0 - LINE_ZONE * core) & (on_core | ~edge)
+    kept = (top < c1 + LINE_ZONE * core) & (bottom > c0 - LINE_ZONE * core) & (on_core | ~edge | _dots(stats, on_core, core))
     spans = kept & (on_core | (rows >= LINE_SPECK * core))
     if not spans.any():
         return gray
     margin = max(MIN_LINE_MARGIN, round(LINE_MARGIN * core))
-    y0 = max(0, min(int(top[spans].min()) - margin, round(c0 - LINE_ABOVE * core)))
-    y1 = min(h, max(int(bottom[spans].max()) + margin, round(c1 + LINE_BELOW * core)))
+    y0 = max(0, min(int(top[spans].min()) - margin, round(top_edge - LINE_ABOVE * core)))
+    y1 = min(h, max(int(bottom[spans].max()) + margin, round(bottom_edge + LINE_BELOW * core)))
     out = gray[y0:y1].copy()
     dropped = np.concatenate([[False], ~kept])[labels[y0:y1]]
     if dropped.any():
         out[dropped] = np.uint8(np.median(gray[mask == 0])) if (mask == 0).any() else 255
     return out
+
+
+def _dots(stats: np.ndarray, on_core: np.ndarray, core: float) -> np.ndarray:
+    """Components (of ``stats[1:]``) small in both directions and at most LINE_SPECK core heights above or
+    below a core component they overlap in x: an i-dot a tight crop cut at the edge, not a fragment's tip."""
+    left, top, width, rows = (stats[1:, k][:, None] for k in (0, 1, 2, 3))
+    small = (rows < LINE_SPECK * core) & (width < LINE_SPECK * core)
+    c_left, c_top, c_width, c_rows = (stats[1:, k][on_core][None, :] for k in (0, 1, 2, 3))
+    overlap = (left < c_left + c_width) & (c_left < left + width)
+    gap = np.maximum(c_top - (top + rows), top - (c_top + c_rows))  # rows between them, either way
+    return (small & (overlap & (gap <= LINE_SPECK * core)).any(axis=1, keepdims=True))[:, 0]
 
 
 def resize_to_height(gray: np.ndarray, height: int) -> np.ndarray:
