@@ -160,10 +160,12 @@ def crop_to_line(gray: np.ndarray) -> np.ndarray:
     the ink itself: the core is the run of dense rows around the densest one (the x-height, or the cap
     height of a line in capitals), counted over connected components that do not touch the top or
     bottom edge (fragments of neighbouring lines do). The line's ink is every component within
-    LINE_ZONE core heights of the core, except edge fragments that miss the core; the band is its rows
-    plus LINE_MARGIN core heights of ground. Components left out inside the band are painted over with
-    the ground level. Tight crops (margins under the kept ground) and images without ink come back
-    unchanged; the same text at any size gives the same band in core heights.
+    LINE_ZONE core heights of the core, except edge fragments that miss the core (an i-dot a tight crop
+    cut at the edge is kept); the band is its rows plus LINE_MARGIN core heights of ground, and at least
+    LINE_ABOVE and LINE_BELOW core heights above and below the core. Components left out inside the band
+    are painted over with the ground level. Tight crops (margins under the kept ground), images without
+    ink and most trdg renders come back unchanged; the same text at any size gives the same band in core
+    heights.
     """
     if gray.ndim != 2 or gray.dtype != np.uint8:
         raise ValueError(f"expected a uint8 (H, W) image, got {gray.dtype} {gray.shape}")
@@ -187,7 +189,7 @@ def crop_to_line(gray: np.ndarray) -> np.ndarray:
     c1 = int(sparse[sparse > peak].min()) if (sparse > peak).any() else h
     # To a fraction of a row: the rows just outside count by their ink relative to the core's mean row
     # (x-heights of 6-7 px made the band 15% wider or narrower by rounding alone).
-    dense = profile[c0:c1].mean()
+    dense = max(float(profile[c0:c1].mean()), 1.0)
     top_edge = c0 - (profile[c0 - 1] / dense if c0 > 0 else 0.0)
     bottom_edge = c1 + (profile[c1] / dense if c1 < h else 0.0)
     core = bottom_edge - top_edge
