@@ -41,7 +41,7 @@ def tiny_params() -> dict:
     d["workers"] = 1
     d["font_sources"] = ["trdg"]  # runs without the Debian font packages (`make fonts`)
     d["lines"]["share"] = 0.5  # the pipeline tests render, train on and evaluate line images too
-    p["ocr"]["reserved"].update(count=20, lines=8, workers=1)
+    p["ocr"]["reserved"].update(count=20, lines=8, scans=8, workers=1)
     p["ocr"]["augment"]["enabled"] = True  # the pipeline tests train (and resume) OCR the way params.yaml does
     for variant in ("bilstm", "crnn"):
         p["ocr"][variant]["train"].update(epochs=1, batch_size=16)

@@ -20,12 +20,13 @@ HEIGHT = 32
 WORDS = ("hello", "Quick", "minimum", "gypsy42", "Wall", "illicit", "xylophone", "a1b2")
 FONTS = ("Roboto-Regular.ttf", "OpenSans-Italic.ttf", "Lato-Bold.ttf", "Raleway-Thin.ttf")
 GEOMETRY_OFF = dict(p_zoom=0.0, p_x_scale=0.0, p_margins=0.0, p_spacing=0.0, p_shear=0.0, p_rotate=0.0,
-                    p_perspective=0.0)
-APPEARANCE_OFF = dict(p_stroke=0.0, p_tone=0.0, p_invert=0.0, p_texture=0.0, p_blur=0.0, p_noise=0.0, p_jpeg=0.0)
+                    p_perspective=0.0, p_curl=0.0)
+APPEARANCE_OFF = dict(p_stroke=0.0, p_tone=0.0, p_invert=0.0, p_texture=0.0, p_blur=0.0, p_noise=0.0, p_jpeg=0.0,
+                      p_scan=0.0, p_speckle=0.0)
 GEOMETRY_ALL = dict(p_identity=0.0, p_zoom=1.0, p_x_scale=1.0, p_margins=1.0, p_spacing=1.0, p_shear=1.0,
-                    p_rotate=1.0, p_perspective=1.0)
+                    p_rotate=1.0, p_perspective=1.0, p_curl=1.0)
 EVERYTHING = dict(GEOMETRY_ALL, p_stroke=1.0, p_tone=1.0, p_invert=0.5, p_texture=1.0, p_blur=1.0, p_noise=1.0,
-                  p_jpeg=1.0)
+                  p_jpeg=1.0, p_scan=0.5, p_speckle=0.5)
 
 
 def config(**overrides) -> AugmentConfig:
@@ -236,10 +237,114 @@ def test_config_is_validated_and_its_dump_validates_again():
         config(blur=0.5)
     with pytest.raises(ValueError, match="blurr"):
         config(blurr=[0.5, 1.0])
+    with pytest.raises(ValueError, match="scan_threshold"):
+        config(scan_threshold=(0.0, 0.5))
+    with pytest.raises(ValueError, match="curl_period"):
+        config(curl_period=(1.0, 5.0))
     cfg = config(blur=[0.5, 1])  # as YAML gives it
     assert cfg.blur == [0.5, 1.0]  # a list, as YAML writes it: MLflow logs "0.5,1.0" like params.yaml's
     assert AugmentConfig(**cfg.model_dump()) == cfg  # strict sections refuse a tuple where a list belongs
     assert cfg.model_copy(update={"p_blur": 0.0}).p_blur == 0.0
+
+
+# --- scans: binarisation, broken strokes, specks, curl, skew of long lines -----------------------------
+
+SCAN_ONLY = dict(GEOMETRY_OFF, **APPEARANCE_OFF, p_identity=0.0)
+
+
+def ink_inside(out: torch.Tensor, widths: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) bool: dark pixels inside each width."""
+    inside = torch.arange(out.shape[3])[None, None, None, :] < widths[:, None, None, None]
+    return (out < 0.5) & inside
+
+
+def test_scans_are_black_on_white_and_the_threshold_sets_the_stroke_weight(words):
+    gray, widths = words
+    knobs = dict(SCAN_ONLY, p_scan=1.0, p_scan_blur=0.0, broken=(0.0, 0.0), p_tone=1.0, p_noise=1.0, p_jpeg=1.0,
+                 p_invert=1.0, p_texture=1.0, p_blur=1.0)  # a scan stays binary whatever else is on
+    bold, bold_w = run(gray, widths, **dict(knobs, scan_threshold=(0.2, 0.2)))
+    thin, thin_w = run(gray, widths, **dict(knobs, scan_threshold=(0.8, 0.8)))
+    assert torch.equal(bold_w, widths) and torch.equal(thin_w, widths)
+    for out in (bold, thin):
+        assert set(out.unique().tolist()) == {0.0, 1.0}
+        assert float(out[:, 0, :, 0].min()) == 1.0  # white paper at the frame: not inverted
+    clean = normalize(gray, widths) > 0.5
+    bold_ink, thin_ink = ink_inside(bold, widths).sum((1, 2, 3)), ink_inside(thin, widths).sum((1, 2, 3))
+    assert (bold_ink > thin_ink).all() and (thin_ink > 0.3 * clean.sum((1, 2, 3))).all()
+    assert torch.equal(run(gray, widths, **dict(knobs, scan_threshold=(0.2, 0.2)))[0], bold)  # deterministic
+    blurred, _ = run(gray, widths, **dict(knobs, p_scan_blur=1.0, scan_blur=(1.0, 1.0)))
+    assert set(blurred.unique().tolist()) == {0.0, 1.0} and not torch.equal(blurred, bold)
+
+
+def test_broken_strokes_only_take_ink_away(words):
+    gray, widths = words
+    knobs = dict(SCAN_ONLY, p_scan=1.0, p_scan_blur=0.0, scan_threshold=(0.5, 0.5))
+    whole, _ = run(gray, widths, **dict(knobs, broken=(0.0, 0.0)))
+    broken, _ = run(gray, widths, **dict(knobs, broken=(0.1, 0.1)))
+    a, b = ink_inside(whole, widths), ink_inside(broken, widths)
+    assert not (b & ~a).any()  # no ink added
+    lost = 1 - b.sum() / a.sum()
+    assert 0.05 < float(lost) < 0.35, float(lost)
+    assert torch.equal(run(gray, widths, **dict(knobs, broken=(0.1, 0.1)))[0], broken)
+    assert not torch.equal(run(gray, widths, seed=8, **dict(knobs, broken=(0.1, 0.1)))[0], broken)  # per seed
+
+
+def test_specks_land_on_the_ground_and_in_the_ink_and_do_not_depend_on_the_batch(words):
+    gray, widths = words
+    knobs = dict(SCAN_ONLY, p_speckle=1.0, speckle=(0.01, 0.01))
+    out, new_widths = run(gray, widths, indices=range(20, 28), **knobs)
+    plain, plain_widths = run(gray, widths, indices=range(20, 28), **SCAN_ONLY)
+    assert torch.equal(new_widths, plain_widths)
+    inside = torch.arange(out.shape[3])[None, None, None, :] < new_widths[:, None, None, None]
+    ground, text = (plain > 0.98) & inside, (plain < 0.02) & inside
+    pepper = float((out[ground] < 0.5).double().mean())
+    salt = float((out[text] > 0.5).double().mean())
+    assert 0.01 < pepper < 0.03 and 0.01 < salt < 0.03, (pepper, salt)  # 1 px specks, a third of them 2x2
+    for i in (0, 3):
+        alone, _ = run(gray[i:i + 1, :, :, : widths[i]], widths[i:i + 1], indices=[20 + i], **knobs)
+        assert torch.allclose(alone[0, :, :, : widths[i]], out[i, :, :, : widths[i]], atol=1e-4)  # specks: 0 or 1
+    assert not torch.equal(run(gray, widths, epoch=1, indices=range(20, 28), **knobs)[0], out)
+
+
+def test_baseline_curl_moves_columns_up_and_down_and_keeps_the_ink_inside(words):
+    gray, widths = words
+    line, line_w = batch([render("curl of a long line with 42 words, (a-b).", FONTS[0])])
+    flat, _ = run(line, line_w, **SCAN_ONLY)
+    # The fit makes room for the swing: the text gets smaller (and narrower) by 1 / (1 + 2 x 0.2).
+    curled, curled_w = run(line, line_w, **dict(SCAN_ONLY, p_curl=1.0, curl=(0.2, 0.2), curl_period=(3.0, 3.0)))
+    assert 0.6 * line_w < curled_w < 0.9 * line_w
+
+    def centres(out: torch.Tensor, w: torch.Tensor) -> torch.Tensor:  # ink centre row of each inked column
+        ink = normalize(out, w)[0, 0]
+        mass = ink.sum(0)
+        return ((ink * torch.arange(HEIGHT)[:, None]).sum(0) / mass.clamp(min=1e-6))[mass > 2]
+
+    assert float(centres(curled, curled_w).std()) > 1.5 * float(centres(flat, line_w).std())
+    for epoch in range(4):  # at full strength, on every word: no ink at the border
+        out, new_widths = run(gray, widths, epoch=epoch, **dict(SCAN_ONLY, p_curl=1.0, curl=(0.3, 0.3)))
+        assert float(frame_ink(normalize(out, new_widths), new_widths).max()) < 0.3
+
+
+def test_a_long_line_is_skewed_slightly_not_shrunk(words):
+    gray, widths = words
+    line, line_w = batch([render("a long line of text that a scanner skews slightly, 1234567890", FONTS[0])])
+    knobs = dict(SCAN_ONLY, p_rotate=1.0, rotate=(4.0, 4.0))
+
+    def rows_of_ink(out: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return (normalize(out, w)[:, 0].amax(dim=2) > 0.5).sum(dim=1)
+
+    out, new_w = run(line, line_w, **knobs)
+    assert int(rows_of_ink(out, new_w)[0]) >= 0.8 * int(rows_of_ink(line, line_w)[0])  # 4 degrees: a third
+    ink = normalize(out, new_w)[0, 0]
+    cols = torch.nonzero(ink.amax(0) > 0.5)[:, 0]
+    left, right = ink[:, cols[0]:cols[0] + 60], ink[:, cols[-1] - 60:cols[-1]]
+
+    def centre(x: torch.Tensor) -> float:
+        return float((x.sum(1) * torch.arange(HEIGHT)).sum() / x.sum())
+
+    assert abs(centre(left) - centre(right)) > 1.0  # still skewed
+    word_out, word_w = run(gray[:1], widths[:1], **knobs)  # a word keeps its full angle
+    assert int(rows_of_ink(word_out, word_w)[0]) > int(rows_of_ink(gray[:1], widths[:1])[0])
 
 
 # --- normalisation -----------------------------------------------------------------------------------

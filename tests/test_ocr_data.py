@@ -109,3 +109,31 @@ def test_meta_round_trip_and_damage(tmp_path) -> None:
 def test_unlabelled_split() -> None:
     data = OcrSplit.unlabelled(_images())
     assert len(data) == 3 and data.labels == [[], [], []] and data.widths.tolist() == [5, 12, 1]
+
+
+def _native_images() -> list[np.ndarray]:
+    rng = np.random.default_rng(1)
+    return [rng.integers(0, 256, size=(h, w), dtype=np.uint8) for h, w in ((25, 7), (60, 3), (41, 12))]
+
+
+def test_native_heights_round_trip(tmp_path) -> None:
+    images = _native_images()
+    save_split(tmp_path / "s.npz", images, TEXTS, FONTS, None)
+    a = load_arrays(tmp_path / "s.npz")
+    assert sorted(a) == ["fonts", "heights", "pixels", "texts", "widths"]  # `heights` instead of `height`
+    assert a["heights"].dtype == np.int32 and a["heights"].tolist() == [25, 60, 41]
+    assert a["pixels"].size == sum(im.size for im in images)
+    data = load_split(tmp_path / "s.npz", CHARSET)
+    assert all(np.array_equal(x, y) for x, y in zip(data.images, images, strict=True))
+    assert data.widths.tolist() == [7, 3, 12] and data.texts == TEXTS
+    save_split(tmp_path / "again.npz", _native_images(), TEXTS, FONTS, None)
+    assert (tmp_path / "again.npz").read_bytes() == (tmp_path / "s.npz").read_bytes()
+
+
+def test_heights_that_do_not_match_are_refused(tmp_path) -> None:
+    with pytest.raises(ValueError, match="must have 25 rows"):
+        save_split(tmp_path / "s.npz", _native_images(), TEXTS, FONTS, 25)
+    save_arrays(tmp_path / "s.npz", pixels=np.zeros(100, np.uint8), widths=np.array([5, 5], np.int32),
+                heights=np.array([10], np.int32), texts=np.array(["a", "b"]), fonts=np.array(["f", "f"]))
+    with pytest.raises(DataError, match="pixel count does not match"):
+        load_split(tmp_path / "s.npz", CHARSET)

@@ -1,7 +1,8 @@
-"""The Pillow-rendered evaluation split: determinism, shape, tight crops, degradations, fonts, words."""
+"""The Pillow-rendered evaluation splits: determinism, shape, tight crops, degradations, scans, fonts, words."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -9,7 +10,14 @@ import numpy as np
 import pytest
 
 from seqlab.tasks.ocr.charset import Charset
-from seqlab.tasks.ocr.pillow_render import DEBIAN_WORDS, render_reserved_split, reserved_words
+from seqlab.tasks.ocr.normalize import prepare_image
+from seqlab.tasks.ocr.pillow_render import (
+    DEBIAN_WORDS,
+    ScanLook,
+    render_reserved_split,
+    render_scan_split,
+    reserved_words,
+)
 from seqlab.tasks.ocr.trdg_compat import trdg_dir
 
 # The module takes any font files; trdg's ship with the venv, so these tests need no system fonts.
@@ -103,3 +111,46 @@ def test_reserved_words_come_from_the_debian_list() -> None:
                            case_mix={"as_spelled": 1})
     debian = set(DEBIAN_WORDS.read_text(encoding="utf-8", errors="ignore").split())
     assert all(w in debian for w in words)
+
+
+# --- the scan-like lines (test_reserved_scans) --------------------------------------------------------
+
+LINES = ["THE QUICK BROWN FOX, (1923-1987).", "jumps over 42 lazy dogs", "Hello world again", "SMITH, JOHN 1234 (A-B).",
+         "mix of words here", "route66 21st typography", "ONE TWO THREE FOUR FIVE", "a b c"] * 3
+
+
+@pytest.fixture(scope="module")
+def scans() -> tuple[list[np.ndarray], list[str]]:
+    return render_scan_split(LINES, FONTS, seed=5)
+
+
+def test_scans_are_binary_lines_of_native_heights(scans) -> None:
+    images, fonts = scans
+    assert len(images) == len(fonts) == len(LINES)
+    heights = [im.shape[0] for im in images]
+    assert all(25 <= h <= 60 for h in heights) and max(heights) - min(heights) >= 15  # heights vary in range
+    assert all(im.dtype == np.uint8 and set(np.unique(im).tolist()) <= {0, 255} for im in images)
+    for image, text in zip(images, LINES):  # the text's own ink never touches the left or right edge
+        assert not (image[:, 0] == 0).all() and (image == 0).mean() < 0.4
+        assert image.shape[1] > 3 * image.shape[0] * len(text) / 40
+
+
+def test_scans_are_deterministic_per_seed_and_independent_of_the_workers(scans) -> None:
+    again, fonts = render_scan_split(LINES, FONTS, seed=5, workers=2)
+    assert fonts == scans[1] and [im.tobytes() for im in again] == [im.tobytes() for im in scans[0]]
+    prefix, _ = render_scan_split(LINES[:5], FONTS, seed=5)
+    assert [im.tobytes() for im in prefix] == [im.tobytes() for im in scans[0][:5]]
+    other, _ = render_scan_split(LINES, FONTS, seed=6)
+    assert [im.tobytes() for im in other] != [im.tobytes() for im in scans[0]]
+
+
+def test_scan_look_draws_fragments_skew_and_specks_as_asked() -> None:
+    plain = ScanLook(fragment=0.0, curl=0.0, blur=0.0, broken=0.0, speckle=0.0, max_angle=0.0, margin=(0.3, 0.3))
+    images, _ = render_scan_split(LINES[:8], FONTS, seed=1, look=plain)
+    assert not any((im[[0, -1]] == 0).any() for im in images)  # clean margins: nothing at the top or bottom edge
+    edged, _ = render_scan_split(LINES[:8], FONTS, seed=1, look=ScanLook(fragment=1.0))
+    assert all((im[0] == 0).any() and (im[-1] == 0).any() for im in edged)  # neighbours' fragments at both edges
+    # The normaliser cuts the fragments away: what the model reads has no ink on its first and last rows.
+    assert sum((prepare_image(im, 32)[[0, -1]] < 128).mean() > 0.01 for im in edged) <= 1
+    specked, _ = render_scan_split(LINES[:8], FONTS, seed=1, look=dataclasses.replace(plain, speckle=1.0))
+    assert sum((s == 0).sum() > (p == 0).sum() for s, p in zip(specked, images)) >= 6

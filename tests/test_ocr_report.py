@@ -93,3 +93,42 @@ def test_splits_with_kinds_are_scored_by_kind() -> None:
     assert metrics["test"]["cer_by_kind"] == {"dictionary": 1 / 11, "mixed": 0.0, "number": 0.25, "prose": 0.0,
                                               "random": 1.0, "words": 0.0}
     assert set(metrics["test_heldout_fonts"]) == EVAL_KEYS  # no kinds, no per-kind figures
+
+
+def test_ctc_evaluation_reads_native_height_scans_as_predict_would(tmp_path, monkeypatch) -> None:
+    """Every test split is scored; the scans, stored at their own heights, reach the model through
+    images.fit_split (the normaliser predict uses), at the model's height."""
+    from seqlab.tasks.ocr import task as task_module
+    from seqlab.tasks.ocr.data import LINE_SPLITS, TEST_SPLITS, save_split, split_path
+    from seqlab.tasks.ocr.images import fit_image
+    from seqlab.tasks.ocr.models import CRNN
+
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    words = [np.where(rng.random((32, 40)) < 0.2, 0, 255).astype(np.uint8) for _ in range(2)]
+    scans = [np.full((h, 5 * h), 255, np.uint8) for h in (25, 44, 60)]
+    for scan in scans:
+        scan[scan.shape[0] // 3: 2 * scan.shape[0] // 3, 4:-4] = 0  # a bar of "text" in the middle third
+    for split in TEST_SPLITS:
+        if split == "test_reserved_scans":
+            save_split(split_path(split), scans, ["a b", "c d", "e f"], ["f.ttf"] * 3, None)
+        else:
+            texts = ["a b", "c d"] if split in LINE_SPLITS else ["ab", "cd"]
+            save_split(split_path(split), words, texts, ["f.ttf"] * 2, 32)
+    seen: list[list[tuple[int, int]]] = []
+    reader = task_module.CtcReader
+
+    class Spy(reader):  # type: ignore[misc, valid-type]
+        def read(self, images):
+            seen.append([im.shape for im in images])
+            return super().read(images)
+
+    monkeypatch.setattr(task_module, "CtcReader", Spy)
+    torch.manual_seed(0)
+    model = CRNN(len(CHARSET.chars) + 1, 32, channels=[4, 8], hidden_size=8, downsample=4).eval()
+    task = task_module.OcrTask("crnn", CHARSET, height=32)
+    metrics, _, figures = task.evaluate(model, torch.device("cpu"))
+    assert set(metrics) == set(TEST_SPLITS) and metrics["test_reserved_scans"]["count"] == 3
+    assert "predictions_reserved_scans.png" in figures
+    assert seen[list(TEST_SPLITS).index("test_reserved_scans")] == [fit_image(s, 32).shape for s in scans]
+    assert all(h == 32 for shapes in seen for h, _ in shapes)

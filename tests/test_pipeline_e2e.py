@@ -96,15 +96,18 @@ def test_repro_trains_and_scores_lines(repo, reproduced):
     assert any(" " in t for t in texts) and any(" " not in t for t in texts)  # lines.share 0.5: both kinds
     for model in ("ocr-bilstm", "ocr-crnn", "ocr-tesseract"):
         m = json.loads((repo / f"metrics/{model}/eval.json").read_text())
-        for split, n in (("test_lines", 8), ("test_reserved_lines", 8), ("test_reserved_lines_degraded", 8)):
+        for split, n in (("test_lines", 8), ("test_reserved_lines", 8), ("test_reserved_lines_degraded", 8),
+                         ("test_reserved_scans", 8)):
             assert m[split]["count"] == n and {"cer", "wer"} <= set(m[split]), m
         if model == "ocr-tesseract":  # words in single-word mode, lines in single-line mode
             assert (m["test"]["psm"], m["test_reserved"]["psm"], m["test_lines"]["psm"]) == (8, 8, 7)
         rows = list(csv.DictReader((repo / f"metrics/{model}/by_line_words.csv").open()))
-        assert {r["split"] for r in rows} == {"test_lines", "test_reserved_lines", "test_reserved_lines_degraded"}
+        assert {r["split"] for r in rows} == {"test_lines", "test_reserved_lines", "test_reserved_lines_degraded",
+                                              "test_reserved_scans"}
         assert all(int(r["words"]) >= 1 for r in rows)  # prose windows of 10-70 characters: one word or many
-        assert sum(int(r["count"]) for r in rows) == 24
-        assert (repo / f"metrics/{model}/predictions_reserved_lines.png").read_bytes()[:4] == b"\x89PNG"
+        assert sum(int(r["count"]) for r in rows) == 32
+        for grid in ("predictions_reserved_lines.png", "predictions_reserved_scans.png"):
+            assert (repo / f"metrics/{model}/{grid}").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_predict_reads_a_line_image(repo, sandbox, reproduced):

@@ -28,8 +28,8 @@ EXPECTED = {
     "truncated.png": "cannot decode image",
     "text.png": "not a recognised image format",
     "tiny-1x1.png": "too small",
-    "wide-20000.png": "20000 px wide",  # words across the whole width: nothing to crop
-    "margins-20000.png": None,  # one word, then blank: predict crops the margin (normalize.crop_to_text)
+    "wide-20000.png": "px wide at height 32; the limit is 16384",  # words across the whole width: no margin to crop
+    "margins-20000.png": None,  # one word, then blank: predict crops the margin (normalize.crop_for_model)
     "huge-1e6x2.png": "px wide",
     "sixteen-bit.png": None,
     "cmyk.jpg": None,
@@ -87,10 +87,11 @@ def test_load_word_image_answers_or_says_why(files, name):
         assert expected in str(err.value) and "\n" not in str(err.value)
         return
     image = load_word_image(files / name, HEIGHT)
-    if name == "margins-20000.png":  # the crop keeps every ink pixel of the word and little else
+    if name == "margins-20000.png":  # the crop keeps the word and little else
         ink = np.asarray(Image.open(files / name)) < 128
         assert image.shape[0] == HEIGHT and image.shape[1] < 96, image.shape
-        assert (image < 128).sum() == ink.sum() > 0
+        # The 11-px word in 32 rows of ground is cut to its line band (normalize.crop_to_line) and scaled up.
+        assert (image < 128).sum() > ink.sum() > 0
         return
     reference = load_word_image(files / ("first-frame.gif" if name == "animated.gif" else "good.png"), HEIGHT)
     assert image.dtype == np.uint8 and image.shape == reference.shape
@@ -162,3 +163,45 @@ def test_seqlab_predict_ocr_end_to_end(files, tmp_path):
     assert proc.returncode == 1  # some inputs failed
     assert "Traceback" not in proc.stderr
     _check_outputs(files, proc.stdout, proc.stderr)
+
+
+def _scan_line() -> np.ndarray:
+    """A binarised line (0 or 255), 40 px tall: what a scanner hands over."""
+    im = Image.new("L", (420, 40), 255)
+    ImageDraw.Draw(im).text((8, 12), "A SCANNED LINE, 1987 (A-B).", fill=0)
+    return np.where(np.asarray(im) < 128, 0, 255).astype(np.uint8)
+
+
+def _saved_in_modes(d: Path, line: np.ndarray) -> dict[str, Path]:
+    """The same line as 1-bit, grey, grey+alpha, RGBA (opaque and with transparent paper) and palette PNGs
+    (with and without a transparent entry)."""
+    gray = Image.fromarray(line)
+    ink = line < 128
+    alpha = Image.fromarray(np.where(ink, 255, 0).astype(np.uint8))
+    files = {"1": gray.convert("1"), "L": gray, "LA": gray.convert("LA"), "RGBA": gray.convert("RGBA"), "P": gray.convert("P")}
+    transparent = Image.merge("RGBA", (*Image.new("RGB", gray.size, (0, 0, 0)).split(), alpha))  # black ink, clear paper
+    files["RGBA-transparent"] = transparent
+    files["LA-transparent"] = Image.merge("LA", (Image.new("L", gray.size, 0), alpha))
+    palette = Image.fromarray(ink.astype(np.uint8), mode="L").convert("P")
+    palette.putpalette([255, 255, 255, 0, 0, 0])
+    files["P"] = palette
+    out = {}
+    for name, im in files.items():
+        out[name] = d / f"line-{name}.png"
+        im.save(out[name])
+    palette.save(d / "line-P-transparent.png", transparency=0)  # index 0 (the paper) transparent
+    out["P-transparent"] = d / "line-P-transparent.png"
+    return out
+
+
+def test_png_modes_of_a_scan_read_alike(tmp_path):
+    line = _scan_line()
+    files = _saved_in_modes(tmp_path, line)
+    modes = {name: Image.open(path).mode for name, path in files.items()}
+    assert modes == {"1": "1", "L": "L", "LA": "LA", "RGBA": "RGBA", "P": "P", "RGBA-transparent": "RGBA",
+                     "LA-transparent": "LA", "P-transparent": "P"}
+    assert "transparency" in Image.open(files["P-transparent"]).info
+    reference = load_word_image(files["L"], HEIGHT)
+    assert reference.shape[0] == HEIGHT and (reference < 128).any()
+    for name, path in files.items():
+        assert np.array_equal(load_word_image(path, HEIGHT), reference), name

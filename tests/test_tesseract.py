@@ -96,5 +96,5 @@ def test_stage_writes_eval_json_and_grid(tmp_path, monkeypatch) -> None:
     # single-line mode keeps the spaces between words (a whitelist without the space would drop them)
     assert written["test_lines"]["count"] == 2 and written["test_lines"]["wer"] < 0.5
     for grid in ("predictions.png", "predictions_reserved_degraded.png", "predictions_reserved_lines.png",
-                 "by_line_words.csv"):
+                 "predictions_reserved_scans.png", "by_line_words.csv"):
         assert (tmp_path / "metrics/ocr-tesseract" / grid).stat().st_size > 0

@@ -2,7 +2,14 @@ import json
 
 import pytest
 
-from seqlab.tasks.ocr.metrics import alnum_nocase, by_length, cer, mean_ned_similarity, summarize, word_accuracy
+from seqlab.tasks.ocr.metrics import (
+    alnum_nocase,
+    by_length,
+    cer,
+    mean_ned_similarity,
+    summarize,
+    word_accuracy,
+)
 
 PREDS = ["abc", "ab", ""]
 TRUTHS = ["abc", "abd", "x"]  # distances 0, 1, 1; truth lengths 3, 3, 1

@@ -71,7 +71,8 @@ def cmd_render_reserved(args: argparse.Namespace) -> int:
     params = load_params(args.params)
     ocr = params.ocr
     stats = generate_reserved(ocr.reserved.count, Charset.from_name(ocr.data.charset), ocr.data.height, params.seed,
-                              paths.data_dir(RESERVED_DIR), ocr.reserved.workers, ocr.reserved.lines)
+                              paths.data_dir(RESERVED_DIR), ocr.reserved.workers, ocr.reserved.lines,
+                              ocr.reserved.scans)
     print(f"[ocr] rendered the reserved-family test splits: {stats}", file=sys.stderr)
     return 0
 

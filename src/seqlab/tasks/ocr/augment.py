@@ -17,7 +17,16 @@ plus margins, so zoom, rotation, shear and perspective never cut ink off. The to
 stays >= ``min_x_scale``, and ``min_widths`` lets the caller keep enough columns for each label's CTC
 path. Letter spacing is approximated by stretching or shrinking the ink-free columns (gaps between
 letters) in a separate horizontal resampling pass; a font whose letters overlap in every column keeps
-its spacing. Words shrunk below their size are low-passed first, or thin strokes alias away.
+its spacing. Words shrunk below their size are low-passed first, or thin strokes alias away. A long
+line's rotation is scaled down with its length (as the reserved Pillow lines are): 4 degrees across a
+1,000 px line would drift 70 px, and fitting that into the height shrank the text to a third.
+
+Scans (what a scanner hands over): a sample can be binarised, black on white, at a threshold drawn
+between ground and ink (a low one makes strokes bolder, a high one thinner), optionally after a blur (a
+low-resolution scan), with ink dropped in small blobs (broken strokes); specks (1-2 px dots of ink on
+the ground and of ground in the ink) and baseline curl (a smooth vertical displacement of the columns,
+room for it reserved by the fit) apply to any sample. Their per-pixel fields come from a generator
+seeded by the sample's own parameters and drawn at its own width, so they do not depend on the batch.
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ VERTICAL_ROOM = 1.0  # px kept between the transformed ink box and the top/botto
 MIN_MARGIN = 1.0  # px kept left and right of the ink box
 INK_THRESHOLD = 0.2  # normalised ink, after a 3x3 mean, that belongs to the text's box
 BOX_GROWTH = 1  # px added on each side of the detected text box
+ROTATION_ASPECT = 6.0  # an ink box wider than this many heights is rotated proportionally less (pillow_render's)
 
 
 # Columns of the per-sample parameter table; each is one uniform in [0, 1).
@@ -47,7 +57,8 @@ PARAM_NAMES: tuple[str, ...] = (
     "margin_right", "spacing_on", "spacing", "shear_on", "shear", "rotate_on", "rotate", "perspective_on",
     *(f"perspective_{i}" for i in range(8)), "stroke_on", "stroke", "tone_on", "contrast", "brightness",
     "invert", "texture_on", "texture", "gradient", "gradient_side", "blur_on", "blur", "noise_on", "noise",
-    "jpeg_on", "jpeg_quality",
+    "jpeg_on", "jpeg_quality", "scan_on", "scan_threshold", "scan_blur_on", "scan_blur", "broken",
+    "speckle_on", "speckle", "curl_on", "curl", "curl_period", "curl_phase", "pixel_key",
 )
 NUM_PARAMS = len(PARAM_NAMES)
 _COLUMN = {name: i for i, name in enumerate(PARAM_NAMES)}
@@ -146,6 +157,21 @@ def _gaussian_blur(x: Tensor, sigma_x: Tensor, sigma_y: Tensor | None = None) ->
 def _dilate(x: Tensor) -> Tensor:
     """3x3 max filter as two 1-D passes (half the comparisons of a 3x3 window)."""
     return F.max_pool2d(F.max_pool2d(x, (1, 3), 1, (0, 1)), (3, 1), 1, (1, 0))
+
+
+def _pixel_uniforms(keys: Tensor, widths: Tensor, channels: int, h: int, out_w: int) -> Tensor:
+    """(n, channels, h, out_w) uniforms, sample i's from a generator seeded by ``keys[i]`` and drawn at its
+    own width (1 beyond it): the field depends on the sample alone, not on the batch it lands in."""
+    fields = torch.ones(len(keys), channels, h, out_w)
+    for i, (key, width) in enumerate(zip(keys.tolist(), widths.tolist())):
+        gen = torch.Generator().manual_seed(int(key))
+        fields[i, :, :, :width] = torch.rand(channels, h, width, generator=gen)
+    return fields
+
+
+def _blobs(seeds: Tensor) -> Tensor:
+    """Seed pixels (B, 1, H, W bool) grown into 2x2 blobs."""
+    return F.max_pool2d(F.pad(seeds.float(), (0, 1, 0, 1)), 2, stride=1) > 0
 
 
 def _on_subset(x: Tensor, mask: Tensor, fn: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
@@ -253,7 +279,9 @@ def augment(gray: Tensor, widths: Tensor, params: Tensor, gen: torch.Generator,
         a = torch.where(persp[:, None, None], _homography(corners, corners + jitter), _matrices(b)) @ a
     shear = torch.where(on("shear", cfg.p_shear), _lerp(cfg.shear, col("shear")), 0.0)
     a = _matrices(b, m01=-shear) @ a  # x' = x - shear * y with y down: positive shear leans right
-    angle = torch.deg2rad(torch.where(on("rotate", cfg.p_rotate), _lerp(cfg.rotate, col("rotate")), 0.0))
+    degrees = torch.where(on("rotate", cfg.p_rotate), _lerp(cfg.rotate, col("rotate")), 0.0)
+    degrees = degrees * (ROTATION_ASPECT * box_h / box_w.clamp(min=1.0)).clamp(max=1.0)  # lines: a slight skew
+    angle = torch.deg2rad(degrees)
     cos, sin = torch.cos(angle), torch.sin(angle)
     a = _matrices(b, m00=cos, m01=-sin, m10=sin, m11=cos) @ a
 
@@ -265,8 +293,12 @@ def augment(gray: Tensor, widths: Tensor, params: Tensor, gen: torch.Generator,
     moved = _apply(a, box)
     lo, hi = moved.amin(dim=1), moved.amax(dim=1)
     extent = hi - lo
+    # Baseline curl moves columns up and down by up to `swing` (px before the fit): the band to fit grows by it.
+    curl = torch.where(on("curl", cfg.p_curl), _lerp(cfg.curl, col("curl")), 0.0)
+    swing = curl * box_h * zoom
+    band = extent[:, 1] + 2 * swing
     room = h - 2 * VERTICAL_ROOM
-    fit = (room / extent[:, 1].clamp(min=1e-6)).clamp(max=1.0)
+    fit = (room / band.clamp(min=1e-6)).clamp(max=1.0)
     span = extent[:, 0] * fit
     widen = torch.ones_like(fit) if min_widths is None else \
         (min_widths.to(dev, torch.float64) / span.clamp(min=1e-6)).clamp(min=1.0)
@@ -283,10 +315,10 @@ def augment(gray: Tensor, widths: Tensor, params: Tensor, gen: torch.Generator,
     squeeze = torch.maximum((cfg.max_width_ratio * widths / (left + span + right)).clamp(max=1.0), floor)
     widen, span, left, right, x_factor = widen * squeeze, span * squeeze, left * squeeze, right * squeeze, \
         x_factor * squeeze
-    free = (room - extent[:, 1] * fit).clamp(min=0.0)
+    free = (room - band * fit).clamp(min=0.0)
     # Without zoom the box keeps its vertical centre (as far as the fit allows); with zoom it moves freely.
-    centred = ((y0 + y1) / 2 - extent[:, 1] * fit / 2 - VERTICAL_ROOM).clamp(min=torch.zeros_like(free), max=free)
-    top = VERTICAL_ROOM + torch.where(on("zoom", cfg.p_zoom), col("y_position") * free, centred)
+    centred = ((y0 + y1) / 2 - band * fit / 2 - VERTICAL_ROOM).clamp(min=torch.zeros_like(free), max=free)
+    top = VERTICAL_ROOM + torch.where(on("zoom", cfg.p_zoom), col("y_position") * free, centred) + swing * fit
     place = _matrices(b, m00=fit * widen, m11=fit, m02=left - lo[:, 0] * fit * widen, m12=top - lo[:, 1] * fit)
     m = place @ a
     new_widths = torch.where(identity, widths, (left + span + right).ceil().long().clamp(min=1))
@@ -316,7 +348,13 @@ def augment(gray: Tensor, widths: Tensor, params: Tensor, gen: torch.Generator,
     to_grid = _matrices(b, m00=2 / src_w, m02=-1.0, m11=2 / h, m12=-1.0) @ torch.linalg.inv(m)
     g = to_grid.to(gray.dtype)[:, :, :, None, None]  # (B, 3, 3, 1, 1)
     xo = torch.arange(out_w, device=dev, dtype=gray.dtype) + 0.5
-    yo = (torch.arange(h, device=dev, dtype=gray.dtype) + 0.5)[:, None]
+    yo: Tensor = (torch.arange(h, device=dev, dtype=gray.dtype) + 0.5)[:, None]
+    if bool((curl > 0).any()):
+        # Output column x shows the placed text moved down by amp * sin(2 pi x / period + phase).
+        amp, period = (curl * text_h).to(gray.dtype), (_lerp(cfg.curl_period, col("curl_period")) * text_h).to(gray.dtype)
+        phase = (2 * math.pi * col("curl_phase")).to(gray.dtype)
+        shift = amp[:, None] * torch.sin(2 * math.pi * xo[None, :] / period.clamp(min=1.0)[:, None] + phase[:, None])
+        yo = yo[None] - shift[:, None, :]  # (B, H, W)
     gx, gy = (g[:, r, 0] * xo + g[:, r, 1] * yo + g[:, r, 2] for r in (0, 1))
     if bool(persp.any()):
         den = g[:, 2, 0] * xo + g[:, 2, 1] * yo + g[:, 2, 2]
@@ -333,9 +371,47 @@ def augment(gray: Tensor, widths: Tensor, params: Tensor, gen: torch.Generator,
         return x + t.clamp(min=0) * (bold - x) + (-t).clamp(min=0) * (thin - x)
 
     ink = _on_subset(ink, stroke != 0, reweigh)
-    contrast = torch.where(on("tone", cfg.p_tone), _lerp(cfg.contrast, col("contrast")), 1.0)
+
+    # --- scans: binarised, broken strokes, specks (in ink, so that tone maps them like the text) ---------
+    scan, speckle_on = on("scan", cfg.p_scan), on("speckle", cfg.p_speckle)
+    broken = torch.where(scan, _lerp(cfg.broken, col("broken")), 0.0)
+    density = torch.where(speckle_on, _lerp(cfg.speckle, col("speckle")), 0.0)
+    pixels = (broken > 0) | (density > 0)
+    fields = torch.ones(0)  # (B, 2, H, W'): uniforms for specks (channel 0) and holes (1), where needed
+    if bool(pixels.any()):
+        k = pixels.nonzero()[:, 0]
+        fields = torch.ones(b, 2, h, out_w, dtype=gray.dtype)
+        fields[k] = _pixel_uniforms((col("pixel_key")[k] * 2.0**53).long(), new_widths[k], 2, h, out_w).to(gray.dtype)
+        fields = fields.to(dev)
+    sharp = torch.where(scan & on("scan_blur", cfg.p_scan_blur), _lerp(cfg.scan_blur, col("scan_blur")), 0.0)
+    threshold = _lerp(cfg.scan_threshold, col("scan_threshold")).to(gray.dtype)
+
+    def binarise(x: Tensor, k: Tensor) -> Tensor:
+        x = _on_subset(x, sharp[k] > 0, lambda y, j: _gaussian_blur(y, sharp[k][j]))
+        # The threshold is relative to the sample's darkest ink: a word shrunk (and low-passed) keeps its strokes.
+        peak = x.amax(dim=(1, 2, 3), keepdim=True).clamp(min=1e-3)
+        kept = (x > threshold[k].view(-1, 1, 1, 1) * peak).to(x.dtype)
+        if not bool((broken[k] > 0).any()):
+            return kept
+        holes = _blobs(fields[k, 1:2] < (broken[k] / 4).to(x.dtype).view(-1, 1, 1, 1))  # ~broken of the pixels
+        return kept * (~holes).to(x.dtype)
+
+    ink = _on_subset(ink, scan, binarise)
+
+    def speckle(x: Tensor, k: Tensor) -> Tensor:
+        u, d = fields[k, :1], density[k].to(x.dtype).view(-1, 1, 1, 1)
+        pepper = (u < d) | _blobs(u < d / 3)  # a third of the specks 2x2
+        salt = (u > 1 - d) | _blobs(u > 1 - d / 3)
+        return torch.where(pepper, torch.ones_like(x), torch.where(salt, torch.zeros_like(x), x))
+
+    ink = _on_subset(ink, density > 0, speckle)
+
+    def look(name: str, p: float) -> Tensor:
+        return on(name, p) & ~scan  # a scan stays black on white paper, without grey levels
+
+    contrast = torch.where(look("tone", cfg.p_tone), _lerp(cfg.contrast, col("contrast")), 1.0)
     level = contrast / 2 + col("brightness") * (1 - contrast)  # mean grey; both levels stay in [0, 1]
-    invert = (col("invert") < cfg.p_invert) & ~identity
+    invert = (col("invert") < cfg.p_invert) & ~identity & ~scan
     ground = torch.where(invert, level - contrast / 2, level + contrast / 2).to(gray.dtype).view(b, 1, 1, 1)
     text = torch.where(invert, level + contrast / 2, level - contrast / 2).to(gray.dtype).view(b, 1, 1, 1)
     out = ground + (text - ground) * ink.clamp(0, 1)
@@ -353,14 +429,14 @@ def augment(gray: Tensor, widths: Tensor, params: Tensor, gen: torch.Generator,
         x = x + amplitude[k].view(-1, 1, 1, 1) * field * (1 - ink[k].clamp(0, 1))
         return x * (1 - shade[k, None] * ramp[k])[:, None, None, :]
 
-    out = _on_subset(out, on("texture", cfg.p_texture), stain)
+    out = _on_subset(out, look("texture", cfg.p_texture), stain)
     blur = _lerp(cfg.blur, col("blur"))
-    out = _on_subset(out, on("blur", cfg.p_blur), lambda x, k: _gaussian_blur(x, blur[k]))
+    out = _on_subset(out, look("blur", cfg.p_blur), lambda x, k: _gaussian_blur(x, blur[k]))
     sigma = (_lerp(cfg.noise, col("noise")) * contrast).to(gray.dtype)
-    out = _on_subset(out, on("noise", cfg.p_noise), lambda x, k: x + sigma[k].view(-1, 1, 1, 1) * torch.randn(
+    out = _on_subset(out, look("noise", cfg.p_noise), lambda x, k: x + sigma[k].view(-1, 1, 1, 1) * torch.randn(
         x.shape, generator=gen).to(dev, gray.dtype)).clamp(0, 1)
     quality = _lerp(cfg.jpeg_quality, col("jpeg_quality")).round()
-    out = _on_subset(out, on("jpeg", cfg.p_jpeg), lambda x, k: jpeg(x, quality[k]))
+    out = _on_subset(out, look("jpeg", cfg.p_jpeg), lambda x, k: jpeg(x, quality[k]))
 
     # Identity samples are copied; everything beyond a width is white paper.
     source = F.pad(gray, (0, max(0, out_w - w)), value=1.0)[..., :out_w]

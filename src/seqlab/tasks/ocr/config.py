@@ -182,6 +182,7 @@ class OcrReservedConfig(Section):
 
     count: PositiveInt  # words per split; test_reserved (clean) and test_reserved_degraded hold the same words
     lines: PositiveInt  # line images in test_reserved_lines and test_reserved_lines_degraded (the same lines)
+    scans: PositiveInt  # scan-like line images in test_reserved_scans (those lines' texts, repeated if more)
     workers: PositiveInt
 
 
@@ -199,7 +200,9 @@ class AugmentConfig(Section):
     """Training-time augmentation (seqlab.tasks.ocr.augment), fresh for every sample in every epoch.
 
     Each effect is applied to a sample with its probability ``p_*``; its strength is uniform in its range.
-    Lengths in "text heights" are relative to the height of the word's ink box after scaling.
+    Lengths in "text heights" are relative to the height of the word's ink box after scaling. Scans
+    (``p_scan``: binarised, optionally blurred first, with broken strokes), specks and baseline curl make
+    a sample look like a line cut from a scanned page.
     """
 
     enabled: bool
@@ -237,6 +240,17 @@ class AugmentConfig(Section):
     noise: Range  # Gaussian pixel noise std (sensor noise), x contrast
     p_jpeg: Ratio
     jpeg_quality: Range  # libjpeg quality of a grayscale JPEG round trip
+    # --- scans ---
+    p_scan: Ratio  # binarised, black on white (tone, invert, texture, blur, noise and JPEG are then off)
+    scan_threshold: Range  # threshold on the ink, 0 ground .. 1 darkest ink: low = bolder, high = thinner strokes
+    p_scan_blur: Ratio  # of a scan: blurred before the threshold (a low-resolution scan)
+    scan_blur: Range  # that blur's Gaussian sigma in px
+    broken: Range  # of a scan: share of pixels dropped from the ink in 2x2 blobs (broken strokes)
+    p_speckle: Ratio
+    speckle: Range  # share of pixels made specks (1-2 px): ink on the ground, ground in the ink
+    p_curl: Ratio
+    curl: Range  # baseline curl: amplitude of a smooth vertical shift of the columns, in text heights
+    curl_period: Range  # its wavelength, in text heights (low frequency: many letters per wave)
 
     @model_validator(mode="after")
     def _bounds(self) -> AugmentConfig:
@@ -247,6 +261,11 @@ class AugmentConfig(Section):
             "contrast": 0 < self.contrast[0] and self.contrast[1] <= 1, "texture": self.texture[0] >= 0,
             "gradient": 0 <= self.gradient[0] and self.gradient[1] <= 1, "blur": self.blur[0] >= 0,
             "noise": self.noise[0] >= 0, "jpeg_quality": 1 <= self.jpeg_quality[0] and self.jpeg_quality[1] <= 100,
+            "scan_threshold": 0 < self.scan_threshold[0] and self.scan_threshold[1] < 1,
+            "scan_blur": self.scan_blur[0] >= 0 and self.scan_blur[1] <= 3,
+            "broken": 0 <= self.broken[0] and self.broken[1] <= 0.5,
+            "speckle": 0 <= self.speckle[0] and self.speckle[1] <= 0.05,
+            "curl": 0 <= self.curl[0] and self.curl[1] <= 1, "curl_period": self.curl_period[0] >= 2,
         }
         bad = next((name for name, ok in checks.items() if not ok), None)
         rule(bad is None, f"`{bad}` is out of its allowed range (got {getattr(self, str(bad), None)})")

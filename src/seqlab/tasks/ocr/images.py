@@ -1,10 +1,12 @@
-"""Reading word images from files for predict: any size, mode and common format, or one clear error.
+"""Reading word and line images for predict: any size, mode and common format, or one clear error.
 
-Every image becomes uint8 grayscale at the model's height with its aspect ratio kept, after wide
-margins around the word are trimmed (photos; see normalize.crop_to_text). Polarity and contrast are
-left alone: every batch is normalised the same way in training, evaluation and predict. Transparent
-pixels are composited on white, 16-bit images are scaled to 8 bits, multi-frame files (GIF, APNG) use
-their first frame.
+Every image becomes uint8 grayscale at the model's height with its aspect ratio kept (:func:`fit_image`),
+after wide margins around the word are trimmed (photos; normalize.crop_to_text) and the band of its
+text line is cut (scans of any line height; normalize.crop_to_line). Evaluation brings test images that
+are not at the model's height through the same function. Polarity and contrast are left alone: every
+batch is normalised the same way in training, evaluation and predict. 1-bit, grey, palette and RGB(A)
+files are read; transparent pixels are composited on white, 16-bit images are scaled to 8 bits,
+multi-frame files (GIF, APNG) use their first frame.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from seqlab.tasks.ocr.normalize import crop_to_text, resize_to_height
+from seqlab.tasks.ocr.data import OcrSplit
+from seqlab.tasks.ocr.normalize import crop_for_model, resize_to_height
 
 MAX_WIDTH = 16384  # after rescaling to the model height; wider inputs are rejected, not truncated
 MIN_WIDTH = 16  # narrower images are widened (edge columns repeated) so every model has output steps
@@ -65,9 +68,16 @@ def load_word_image(path: str | Path, height: int) -> np.ndarray:
     except Exception as exc:  # noqa: BLE001 - truncated or corrupt data fails in many ways (OSError, zlib.error...)
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ImageReadError(f"cannot decode image ({detail})") from None
+    return fit_image(gray, height)
+
+
+def fit_image(gray: np.ndarray, height: int) -> np.ndarray:
+    """A uint8 grayscale (H, W) word or line image -> the model's input: cropped (normalize.crop_for_model),
+    `height` rows, at least MIN_WIDTH columns; ImageReadError if it is too small or would be too wide."""
     if gray.shape[0] < 2 or gray.shape[1] < 1:
         raise ImageReadError(f"image of {gray.shape[1]}x{gray.shape[0]} pixels is too small to hold a word")
-    gray = crop_to_text(gray)  # photos: wide margins around the word would shrink it at the model's height
+    # Photos: wide margins would shrink the word at the model's height; scans: loose, speckled line crops.
+    gray = crop_for_model(gray)
     width = max(1, round(gray.shape[1] * height / gray.shape[0]))
     if width > MAX_WIDTH:  # checked before resizing: a 1e6 x 2 image would need gigabytes at the model height
         raise ImageReadError(f"image is {width} px wide at height {height}; the limit is {MAX_WIDTH}")
@@ -75,3 +85,13 @@ def load_word_image(path: str | Path, height: int) -> np.ndarray:
     if out.shape[1] < MIN_WIDTH:
         out = np.pad(out, ((0, 0), (0, MIN_WIDTH - out.shape[1])), mode="edge")
     return out
+
+
+def fit_split(split: OcrSplit, height: int) -> OcrSplit:
+    """`split` as a model of `height` rows reads it: unchanged if every image has that height, else every
+    image through :func:`fit_image`, as predict would read it (native-height splits: the scans)."""
+    if all(im.shape[0] == height for im in split.images):
+        return split
+    images = [fit_image(im, height) for im in split.images]
+    return OcrSplit(images, split.texts, split.labels, np.array([im.shape[1] for im in images], dtype=np.int64),
+                    split.fonts)

@@ -16,7 +16,6 @@ import numpy as np
 from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
 
-
 _NOT_ALNUM = re.compile(r"[^0-9a-z ]")
 
 

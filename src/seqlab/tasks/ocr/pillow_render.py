@@ -20,6 +20,14 @@ the same way; in the degraded variant their rotation is scaled down with their l
 long line drifts at most about as many text heights as a rotated word (a line finder deskews more
 than that away).
 
+Scans (test_reserved_scans): lines as a scanner and a line finder hand them over, at their native
+height of 25-60 px (the model's normaliser brings them to its height, so the split measures it too):
+loose and uneven margins, sometimes bits of the lines above and below at the top or bottom edge, skew
+within +-1 degree, sometimes baseline curl, then binarised (black on white, 0 or 255) at a threshold
+that makes strokes thinner or bolder, often after a slight blur (a low-resolution scan), with broken
+strokes and specks. The text's ink never leaves the image: curl stays within the margins, and the
+neighbours' fragments within the margin rows, a gap away from the text.
+
 Tight crops are what a word detector hands over, but they hide the line height: "ooo" and "OOO"
 give the same image. Caseless labels (the default charset) do not care; case-sensitive ones
 lose a little on words made only of such letters.
@@ -89,6 +97,29 @@ class Degradations:
     jpeg_quality: tuple[int, int] = (20, 60)
 
 
+@dataclass(frozen=True)
+class ScanLook:
+    """The scan-like lines (ranges are uniform; lengths in ink heights, the height of the line's own ink)."""
+
+    line_height: tuple[int, int] = (25, 60)  # image height in px
+    margin: tuple[float, float] = (0.05, 0.4)  # ground above and below the ink, each
+    margin_x: tuple[float, float] = (0.1, 1.0)  # ground left and right of the ink, each
+    max_angle: float = 1.0  # skew in degrees, either way
+    fragment: float = 0.25  # probability, per edge, of a fragment of the neighbouring line there
+    fragment_margin: tuple[float, float] = (0.3, 0.5)  # the margin on that side
+    fragment_share: tuple[float, float] = (0.3, 0.7)  # share of that margin the fragment covers
+    curl: float = 0.25
+    curl_amplitude: tuple[float, float] = (0.03, 0.1)  # at most half the smaller margin
+    curl_period: tuple[float, float] = (8.0, 25.0)
+    blur: float = 0.5  # before the threshold
+    blur_radius: tuple[float, float] = (0.3, 0.8)  # px
+    threshold: tuple[float, float] = (0.35, 0.65)  # share of full coverage that becomes ink
+    broken: float = 0.3
+    broken_density: tuple[float, float] = (0.01, 0.04)  # share of pixels dropped from the ink in 2x2 blobs
+    speckle: float = 0.5
+    speckle_density: tuple[float, float] = (0.0003, 0.002)  # share of pixels made specks, each polarity
+
+
 def reserved_word_source(
     charset: Charset,
     min_len: int = 2,
@@ -142,35 +173,61 @@ def render_reserved_split(
     `font_names` are recorded for the fonts (default: file names, which are not unique across
     packages: fonts-liberation and fonts-liberation2 both ship LiberationSans-Regular.ttf).
     """
-    if not font_paths:
-        raise ValueError("render_reserved_split needs at least one font file")
-    names = [Path(p).name for p in font_paths] if font_names is None else list(font_names)
-    if len(names) != len(font_paths):
-        raise ValueError(f"got {len(names)} font names for {len(font_paths)} font files")
     if height < 16:
         raise ValueError(f"height must be >= 16 so that loose margins leave room for the text (got {height})")
-    bad = next((i for i, w in enumerate(words) if not w or w != " ".join(w.split())), None)
-    if bad is not None:
-        raise ValueError(f"text {bad} ({words[bad]!r}) must be non-empty words separated by single spaces")
-    fonts = tuple(str(p) for p in font_paths)
-    chars = "".join(sorted(set("".join(words)) - {" "}))
-    for font in fonts:  # a missing glyph would draw a box or nothing under a label that names a character
-        if missing := missing_glyphs(font, chars):
-            raise ValueError(f"font {font} has no glyph for {missing!r}")
+    names, fonts = _checked_fonts(words, font_paths, font_names)
     render = partial(_render_range, words=tuple(words), fonts=fonts, seed=seed, height=height,
                      degradations=degradations if degraded else None)
-    size = max(1, min(256, math.ceil(len(words) / (max(workers, 1) * 8))))
-    starts = range(0, len(words), size)
-    ranges = [(s, min(s + size, len(words))) for s in starts]
-    if workers <= 1 or len(ranges) <= 1:
-        parts = list(map(render, ranges))
-    else:
-        # spawn: workers start clean (no inherited threads or RNG state) on every OS.
-        with multiprocessing.get_context("spawn").Pool(min(workers, len(ranges))) as pool:
-            parts = pool.map(render, ranges)
+    parts = _in_workers(render, len(words), workers)
     images = [im for part in parts for im, _ in part]
     used = [names[f] for part in parts for _, f in part]
     return images, used
+
+
+def render_scan_split(
+    lines: Sequence[str],
+    font_paths: Sequence[Path],
+    seed: int,
+    workers: int = 1,
+    look: ScanLook = ScanLook(),
+    font_names: Sequence[str] | None = None,
+) -> tuple[list[np.ndarray], list[str]]:
+    """uint8 (H_i, W_i) scan-like images of `lines` (0 ink, 255 paper; heights in `look.line_height`) and the
+    name of the font each was drawn with; image i depends only on (seed, i, its line, the fonts)."""
+    names, fonts = _checked_fonts(lines, font_paths, font_names)
+    parts = _in_workers(partial(_scan_range, lines=tuple(lines), fonts=fonts, seed=seed, look=look), len(lines),
+                        workers)
+    return [im for part in parts for im, _ in part], [names[f] for part in parts for _, f in part]
+
+
+def _checked_fonts(texts: Sequence[str], font_paths: Sequence[Path],
+                   font_names: Sequence[str] | None) -> tuple[list[str], tuple[str, ...]]:
+    """The names to record and the font files as strings, after the checks every split makes."""
+    if not font_paths:
+        raise ValueError("a reserved split needs at least one font file")
+    names = [Path(p).name for p in font_paths] if font_names is None else list(font_names)
+    if len(names) != len(font_paths):
+        raise ValueError(f"got {len(names)} font names for {len(font_paths)} font files")
+    bad = next((i for i, w in enumerate(texts) if not w or w != " ".join(w.split())), None)
+    if bad is not None:
+        raise ValueError(f"text {bad} ({texts[bad]!r}) must be non-empty words separated by single spaces")
+    fonts = tuple(str(p) for p in font_paths)
+    chars = "".join(sorted(set("".join(texts)) - {" "}))
+    for font in fonts:  # a missing glyph would draw a box or nothing under a label that names a character
+        if missing := missing_glyphs(font, chars):
+            raise ValueError(f"font {font} has no glyph for {missing!r}")
+    return names, fonts
+
+
+def _in_workers(render: Any, count: int, workers: int) -> list[Any]:
+    """``render((start, stop))`` over ranges covering 0..count, in order, in `workers` processes."""
+    size = max(1, min(256, math.ceil(count / (max(workers, 1) * 8))))
+    ranges = [(s, min(s + size, count)) for s in range(0, count, size)]
+    if workers <= 1 or len(ranges) <= 1:
+        return list(map(render, ranges))
+    # spawn: workers start clean (no inherited threads or RNG state) on every OS.
+    with multiprocessing.get_context("spawn").Pool(min(workers, len(ranges))) as pool:
+        return pool.map(render, ranges)
 
 
 def _render_range(
@@ -225,6 +282,73 @@ def _render_word(
         with Image.open(buffer) as decoded:
             out = np.asarray(decoded.convert("L"), dtype=np.uint8)
     return np.ascontiguousarray(out), font_id
+
+
+def _scan_range(bounds: tuple[int, int], lines: tuple[str, ...], fonts: tuple[str, ...], seed: int,
+                look: ScanLook) -> list[tuple[np.ndarray, int]]:
+    return [_render_scan(lines[i], fonts, seed, i, look) for i in range(*bounds)]
+
+
+def _render_scan(text: str, fonts: tuple[str, ...], seed: int, index: int, look: ScanLook) -> tuple[np.ndarray, int]:
+    """Scan-like image `index` of the split and the index of its font.
+
+    Composed at the drawing size (64-96 px fonts) as coverage, then scaled to the line height and binarised.
+    """
+    rng = np.random.default_rng([seed, index])
+    font_id = int(rng.integers(len(fonts)))
+    font = _font(fonts[font_id], DRAW_SIZES[rng.integers(len(DRAW_SIZES))])
+    angle = rng.uniform(-look.max_angle, look.max_angle)
+    ink = np.asarray(_ink(text, font, angle), dtype=np.float64) / 255  # the line's coverage, cropped to it
+    ih, iw = ink.shape
+    sides = rng.random(2) < look.fragment  # top, bottom
+    margins = [rng.uniform(*(look.fragment_margin if side else look.margin)) for side in sides]
+    top, bottom = (round(m * ih) for m in margins)
+    left, right = (round(rng.uniform(*look.margin_x) * ih) for _ in range(2))
+    canvas = np.zeros((top + ih + bottom, left + iw + right))
+    canvas[top:top + ih, left:left + iw] = ink
+    words = text.split()
+    for above, side, room, neighbour in ((True, sides[0], top, words[1:] + words[:1]), (False, sides[1], bottom, words[::-1])):
+        if not side:
+            continue
+        # The line above shows its lowest rows, the one below its highest, over part of the margin and a gap
+        # away from the text; same page: same font and skew.
+        other = np.asarray(_ink(" ".join(neighbour), font, angle), dtype=np.float64) / 255
+        shown = max(1, min(other.shape[0], round(rng.uniform(*look.fragment_share) * room)))
+        x = int(rng.integers(-(other.shape[1] // 3), canvas.shape[1] // 3 + 1))
+        part = other[-shown:] if above else other[:shown]
+        rows = slice(0, shown) if above else slice(canvas.shape[0] - shown, canvas.shape[0])
+        x0, x1 = max(0, x), min(canvas.shape[1], x + part.shape[1])
+        if x1 > x0:
+            canvas[rows, x0:x1] = np.maximum(canvas[rows, x0:x1], part[:, x0 - x:x1 - x])
+    if rng.random() < look.curl:  # columns shifted up and down by a slow wave, within the margins
+        amplitude = min(rng.uniform(*look.curl_amplitude) * ih, 0.5 * min(top, bottom))
+        period = rng.uniform(*look.curl_period) * ih
+        shift = np.rint(amplitude * np.sin(2 * np.pi * np.arange(canvas.shape[1]) / period + rng.uniform(0, 2 * np.pi)))
+        source = np.arange(canvas.shape[0])[:, None] - shift[None, :].astype(int)
+        inside = (source >= 0) & (source < canvas.shape[0])
+        canvas = np.where(inside, np.take_along_axis(canvas, source.clip(0, canvas.shape[0] - 1), axis=0), 0.0)
+    height = int(rng.integers(look.line_height[0], look.line_height[1] + 1))
+    width = max(1, round(canvas.shape[1] * height / canvas.shape[0]))
+    image = Image.fromarray(np.rint(canvas * 255).astype(np.uint8)).resize((width, height), Image.Resampling.LANCZOS)
+    if rng.random() < look.blur:
+        image = image.filter(ImageFilter.GaussianBlur(rng.uniform(*look.blur_radius)))
+    coverage = np.asarray(image, dtype=np.float64) / 255
+    binary = coverage > rng.uniform(*look.threshold)
+    if rng.random() < look.broken:
+        binary &= ~_blobs(rng.random(binary.shape) < rng.uniform(*look.broken_density) / 4)
+    if rng.random() < look.speckle:
+        density, u = rng.uniform(*look.speckle_density), rng.random(binary.shape)
+        binary = (binary | (u < density) | _blobs(u < density / 3)) & ~((u > 1 - density) | _blobs(u > 1 - density / 3))
+    return np.where(binary, 0, 255).astype(np.uint8), font_id
+
+
+def _blobs(seeds: np.ndarray) -> np.ndarray:
+    """Seed pixels (bool, H x W) grown into 2x2 blobs (down and right)."""
+    out = seeds.copy()
+    out[1:] |= seeds[:-1]
+    out[:, 1:] |= seeds[:, :-1]
+    out[1:, 1:] |= seeds[:-1, :-1]
+    return out
 
 
 @lru_cache(maxsize=512)
@@ -291,10 +415,12 @@ def evaluation_fonts(charset: Charset) -> tuple[list[Path], list[str]]:
 
 
 def generate_reserved(count: int, charset: Charset, height: int, seed: int, out_dir: Path,
-                      workers: int = 1, line_count: int = 1, corpus_dir: Path | None = None) -> dict[str, Any]:
+                      workers: int = 1, line_count: int = 1, scan_count: int = 1,
+                      corpus_dir: Path | None = None) -> dict[str, Any]:
     """The `seqlab render-reserved` stage: test_reserved (clean) and test_reserved_degraded (the same
     words and fonts, degraded) of `count` words, test_reserved_lines and test_reserved_lines_degraded of
-    `line_count` lines of reserved prose (:func:`reserved_lines`), under `out_dir`, with meta.json and a
+    `line_count` lines of reserved prose (:func:`reserved_lines`), test_reserved_scans of `scan_count`
+    scan-like lines (those lines' texts, in turn, at native heights), under `out_dir`, with meta.json and a
     contact sheet; returns stats."""
     from seqlab.seeding import derive_seed  # here, not at module level: spawned workers skip torch
     from seqlab.tasks.ocr.render import contact_sheet
@@ -318,6 +444,14 @@ def generate_reserved(count: int, charset: Charset, height: int, seed: int, out_
         if split == "test_reserved_degraded":
             contact_sheet(out_dir / "contact_sheet.png", images, labels, fonts)
         stats[split] = {"count": len(images), "mean_width": round(float(np.mean([im.shape[1] for im in images])), 2)}
+    scans = [lines[i % len(lines)] for i in range(scan_count)]
+    images, fonts = render_scan_split(scans, font_paths, derive_seed(seed, "ocr", "reserved", "scans"), workers,
+                                      font_names=font_names)
+    save_split(out_dir / "test_reserved_scans.npz", images, [charset.normalize(t) for t in scans], fonts, None,
+               [PROSE_KIND] * len(scans))
+    stats["test_reserved_scans"] = {"count": len(images),
+                                    "mean_width": round(float(np.mean([im.shape[1] for im in images])), 2),
+                                    "mean_height": round(float(np.mean([im.shape[0] for im in images])), 2)}
     write_meta(out_dir, charset, height)
     stats["seconds"] = round(time.perf_counter() - start, 2)
     return stats

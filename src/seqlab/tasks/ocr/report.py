@@ -29,7 +29,7 @@ from seqlab.tasks.ocr.metrics import by_words, cer, summarize, word_accuracy
 
 WORD_GRID_CELLS, LINE_GRID_CELLS = 60, 30  # a line cell is twice a word cell's width: the same area
 GRIDS = {"test": "predictions.png", "test_reserved_degraded": "predictions_reserved_degraded.png",
-         "test_reserved_lines": "predictions_reserved_lines.png"}
+         "test_reserved_lines": "predictions_reserved_lines.png", "test_reserved_scans": "predictions_reserved_scans.png"}
 
 
 class Recognizer(Protocol):

@@ -39,24 +39,25 @@ class OcrTask(Task):
     monitor = "val_cer"
     monitor_mode = "min"
 
-    def __init__(self, variant: str, charset: Charset, augment: AugmentConfig | None = None) -> None:
+    def __init__(self, variant: str, charset: Charset, augment: AugmentConfig | None = None, height: int = 32) -> None:
         if variant not in self.variants:
             raise ValueError(f"unknown OCR variant {variant!r} (choose from {', '.join(self.variants)})")
         self.variant = variant
         self.charset = charset  # the labels' classes: the data's for training, the checkpoint's afterwards
         self.augment = augment  # training batches only; None: no augmentation (evaluation, predict)
+        self.height = height  # the model's input height, likewise
 
     @classmethod
     def for_training(cls, section: RunSection, variant: str | None) -> Self:
         if variant is None:
             raise ValueError(f"an OCR training run needs a variant ({', '.join(cls.variants)})")
-        charset = Charset.from_name(ocr_data.read_meta(paths.data_dir(cls.name))["charset"])
-        return cls(variant, charset, getattr(section, "augment", None))
+        meta = ocr_data.read_meta(paths.data_dir(cls.name))
+        return cls(variant, Charset.from_name(meta["charset"]), getattr(section, "augment", None), int(meta["height"]))
 
     @classmethod
     def from_checkpoint(cls, config: Mapping[str, Any]) -> Self:
-        variant = config["variant"]
-        return cls(LEGACY_VARIANTS.get(variant, variant), Charset.from_name(config["meta"]["charset"]))
+        variant, meta = config["variant"], config["meta"]
+        return cls(LEGACY_VARIANTS.get(variant, variant), Charset.from_name(meta["charset"]), height=int(meta["height"]))
 
     # --- data -----------------------------------------------------------------------------
     @classmethod
@@ -101,9 +102,12 @@ class OcrTask(Task):
 
     # --- evaluation -----------------------------------------------------------------------
     def evaluate(self, model: nn.Module, device: torch.device) -> Evaluation:
-        """Test metrics, the by_length table and the prediction grid, scored as Tesseract's are."""
-        return evaluate_recognizer(CtcReader(model, self.charset, device), ocr_data.load_test_splits(self.charset),
-                                   self.model_id)
+        """Test metrics, the by_length table and the prediction grid, scored as Tesseract's are. Splits stored
+        at native heights (the scans) reach the model as predict would bring them (images.fit_split)."""
+        from seqlab.tasks.ocr.images import fit_split
+
+        splits = {name: fit_split(split, self.height) for name, split in ocr_data.load_test_splits(self.charset).items()}
+        return evaluate_recognizer(CtcReader(model, self.charset, device), splits, self.model_id)
 
     # --- predict --------------------------------------------------------------------------
     def answers(self, model: nn.Module, meta: Mapping[str, Any], inputs: Iterable[str]) -> Iterator[Answer]:

@@ -144,7 +144,11 @@ class Tesseract:
 
 def run_tesseract_stage(word_psm: int, line_psm: int) -> dict[str, Any]:
     """The `seqlab tesseract` stage: score Tesseract on the OCR test splits, word images in `word_psm`, line
-    images in `line_psm` (as a user would call it on each); return the eval.json metrics."""
+    images in `line_psm` (as a user would call it on each); return the eval.json metrics.
+
+    The scans (test_reserved_scans) reach Tesseract at their native heights, as a user would hand them
+    over: it finds the x-height and rescales lines itself, and our normaliser's crop and downscaling
+    would only take detail away from it."""
     ok, reason = is_available()
     if not ok:
         raise SeqlabError(f"Tesseract baseline unavailable: {reason}")
