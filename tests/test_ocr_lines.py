@@ -185,6 +185,32 @@ def test_reader_prints_lines_with_single_spaces() -> None:
     assert reader.read([np.zeros((32, 64), dtype=np.uint8)]) == ["ab a"]
 
 
+def test_predict_prints_a_line_with_its_case_and_punctuation(tmp_path) -> None:
+    """`seqlab predict ocr` on a line image (a 1-bit PNG, 45 px tall as a scan gives it) prints the text
+    the model reads, capitals, punctuation and single spaces as they are."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    from seqlab.tasks.ocr.task import OcrTask
+
+    english = Charset.from_name("english")
+    text = "He said: \"Don't (1/2) stop!\" - 100% & more?"
+    path = []
+    for ch in text:  # a blank after every character, so repeated letters stay apart
+        path += [english.encode(ch)[0] if ch != " " else len(english), 0]
+    image = Image.new("1", (900, 45), 1)
+    ImageDraw.Draw(image).text((20, 10), text, fill=0)
+    line = tmp_path / "line.png"
+    image.save(line)
+    out, err = io.StringIO(), io.StringIO()
+    task = OcrTask("crnn", english)
+    failures = task.predict(_Scripted(path, english.num_classes), {"charset": english.chars, "height": 32},
+                            [str(line)], out, err)
+    assert failures == 0 and err.getvalue() == ""
+    assert out.getvalue() == f"{line}\t{text}\n"
+
+
 # --- word error rate ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("preds", "truths", "expected"), [
