@@ -143,7 +143,7 @@ class _Echo(torch.nn.Module):
 def test_kth_predict_answers_good_lines_and_reports_bad_ones():
     out, err = io.StringIO(), io.StringIO()
     failures = KthTask().predict(_Echo(), {"k": 3}, ["9 7 0 5 6\n", "12\n", "x1\n", "1234567890123456789012345\n"], out, err)
-    assert out.getvalue().split() == ["0", "3"]
+    assert out.getvalue().split("\n") == ["0", "", "", "3", ""]  # one line per input line, empty when refused
     assert failures == 2
     assert "line 2" in err.getvalue() and "fewer than k=3" in err.getvalue() and "line 3" in err.getvalue()
 
@@ -155,7 +155,7 @@ def test_binary_predict_decodes_msb_first_and_long_inputs():
     a, b = 2**200 + 12345, 2**199 + 99
     lines = ["1011 110", "0 0", "12 1", f"{a:b} {b:b}"]
     failures = BinaryAddTask().predict(CarryAdder(), {}, lines, out, err)
-    assert out.getvalue().split() == ["10001", "0", f"{a + b:b}"]
+    assert out.getvalue().splitlines() == ["10001", "0", "", f"{a + b:b}"]
     assert failures == 1 and "line 3" in err.getvalue()
 
 

@@ -280,8 +280,8 @@ class SequenceTask(Task):
             if answer.error is not None:
                 print(f"line {lineno}: {answer.input.strip()!r}: {answer.error}", file=err)
                 failures += 1
-            else:
-                print(answer.text, file=out, flush=True)
+            # One output line per input line, an empty one for a refused input, so answers line up with inputs.
+            print(answer.text if answer.error is None else "", file=out, flush=True)
         return failures
 
 
