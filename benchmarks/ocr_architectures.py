@@ -40,6 +40,7 @@ from seqlab.tasks.ocr.batching import iterate_batches
 from seqlab.tasks.ocr.charset import Charset
 from seqlab.tasks.ocr.ctc import CtcReader, ctc_loss
 from seqlab.tasks.ocr.data import OcrSplit
+from seqlab.tasks.ocr.images import fit_split
 from seqlab.tasks.ocr.metrics import summarize
 from seqlab.tasks.ocr.models import CRNN
 
@@ -67,7 +68,7 @@ WEIGHT_DECAY = 1e-4
 
 def subset(data: OcrSplit, n: int) -> OcrSplit:
     """The first `n` images (the splits are drawn in random order already)."""
-    return OcrSplit(data.images[:n], data.texts[:n], data.labels[:n], data.widths[:n], data.fonts[:n])
+    return OcrSplit(data.images[:n], data.texts[:n], data.labels[:n], data.widths[:n], data.fonts[:n], data.kinds[:n])
 
 
 def one_cycle(fraction: float) -> float:
@@ -191,7 +192,8 @@ def main() -> None:
     train = ocr_data.load_split(ocr_data.split_path("train"), charset)
     if args.train_limit:
         train = subset(train, args.train_limit)
-    evals = {s: subset(ocr_data.load_split(ocr_data.split_path(s), charset), n)
+    # Native-height splits (the scans) reach the models as predict brings any image to the model height.
+    evals = {s: fit_split(subset(ocr_data.load_split(ocr_data.split_path(s), charset), n), height)
              for s, n in EVAL_SPLITS.items() if ocr_data.split_path(s).is_file()}
     results: dict[str, Any] = {"cpu_minutes": args.cpu_minutes, "threads": torch.get_num_threads(),
                                "train_images": len(train), "eval_images": {s: len(d) for s, d in evals.items()},

@@ -94,4 +94,4 @@ def fit_split(split: OcrSplit, height: int) -> OcrSplit:
         return split
     images = [fit_image(im, height) for im in split.images]
     return OcrSplit(images, split.texts, split.labels, np.array([im.shape[1] for im in images], dtype=np.int64),
-                    split.fonts)
+                    split.fonts, split.kinds)
