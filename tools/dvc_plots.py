@@ -34,6 +34,9 @@ PLACEHOLDERS = ("{scripts}", PLOTS_PLACEHOLDER, "{refresh_tag}")
 # templates' palette); axes, grid and text are grey and the page's own widgets another blue. A drawn
 # line chart here has ~1,500 of them, a blank page none.
 CURVE_COLOUR_DISTANCE = 40
+# The colour range of dvc-render 1.0's templates (dvc_render.vega.OPTIONAL_ANCHOR_RANGES["color"]); a new
+# palette there makes the test's capture count nothing, so it cannot go stale unnoticed.
+CURVE_COLOURS = ("#945dd6", "#13adc7", "#f46837", "#48bb78", "#4299e1", "#ed8936", "#f56565")
 MIN_CURVE_PIXELS = 200
 
 PAGE = """<!DOCTYPE html>
@@ -96,10 +99,9 @@ def render(command: str, dvc_args: list[str], out: Path, cwd: Path | None = None
 def curve_pixels(png: Path) -> int:
     """Pixels of `png` in the colours of DVC's lines and points (not its grey axes, grid or text)."""
     import numpy as np
-    from dvc_render.vega import OPTIONAL_ANCHOR_RANGES
     from PIL import Image
 
-    palette = np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in OPTIONAL_ANCHOR_RANGES["color"]])
+    palette = np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in CURVE_COLOURS])
     with Image.open(png) as img:
         rgb = np.asarray(img.convert("RGB"), dtype=np.int32)
     distance = np.sqrt(((rgb[:, :, None, :] - palette[None, None]) ** 2).sum(axis=3)).min(axis=2)
