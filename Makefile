@@ -19,7 +19,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 # Stage commands (seqlab, dvc) resolve from the venv without activating it.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install shell fonts pipeline timed-repro results bench test test-fast lint ui clean-state
+.PHONY: install vega shell fonts pipeline plots timed-repro results bench test test-fast lint ui clean-state
 
 # The venv is rebuilt when the requirement files change; the stamp records a finished install.
 # (Switching TORCH in an existing venv: remove .venv first; pip keeps an installed torch of the pinned version.)
@@ -35,7 +35,15 @@ $(VENV)/.installed: requirements.txt requirements-lock.txt pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $@
 
-install: $(VENV)/.installed fonts  ## the venv (TORCH=cpu|cuda, default cpu) and the OCR font packages
+install: $(VENV)/.installed fonts vega  ## the venv (TORCH=cpu|cuda, default cpu), the OCR font packages, Vega
+
+# Vega, Vega-Lite and vega-embed for the offline plots page (`make plots`), pinned by the lock file;
+# npm ci rewrites node_modules/.package-lock.json, the stamp. Without npm the rest still installs.
+VEGA_STAMP := tools/vega/node_modules/.package-lock.json
+vega: $(VEGA_STAMP)
+$(VEGA_STAMP): tools/vega/package.json tools/vega/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then npm ci --prefix tools/vega --no-audit --no-fund --loglevel=error; \
+	else echo "make: npm not found, Vega skipped: 'make plots' needs it (apt-get install npm)" >&2; fi
 
 shell: install  ## an interactive shell with the venv active: seqlab, dvc, mlflow on PATH (`exit` leaves it)
 	@echo "venv $(VENV) active: seqlab, dvc, mlflow, pytest are on PATH; 'exit' returns"
@@ -49,6 +57,9 @@ pipeline: install  ## run the whole DVC pipeline on params.yaml
 
 timed-repro: install  ## rerun every stage (dvc repro -f, stage by stage), times -> metrics/pipeline_times.json
 	$(BIN)/python scripts/timed_repro.py --force
+
+plots: install  ## `dvc plots show` as a page that draws offline (Vega inlined) -> dvc_plots/index.html
+	$(BIN)/python tools/dvc_plots.py show
 
 results: install  ## write README.md's results block from metrics/*.json
 	$(BIN)/python scripts/results_table.py --write README.md

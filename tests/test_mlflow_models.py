@@ -10,17 +10,29 @@ process that imports mlflow and pandas, not seqlab.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
+import re
+import signal
 import sqlite3
+import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import mlflow_runs, tiny_params
+from conftest import REPO, mlflow_runs, tiny_params
 from PIL import Image, ImageDraw
 from reliability_support import env_for, run
+
+sys.path.insert(0, str(REPO / "tools"))  # the process-group helpers of the MLflow server tool
+from mlflow_server import free_port, group_members  # noqa: E402
 
 pytestmark = pytest.mark.slow  # the fixtures train kth through the CLI and start fresh Python processes
 
@@ -120,11 +132,83 @@ def test_predict_takes_the_registered_champion(kth_repo):
     assert (from_registry.returncode, from_registry.stdout) == (from_file.returncode, from_file.stdout)
     assert from_registry.stdout.strip()
     rows = pyfunc_predict(kth_repo, "models:/seqlab-kth@champion", {"input": KTH_LINES})
-    assert [r["text"] for r in rows if r["text"] is not None] == from_file.stdout.splitlines()
+    assert [r["text"] or "" for r in rows] == from_file.stdout.splitlines()  # predict: an empty line per refusal
 
     unknown = run(["seqlab", "predict", "kth", "--model", "models:/seqlab-nothing@champion"], kth_repo, env=env,
                   check=False, input=lines)
     assert unknown.returncode == 1 and unknown.stderr.startswith("seqlab: error: models:/seqlab-nothing@champion")
+
+    # another task's model: the error names the registry URI, not the temporary download
+    wrong = run(["seqlab", "predict", "binary_add", "--model", "models:/seqlab-kth@champion"], kth_repo, env=env,
+                check=False, input="1 0\n")
+    assert (wrong.returncode, wrong.stdout) == (1, "")
+    assert wrong.stderr == "seqlab: error: models:/seqlab-kth@champion: checkpoint is for task 'kth', not 'binary_add'\n"
+
+
+# --- mlflow models serve -----------------------------------------------------------------------------
+
+SERVE_READY_S = 180.0  # ~10 s on an idle machine; generous for a busy one
+
+
+def readme_serve_example() -> tuple[str, list[str]]:
+    """(the `mlflow models serve` line, the curl lines) of README's serving example, each followed by the
+    comment line that gives its answer."""
+    text = (REPO / "README.md").read_text()
+    block = next(b for b in re.findall(r"```bash\n(.*?)```", text, re.S) if "mlflow models serve" in b)
+    lines = block.strip().splitlines()
+    serve = next(line for line in lines if "mlflow models serve" in line)
+    return serve, [line for line in lines if line.startswith("curl ")]
+
+
+@contextlib.contextmanager
+def served(command: str, root: Path, env: dict[str, str], port: int) -> Iterator[subprocess.Popen]:
+    """Run a serve command line in its own process group; wait (bounded) until /ping answers; stop the group."""
+    proc = subprocess.Popen(["bash", "-c", command.rstrip(" &")], cwd=root, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + SERVE_READY_S
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"{command} exited with {proc.returncode}: {proc.stderr.read()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, f"{command}: no answer on port {port} after {SERVE_READY_S:.0f} s"
+            time.sleep(0.5)
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=30)
+        end = time.monotonic() + 30
+        while group_members(proc.pid) and time.monotonic() < end:
+            time.sleep(0.2)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def test_served_model_answers_the_readmes_curl_and_refuses_unknown_columns(kth_repo):
+    serve, (good, bad) = readme_serve_example()
+    port = free_port()
+    env = env_for(kth_repo, DVC_ROOT=str(kth_repo))
+    with served(serve.replace("$PWD", str(kth_repo)).replace("5001", str(port)), kth_repo, env, port):
+        answer = subprocess.run(["bash", "-c", good.replace("5001", str(port))], capture_output=True, text=True,
+                                timeout=120, check=True).stdout
+        refused = subprocess.run(["bash", "-c", bad.replace("5001", str(port))], capture_output=True, text=True,
+                                 timeout=120, check=True).stdout
+    cli = run(["seqlab", "predict", "kth"], kth_repo, env=env, check=False, input="9 7 0 5 6\n1 2\n")
+    rows = json.loads(answer)["predictions"]
+    assert [r["text"] or "" for r in rows] == cli.stdout.splitlines()
+    print(answer, refused)  # what README shows as the answers
+    assert [r["error"] is None for r in rows] == [True, False]
+    body, status = refused.rsplit(" HTTP ", 1)
+    assert status.strip() == "400" and json.loads(body)["error_code"] == "INVALID_PARAMETER_VALUE", refused
+    assert "missing inputs ['input']" in json.loads(body)["message"]
 
 
 def test_champion_moves_only_when_the_metric_improves(kth_repo, monkeypatch):
@@ -239,3 +323,28 @@ def test_ocr_models_and_the_tesseract_baseline_share_one_experiment(ocr_model):
     # the trained model has its MLflow model, the baseline has none
     logged = dict(query(root / "mlflow.db", "SELECT source_run_id, COUNT(*) FROM logged_models GROUP BY source_run_id"))
     assert logged == {run_id: 1}
+
+
+def test_served_ocr_model_refuses_a_request_without_image_or_path(ocr_model):
+    root, _, run_id, images = ocr_model
+    port = free_port()
+    env = env_for(root, DVC_ROOT=str(root))
+    command = (f"MLFLOW_TRACKING_URI=sqlite:///{root / 'mlflow.db'} mlflow models serve -m runs:/{run_id}/model "
+               f"--env-manager local -h 127.0.0.1 -p {port}")
+
+    def post(columns: list[str], data: list[list[str]]) -> tuple[int, dict]:
+        body = json.dumps({"dataframe_split": {"columns": columns, "data": data}}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=120) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    with served(command, root, env, port):
+        unknown = post(["file"], [[str(images[0])]])
+        known = post(["path"], [[str(images[0])]])
+    assert unknown[0] == 400 and unknown[1]["error_code"] == "INVALID_PARAMETER_VALUE", unknown
+    assert "needs a column 'image' or 'path'" in unknown[1]["message"], unknown
+    assert known[0] == 200 and len(known[1]["predictions"]) == 1 and known[1]["predictions"][0]["error"] is None

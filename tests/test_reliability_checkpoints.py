@@ -123,9 +123,9 @@ def _write(path, data):
 
 
 @pytest.mark.parametrize("case, expected", [
-    ("truncated", "not a readable checkpoint"),
-    ("empty", "not a readable checkpoint"),
-    ("text", "not a readable checkpoint"),
+    ("truncated", "not a readable checkpoint: a damaged or truncated PyTorch archive"),
+    ("empty", "not a seqlab checkpoint (empty file)"),
+    ("text", "not a seqlab checkpoint (not a PyTorch archive)"),
     ("foreign-torch-file", "not a seqlab checkpoint"),
     ("weights-do-not-fit-config", "weights do not match the model config"),
     ("directory", "checkpoint not found"),

@@ -3,17 +3,27 @@ before any data is loaded; the embedded default store never touches the network.
 
 Three outages: a closed port (connection refused), a server that accepts TCP but never answers (timeout), and
 one that answers /health with HTTP 503. A healthy stub server is the control: with it the probe passes.
+And a real server that dies in the middle of training: one line naming it, and the rerun resumes the run.
 """
 
 from __future__ import annotations
 
 import http.server
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
+import yaml
+from conftest import REPO, tiny_params
 from reliability_support import clone_base, env_for, leftover_temps, one_error_line, run, tree_hashes
+
+sys.path.insert(0, str(REPO / "tools"))  # the light MLflow server helper
+from mlflow_server import api, free_port, group_members, start_server  # noqa: E402
 
 LIMIT_S = 10.0
 
@@ -158,3 +168,77 @@ def test_opening_a_new_store_waits_for_the_store_lock(tmp_path, monkeypatch):
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0 and "done" in out, out
     assert (tmp_path / "mlflow.db").exists()
+
+
+# --- a real server that dies mid-training ---------------------------------------------------------------
+
+EPOCHS = 40  # long enough that the server is gone well before the last epoch (tiny kth: ~0.1 s an epoch)
+EVENT_TIMEOUT_S = 300.0
+
+
+def _wait_for(condition, what: str, proc: subprocess.Popen) -> None:
+    """Poll `condition` until it holds; fail if `proc` ended first or after EVENT_TIMEOUT_S."""
+    deadline = time.monotonic() + EVENT_TIMEOUT_S
+    while not condition():
+        if proc.poll() is not None:
+            raise AssertionError(f"training ended ({proc.returncode}) before {what}:\n{proc.stderr.read()[-3000:]}")
+        assert time.monotonic() < deadline, f"no {what} after {EVENT_TIMEOUT_S:.0f} s"
+        time.sleep(0.02)
+
+
+def _kill_group(pgid: int) -> None:
+    """SIGKILL: the server dies, it is not shut down. Wait (bounded) until none of its processes is left."""
+    os.killpg(pgid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while group_members(pgid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+@pytest.mark.e2e
+def test_server_dying_mid_training_fails_in_one_line_and_the_rerun_resumes(tmp_path):
+    root = tmp_path / "repo"
+    root.mkdir()
+    params = tiny_params()
+    params["kth"]["train"].update(epochs=EPOCHS, patience=EPOCHS)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["seqlab", "generate", "kth"], root, env=env_for(root, DVC_ROOT=str(root)))
+    store, artifacts, port = f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "server-artifacts", free_port()
+    server_env = env_for(tmp_path)
+    server = start_server(store, artifacts_destination=artifacts, port=port, env=server_env)
+    env = env_for(root, DVC_ROOT=str(root), MLFLOW_TRACKING_URI=server.url)
+    resume_dir = root / ".seqlab" / "resume"
+    try:
+        proc = subprocess.Popen(["seqlab", "train", "kth"], cwd=root, env=env, text=True, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        try:
+            _wait_for(lambda: any(resume_dir.glob("kth-*.pt")), "first epoch's checkpoint", proc)
+            _kill_group(server.pgid)
+            out, err = proc.communicate(timeout=EVENT_TIMEOUT_S)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        failed = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+        assert failed.returncode == 1 and "Traceback" not in out + err, err[-3000:]
+        errors = [line for line in err.splitlines() if "error" in line.lower()]
+        assert errors == [err.strip().splitlines()[-1]], err[-3000:]  # one error line, the last one
+        assert errors[0] == (f"seqlab: error: MLflow tracking server {server.url} stopped answering (connection "
+                             "refused); start it again, then rerun: training resumes after its last finished epoch")
+        assert not (root / "models" / "kth.pt").exists() and len(list(resume_dir.glob("kth-*.pt"))) == 1
+        done = max(int(line.split("epoch ")[1].split(":")[0]) for line in err.splitlines() if "] epoch " in line)
+        assert done < EPOCHS
+
+        server.stop()  # reaps the killed leader
+        server = start_server(store, artifacts_destination=artifacts, port=port, env=server_env)  # the same URI
+        rerun = run(["seqlab", "train", "kth"], root, env=env, timeout=EVENT_TIMEOUT_S)
+        assert "[kth] resuming after epoch " in rerun.stderr
+        assert (root / "models" / "kth.pt").exists() and not list(resume_dir.glob("kth-*.pt"))
+        exp = api(server.url, "experiments/get-by-name?experiment_name=seqlab-kth")["experiment"]
+        runs = api(server.url, "runs/search", {"experiment_ids": [exp["experiment_id"]]})["runs"]
+        assert [r["info"]["status"] for r in runs] == ["FINISHED"]  # the interrupted run, resumed and finished
+        history = api(server.url, f"metrics/get-history?run_id={runs[0]['info']['run_id']}&metric_key=train_loss")
+        # every epoch logged: before the outage, then from the resume on (a step whose request was in flight
+        # when the server died may be there twice)
+        assert sorted({m["step"] for m in history["metrics"]}) == list(range(1, EPOCHS + 1))
+    finally:
+        server.stop()

@@ -15,9 +15,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -25,15 +22,8 @@ import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
+from chromium import find_chromium, screenshot
 from mlflow_server import api, mlflow_server
-
-CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-# Flags measured to work headless as root in a container with no network (see docs/experiments.md).
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--hide-scrollbars", "--disable-dev-shm-usage")
-# Virtual milliseconds the page may run before the capture: enough for the app to fetch the runs
-# and draw its charts (it takes ~7 s of real time here).
-RENDER_BUDGET_MS = 20_000
 
 # The UI opens its "Assistant" side panel only when the page's hostname is localhost/127.0.0.1; the
 # browser reaches the server through this alias (mapped to 127.0.0.1) so the screenshot shows the
@@ -52,14 +42,6 @@ _DIFF_ONLY_JS = """const flip = setInterval(() => {
 """
 
 
-def find_chromium(explicit: str | None = None) -> str:
-    for name in (explicit, os.environ.get("CHROMIUM"), *CHROMIUM_NAMES):
-        if name and (path := shutil.which(name)):
-            return path
-    raise FileNotFoundError("no Chromium found: install Debian's `chromium` (apt-get install chromium) "
-                            "or pass --chromium PATH")
-
-
 def latest_runs(base_url: str, experiment: str, count: int) -> tuple[str, list[dict]]:
     """(experiment id, the `count` most recent FINISHED runs, newest first) via the REST API."""
     exp = api(base_url, f"experiments/get-by-name?experiment_name={urllib.parse.quote(experiment)}")["experiment"]
@@ -76,28 +58,15 @@ def compare_url(base_url: str, experiment_id: str, run_ids: list[str]) -> str:
     return f"{base_url}/#/compare-runs?{query}"
 
 
-def screenshot(url: str, out: Path, *, chromium: str, width: int, height: int, timeout: float = 180) -> None:
-    """Save a `width` x `height` PNG of `url` as headless Chromium draws it."""
-    with tempfile.TemporaryDirectory(prefix="chromium-") as tmp_dir:
-        extension = Path(tmp_dir) / "show-diff-only"
-        extension.mkdir()
+def screenshot_compare(url: str, out: Path, *, chromium: str, width: int, height: int) -> None:
+    """Save a `width` x `height` PNG of the compare page, its "Show diff only" switches flipped."""
+    with tempfile.TemporaryDirectory(prefix="show-diff-only-") as tmp_dir:
+        extension = Path(tmp_dir)
         (extension / "manifest.json").write_text(json.dumps(_DIFF_ONLY_MANIFEST))
         (extension / "diff_only.js").write_text(_DIFF_ONLY_JS)
-        cmd = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={Path(tmp_dir) / 'profile'}",
-               f"--load-extension={extension}", f"--disable-extensions-except={extension}",
-               f"--window-size={width},{height}",
-               f"--host-resolver-rules=MAP {BROWSER_HOST} 127.0.0.1", f"--virtual-time-budget={RENDER_BUDGET_MS}",
-               f"--screenshot={out}", url]
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                text=True, start_new_session=True)
-        try:
-            _, err = proc.communicate(timeout=timeout)
-        finally:  # renderer and zygote helpers share the browser's group: none outlives the capture
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    if proc.returncode != 0 or not out.is_file():
-        raise RuntimeError(f"chromium exited with {proc.returncode}:\n{err[-2000:]}")
+        screenshot(url, out, chromium=chromium, width=width, height=height,
+                   extra_flags=(f"--load-extension={extension}", f"--disable-extensions-except={extension}",
+                                f"--host-resolver-rules=MAP {BROWSER_HOST} 127.0.0.1"))
 
 
 def shrink_png(src: Path, dest: Path, colors: int = 256) -> None:
@@ -156,7 +125,7 @@ def _render(args: argparse.Namespace, store: str, chromium: str) -> int:
         url = compare_url(browser_base, exp_id, [r["info"]["run_id"] for r in runs])
         with tempfile.TemporaryDirectory(prefix="mlflow-compare-") as tmp:
             raw = Path(tmp) / "raw.png"
-            screenshot(url, raw, chromium=chromium, width=args.width, height=args.height)
+            screenshot_compare(url, raw, chromium=chromium, width=args.width, height=args.height)
             args.out.parent.mkdir(parents=True, exist_ok=True)
             shrink_png(raw, args.out)
     names = ", ".join(r["info"].get("run_name", r["info"]["run_id"][:8]) for r in runs)

@@ -19,6 +19,8 @@ from seqlab.errors import CheckpointError
 from seqlab.storage import atomic_path
 
 FORMAT = "seqlab-checkpoint/1"
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive; every seqlab checkpoint starts with this
+PICKLE_MAGIC = b"\x80"  # a plain pickle (protocol >= 2), the legacy format torch's safe loader inspects
 MODEL_TAG = "seqlab.model_sha256"  # MLflow tag on the training run: the digest of the model file it wrote
 
 
@@ -37,11 +39,13 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
         torch.save({"format": FORMAT, **payload}, fh)
 
 
-def load_checkpoint(path: str | Path, task: str | None = None) -> dict[str, Any]:
-    """Load a seqlab checkpoint; refuse unsafe pickles, foreign files and other tasks' models."""
+def load_checkpoint(path: str | Path, task: str | None = None, *, name: str | None = None) -> dict[str, Any]:
+    """Load a seqlab checkpoint; refuse unsafe pickles, foreign files and other tasks' models.
+    `name`: what errors call the file (a models:/ URI, where `path` is a temporary download)."""
     path = Path(path)
+    shown = name or str(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found (train it first: dvc repro)")
+        raise CheckpointError(f"{shown}: checkpoint not found (train it first: dvc repro)")
     try:
         with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error below says it all
             warnings.simplefilter("ignore")
@@ -51,15 +55,33 @@ def load_checkpoint(path: str | Path, task: str | None = None) -> dict[str, Any]
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         code = next((line for line in lines if "GLOBAL" in line), None)
         if code:
-            raise CheckpointError(f"{path}: refused to load: unpickling it could run code, and a checkpoint holds "
+            raise CheckpointError(f"{shown}: refused to load: unpickling it could run code, and a checkpoint holds "
                                   f"only tensors and plain values ({code})") from None
+        if not _head(path).startswith((ZIP_MAGIC, PICKLE_MAGIC)):  # text, an image...: no pickle to refuse
+            raise CheckpointError(f"{shown}: {_unreadable(path, exc)}") from None
         detail = next((line for line in lines if "Unsupported" in line), "not plain data")
-        raise CheckpointError(f"{path}: not a readable checkpoint, refused by the safe loader ({detail})") from None
+        raise CheckpointError(f"{shown}: not a readable checkpoint, refused by the safe loader ({detail})") from None
     except Exception as exc:  # noqa: BLE001 - truncated, corrupt or foreign files fail in many ways
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint ({detail})") from None
+        raise CheckpointError(f"{shown}: {_unreadable(path, exc)}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a seqlab checkpoint")
+        raise CheckpointError(f"{shown}: not a seqlab checkpoint")
     if task is not None and ckpt.get("task") != task:
-        raise CheckpointError(f"{path}: checkpoint is for task {ckpt.get('task')!r}, not {task!r}")
+        raise CheckpointError(f"{shown}: checkpoint is for task {ckpt.get('task')!r}, not {task!r}")
     return ckpt
+
+
+def _head(path: Path) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read(len(ZIP_MAGIC))
+
+
+def _unreadable(path: Path, exc: Exception) -> str:
+    """Why torch could not read `path`, in words: for a file that is no archive at all, torch's own error is
+    whatever its fallback pickle reader tripped on (`pop from empty list`, `KeyError: 101`)."""
+    head = _head(path)
+    if not head:
+        return "not a seqlab checkpoint (empty file)"
+    if not head.startswith(ZIP_MAGIC):
+        return "not a seqlab checkpoint (not a PyTorch archive)"
+    detail = str(exc).strip().split(". ")[0].splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return f"not a readable checkpoint: a damaged or truncated PyTorch archive ({detail})"

@@ -104,20 +104,22 @@ def cmd_train(args: argparse.Namespace) -> int:
         distributed.launch(section.train.nproc, ["--params", str(args.params), "train", args.task,
                                                  *(["--variant", args.variant] if args.variant else [])])
         return 0
+    from seqlab.tracking import server_outage
     from seqlab.training import train
 
-    with distributed.reporting():
+    with distributed.reporting(), server_outage("rerun: training resumes after its last finished epoch"):
         train(task_class(args.task).for_training(section, variant), params.seed, section)
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    import json
+    from seqlab.evaluation import evaluate, headline
+    from seqlab.tracking import server_outage
 
-    from seqlab.evaluation import evaluate
-
-    metrics = evaluate(args.task, check_variant(args.task, args.variant))
-    print(json.dumps(metrics, indent=1, sort_keys=True)[:4000], file=sys.stderr)
+    variant = check_variant(args.task, args.variant)
+    with server_outage("rerun"):
+        metrics = evaluate(args.task, variant)
+    print(headline(args.task, model_id(args.task, variant), metrics), file=sys.stderr)
     return 0
 
 
@@ -129,11 +131,12 @@ def cmd_tesseract(args: argparse.Namespace) -> int:
     check_tracking_server()
     from seqlab import paths
     from seqlab.tasks.ocr.tesseract import MODEL_ID, run_tesseract_stage
-    from seqlab.tracking import log_baseline_run
+    from seqlab.tracking import log_baseline_run, server_outage
 
     metrics = run_tesseract_stage(params.ocr.tesseract.word_psm, params.ocr.tesseract.line_psm)
     files = sorted(f for f in paths.metrics_dir(MODEL_ID).iterdir() if f.suffix in (".json", ".csv", ".png"))
-    log_baseline_run("ocr", MODEL_ID, params.ocr.tesseract.model_dump(), metrics, files)  # beside the OCR models
+    with server_outage("rerun"):
+        log_baseline_run("ocr", MODEL_ID, params.ocr.tesseract.model_dump(), metrics, files)  # beside the OCR models
     return 0
 
 
@@ -154,13 +157,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from seqlab.evaluation import load_model
 
     with tempfile.TemporaryDirectory(prefix="seqlab-model-") as tmp:
+        name = None
         if args.model and args.model.startswith(MODEL_URI_SCHEMES):
             from seqlab.mlflow_model import download_checkpoint
 
-            checkpoint = download_checkpoint(args.model, Path(tmp))
+            checkpoint, name = download_checkpoint(args.model, Path(tmp)), args.model  # errors name the URI
         else:
             checkpoint = Path(args.model) if args.model else paths.model_path(model_id(args.task, check_variant(args.task, None)))
-        task, model, ckpt = load_model(checkpoint, args.task)
+        task, model, ckpt = load_model(checkpoint, args.task, name=name)
     if args.task == "ocr":
         if not args.inputs:
             raise SeqlabError("predict ocr needs one or more image paths")

@@ -19,23 +19,25 @@ from seqlab.tasks import model_id, task_class
 from seqlab.tasks.base import Task
 
 
-def load_model(path: str | Path, task_name: str) -> tuple[Task, nn.Module, dict[str, Any]]:
+def load_model(path: str | Path, task_name: str, *, name: str | None = None) -> tuple[Task, nn.Module, dict[str, Any]]:
     """Rebuild a trained model from nothing but its checkpoint (config and meta live inside it).
 
     The config's model dict holds the constructor's arguments; a checkpoint written before an argument
-    existed leaves it out, and the constructor's default applies.
+    existed leaves it out, and the constructor's default applies. `name`: what errors call the checkpoint
+    (default: its path).
     """
-    ckpt = load_checkpoint(path, task_name)
+    ckpt = load_checkpoint(path, task_name, name=name)
+    shown = name or str(path)
     config = ckpt["config"]
     try:
         task = task_class(config["task"]).from_checkpoint(config)
         model = task.build_model(config["model"], config["meta"])
     except (KeyError, TypeError, ValueError) as exc:  # a hand-edited or foreign config
-        raise CheckpointError(f"{path}: unusable model config ({type(exc).__name__}: {exc})") from None
+        raise CheckpointError(f"{shown}: unusable model config ({type(exc).__name__}: {exc})") from None
     try:
         model.load_state_dict(ckpt["model_state"])
     except (RuntimeError, KeyError, TypeError) as exc:  # a hand-edited file whose weights do not fit its config
-        raise CheckpointError(f"{path}: weights do not match the model config ({str(exc).splitlines()[0]})") from None
+        raise CheckpointError(f"{shown}: weights do not match the model config ({str(exc).splitlines()[0]})") from None
     model.eval()
     return task, model, ckpt
 
@@ -59,6 +61,18 @@ def evaluate(task_name: str, variant: str | None = None) -> dict[str, Any]:
         files.append(out / name)
     _attach_to_run(task, model_file, metrics, files)
     return metrics
+
+
+def headline(task_name: str, model_id: str, metrics: dict[str, Any]) -> str:
+    """The task's headline test metric on every split that has it, a line each; eval.json has the rest."""
+    from seqlab.model_registry import HEADLINE
+
+    key = HEADLINE[task_name][0].split(".", 1)[1]  # "test.cer" -> "cer"
+    splits = {split: values[key] for split, values in metrics.items() if isinstance(values, dict) and key in values}
+    width = max(map(len, splits), default=0)
+    lines = [f"[{model_id}] {key} by split (all figures: {paths.metrics_dir(model_id) / 'eval.json'})"]
+    lines += [f"  {split:<{width}}  {value:.4f}" for split, value in splits.items()]
+    return "\n".join(lines)
 
 
 def _attach_to_run(task: Task, model_file: Path, metrics: dict[str, Any], files: list[Path]) -> None:

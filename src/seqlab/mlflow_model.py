@@ -9,7 +9,8 @@ predict imports, given explicitly so logging does not spend seconds inferring th
 Input, a DataFrame with one row per item: kth and binary_add take a column `input` of
 lines as typed on `seqlab predict`'s stdin; OCR takes a column `image` of encoded image bytes (PNG,
 JPEG...) or a column `path` of image files. Output: columns `text` (the answer) and `error` (why an
-input was refused, else empty), in input order.
+input was refused, else empty), in input order. A frame with none of the input columns is refused as a
+whole (an MLflow INVALID_PARAMETER_VALUE error: HTTP 400 from `mlflow models serve`).
 """
 
 from __future__ import annotations
@@ -65,9 +66,24 @@ class SeqlabModel(PythonModel):
 
 def answers_frame(task: Task, model: nn.Module, meta: Mapping[str, Any], frame: pd.DataFrame) -> pd.DataFrame:
     """The task's answers to the rows of `frame` (see the module docstring) as a text/error frame."""
+    _check_columns(task.name, frame)
     answers = _read_images(task, model, meta, frame) if task.name == "ocr" else list(
         task.answers(model, meta, [str(line) for line in frame["input"]]))
     return pd.DataFrame({"text": [a.text for a in answers], "error": [a.error for a in answers]}, dtype=object)
+
+
+def _check_columns(task_name: str, frame: pd.DataFrame) -> None:
+    """Refuse a frame with none of the signature's columns: MLflow drops the columns it does not know and
+    would hand OCR (whose columns are each optional) an empty frame, answered with no predictions.
+    INVALID_PARAMETER_VALUE makes `mlflow models serve` answer HTTP 400 with this message."""
+    names = signature(task_name).inputs.input_names()
+    if not any(name in frame.columns for name in names):
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+        wanted = " or ".join(repr(n) for n in names)
+        raise MlflowException(f"seqlab {task_name} model input needs a column {wanted}; the request had none "
+                              "(columns outside the model's signature are dropped)", error_code=INVALID_PARAMETER_VALUE)
 
 
 def _read_images(task: Task, model: nn.Module, meta: Mapping[str, Any], frame: pd.DataFrame) -> list[Answer]:

@@ -144,6 +144,41 @@ def check_tracking_server() -> None:
         ) from None
 
 
+@contextmanager
+def server_outage(then: str) -> Iterator[None]:
+    """Report a remote tracking server that stops answering during a stage as one line naming it, with
+    `then` (what a rerun does) after it. check_tracking_server covers a server that is down from the start;
+    MLflow wraps a refused or timed-out connection later on in an MlflowException (or, for artifact
+    uploads, passes requests' own error), so the cause is looked for along the exception's chain."""
+    uri = tracking_uri()
+    try:
+        yield
+    except Exception as exc:
+        reason = _connection_failure(exc) if uri.startswith(("http://", "https://")) else None
+        if reason is None:
+            raise
+        raise SeqlabError(f"MLflow tracking server {uri} stopped answering ({reason}); start it again, then {then}"
+                          ) from None
+
+
+def _connection_failure(exc: BaseException) -> str | None:
+    """'connection refused', 'timed out' or the error's type when `exc` or one of its causes is a failure to
+    reach a server (requests' and urllib3's connection and timeout errors, the socket's own), else None.
+    Other OSErrors (a full disk while writing a checkpoint) are not the server's doing."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        name, module = type(seen).__name__, type(seen).__module__
+        network = module.split(".")[0] in ("requests", "urllib3") and any(
+            word in name for word in ("Connection", "Timeout", "ChunkedEncoding"))
+        if network or isinstance(seen, ConnectionError | TimeoutError):
+            text = f"{name} {seen}".lower()
+            if "timeout" in text or "timed out" in text:
+                return "timed out"
+            return "connection refused" if "refused" in text else name
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def _git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)

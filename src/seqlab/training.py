@@ -218,7 +218,10 @@ def train(task: Task, seed: int, section: RunSection) -> dict[str, Any]:
                 break
     except BaseException:
         if tracker:  # a kill -9 never gets here; the run stays RUNNING and is resumed next time
-            tracker.finish("KILLED" if not isinstance(sys.exc_info()[1], Exception) else "FAILED")
+            # Best effort: when the tracking server is what failed, this fails too, and the error to report
+            # is the first one (the run then stays RUNNING, and the rerun resumes it).
+            with contextlib.suppress(Exception):
+                tracker.finish("KILLED" if not isinstance(sys.exc_info()[1], Exception) else "FAILED")
         raise
 
     if world.is_main:
