@@ -42,7 +42,8 @@ install: $(VENV)/.installed fonts vega  ## the venv (TORCH=cpu|cuda, default cpu
 VEGA_STAMP := tools/vega/node_modules/.package-lock.json
 vega: $(VEGA_STAMP)
 $(VEGA_STAMP): tools/vega/package.json tools/vega/package-lock.json
-	@if command -v npm >/dev/null 2>&1; then npm ci --prefix tools/vega --no-audit --no-fund --loglevel=error; \
+	@if command -v npm >/dev/null 2>&1; then npm ci --prefix tools/vega --no-audit --no-fund --loglevel=error \
+		|| echo "make: npm ci failed, Vega skipped: 'make plots' needs it" >&2; \
 	else echo "make: npm not found, Vega skipped: 'make plots' needs it (apt-get install npm)" >&2; fi
 
 shell: install  ## an interactive shell with the venv active: seqlab, dvc, mlflow on PATH (`exit` leaves it)
