@@ -21,6 +21,7 @@ table. Needs the OCR data: ``dvc repro ocr-generate ocr-reserved`` first.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import time
 from collections.abc import Callable
@@ -151,7 +152,8 @@ def run_candidate(name: str, train: OcrSplit, evals: dict[str, OcrSplit], charse
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
-    """CER (EMA weights) against training CPU-minutes, one panel per reserved split, one line per candidate."""
+    """CER against training CPU-minutes, one panel per reserved split, one colour per candidate: raw weights
+    solid, their EMA dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -160,15 +162,18 @@ def plot(results: dict[str, Any], path: Path) -> None:
     splits = list(next(iter(results["candidates"].values()))["points"][-1]["ema"])
     fig, axes = plt.subplots(1, len(splits), figsize=(3.2 * len(splits), 3.4), dpi=100, sharex=True)
     for ax, split in zip(np.atleast_1d(axes), splits, strict=True):
-        for name, r in results["candidates"].items():
-            pts = r["points"]
-            ax.plot([p["cpu_minutes"] for p in pts], [100 * p["ema"][split]["cer"] for p in pts], marker="o",
-                    markersize=3, label=name)
+        for i, (name, r) in enumerate(results["candidates"].items()):
+            pts, colour = r["points"], f"C{i}"
+            minutes = [p["cpu_minutes"] for p in pts]
+            ax.plot(minutes, [100 * p["raw"][split]["cer"] for p in pts], marker="o", markersize=3, color=colour,
+                    label=name)
+            ax.plot(minutes, [100 * p["ema"][split]["cer"] for p in pts], linestyle="--", linewidth=0.8,
+                    color=colour, label=f"{name} (EMA)")
         ax.set_title(split.removeprefix("test_"), fontsize=9)
         ax.set_xlabel("training CPU-minutes")
         ax.set_yscale("log")
         ax.grid(alpha=0.3)
-    np.atleast_1d(axes)[0].set_ylabel("CER % (case-sensitive, EMA)")
+    np.atleast_1d(axes)[0].set_ylabel("CER %, case-sensitive (dashed: EMA weights)")
     np.atleast_1d(axes)[0].legend(fontsize=8)
     fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
@@ -183,7 +188,13 @@ def main() -> None:
     parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
     parser.add_argument("--train-limit", type=int, default=0, help="use only the first N training images (0: all)")
     parser.add_argument("--out", type=Path, default=Path("metrics/ocr-architectures"))
+    parser.add_argument("--replot", action="store_true", help="redraw curve.png and the table from results.json")
     args = parser.parse_args()
+    if args.replot:
+        results = json.loads((args.out / "results.json").read_text())
+        plot(results, args.out / "curve.png")
+        print(table(results))
+        return
 
     params = load_params()
     data_dir = ocr_data.split_path("train").parent
