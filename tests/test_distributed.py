@@ -232,7 +232,7 @@ def _workspace(root: Path, params: dict) -> Path:
 def data_dir(tmp_path_factory) -> Path:
     """Every task's data, generated once at the 1-rank params (nproc is no data key)."""
     root = _workspace(tmp_path_factory.mktemp("dist") / "data", _params(1))
-    for args in (("generate", "kth"), ("generate", "binary_add"), ("fonts",), ("generate", "ocr")):
+    for args in (("generate", "kth"), ("generate", "binary_add"), ("fonts",), ("corpus",), ("generate", "ocr")):
         _seqlab(root, *args)
     return root / "data"
 

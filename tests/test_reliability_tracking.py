@@ -222,8 +222,10 @@ def test_server_dying_mid_training_fails_in_one_line_and_the_rerun_resumes(tmp_p
         assert failed.returncode == 1 and "Traceback" not in out + err, err[-3000:]
         errors = [line for line in err.splitlines() if "error" in line.lower()]
         assert errors == [err.strip().splitlines()[-1]], err[-3000:]  # one error line, the last one
-        assert errors[0] == (f"seqlab: error: MLflow tracking server {server.url} stopped answering (connection "
-                             "refused); start it again, then rerun: training resumes after its last finished epoch")
+        # Refused or lost: whether the kill lands between requests or during one depends on the machine's load.
+        assert errors[0] in [f"seqlab: error: MLflow tracking server {server.url} stopped answering (connection "
+                             f"{how}); start it again, then rerun: training resumes after its last finished epoch"
+                             for how in ("refused", "lost")], errors
         assert not (root / "models" / "kth.pt").exists() and len(list(resume_dir.glob("kth-*.pt"))) == 1
         done = max(int(line.split("epoch ")[1].split(":")[0]) for line in err.splitlines() if "] epoch " in line)
         assert done < EPOCHS

@@ -162,7 +162,7 @@ def server_outage(then: str) -> Iterator[None]:
 
 
 def _connection_failure(exc: BaseException) -> str | None:
-    """'connection refused', 'timed out' or the error's type when `exc` or one of its causes is a failure to
+    """'connection refused', 'timed out' or 'connection lost' when `exc` or one of its causes is a failure to
     reach a server (requests' and urllib3's connection and timeout errors, the socket's own), else None.
     Other OSErrors (a full disk while writing a checkpoint) are not the server's doing."""
     seen: BaseException | None = exc
@@ -174,7 +174,8 @@ def _connection_failure(exc: BaseException) -> str | None:
             text = f"{name} {seen}".lower()
             if "timeout" in text or "timed out" in text:
                 return "timed out"
-            return "connection refused" if "refused" in text else name
+            # A server killed mid-request resets or drops the connection rather than refusing it.
+            return "connection refused" if "refused" in text else "connection lost"
         seen = seen.__cause__ or seen.__context__
     return None
 
