@@ -79,5 +79,6 @@ lint: install  ## ruff over all Python code, mypy over the package (config: pypr
 	$(BIN)/mypy
 
 ui: install  ## MLflow UI on the repository's store, bound to 127.0.0.1
+	@$(BIN)/python tools/mlflow_ui.py links --base http://127.0.0.1:5000
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db \
 		--artifacts-destination $(CURDIR)/mlartifacts --host 127.0.0.1 --port 5000 --workers 1

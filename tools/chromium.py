@@ -40,19 +40,33 @@ def find_chromium(explicit: str | None = None) -> str:
 def screenshot(url: str, out: Path, *, chromium: str, width: int, height: int, extra_flags: Sequence[str] = (),
                budget_ms: int = RENDER_BUDGET_MS, timeout: float = 180) -> None:
     """Save a `width` x `height` PNG of `url` as headless Chromium draws it, in a throwaway profile."""
+    _run(chromium, [*extra_flags, f"--window-size={width},{height}", f"--virtual-time-budget={budget_ms}",
+                    f"--screenshot={out}", url], timeout)
+    if not out.is_file():
+        raise RuntimeError(f"chromium wrote no screenshot of {url}")
+
+
+def dump_dom(url: str, *, chromium: str, extra_flags: Sequence[str] = (), budget_ms: int = RENDER_BUDGET_MS,
+             timeout: float = 180) -> str:
+    """The page's DOM (HTML) once `url` has run for `budget_ms` virtual ms, in a fresh profile (empty storage)."""
+    return _run(chromium, [*extra_flags, "--window-size=1400,900", f"--virtual-time-budget={budget_ms}",
+                           "--dump-dom", url], timeout)
+
+
+def _run(chromium: str, args: Sequence[str], timeout: float) -> str:
     env = dict(os.environ)
     if len(tempfile.gettempdir()) > 40 and os.path.isdir(SHORT_TMPDIR):
         env["TMPDIR"] = SHORT_TMPDIR
     with tempfile.TemporaryDirectory(prefix="chromium-") as tmp_dir:
-        cmd = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={Path(tmp_dir) / 'profile'}", *extra_flags,
-               f"--window-size={width},{height}", f"--virtual-time-budget={budget_ms}", f"--screenshot={out}", url]
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cmd = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={Path(tmp_dir) / 'profile'}", *args]
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True, start_new_session=True, env=env)
         try:
-            _, err = proc.communicate(timeout=timeout)
+            out, err = proc.communicate(timeout=timeout)
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    if proc.returncode != 0 or not out.is_file():
+    if proc.returncode != 0:
         raise RuntimeError(f"chromium exited with {proc.returncode}:\n{err[-2000:]}")
+    return out
