@@ -8,7 +8,7 @@
 Every figure comes from metrics/<id>/{train,eval}.json (written by `dvc repro`) and
 metrics/pipeline_times.json (written by scripts/timed_repro.py); whether a target is met is computed
 from them. A missing file or split prints "—" instead of failing, so the tables can be printed while
-the pipeline is still being rerun. tests/test_readme_results.py runs `--check`: the README must match
+the pipeline is still being rerun. tests/unit/scripts/test_readme_results.py runs `--check`: the README must match
 the metrics in the working tree or, after `make pipeline` retrained on another machine (float noise in
 the last digits: README *Results*), the metrics committed at HEAD, which are what the README documents.
 """
@@ -346,7 +346,7 @@ def learning_curve(model_id: str, root: Path = METRICS) -> list[str]:
 def tables(metrics: Metrics) -> str:
     sections = [
         ["*Printed by `python scripts/results_table.py` (`make results` writes it here) from `metrics/*.json`; "
-         "`tests/test_readme_results.py` fails when this block differs.*"],
+         "`tests/unit/scripts/test_readme_results.py` fails when this block differs.*"],
         results_table(metrics),
         ["**OCR by test split: word images** (CER is case-sensitive on the full charset; in brackets the "
          "case-insensitive CER on letters, digits and single spaces, the terms of the figures before the "

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import SEQUENCE_TARGETS, clone_pipeline, run_cmd, sandbox_env, stage_outcomes, tiny_params
+
+from tests.support import SEQUENCE_TARGETS, clone_pipeline, run, sandbox_env, stage_outcomes, tiny_params
 
 pytestmark = pytest.mark.e2e
 
@@ -36,20 +37,20 @@ def ci_run(pipeline_template, tmp_path_factory):
     base = tmp_path_factory.mktemp("ci")
     env = sandbox_env(base)
     dev = clone_pipeline(pipeline_template, base / "dev")
-    run_cmd(["dvc", "remote", "add", "-d", "storage", str(base / "dvc-remote")], dev, env)
-    run_cmd(["git", "commit", "-qam", "DVC remote"], dev, env)
-    run_cmd(["dvc", "push"], dev, env)
-    run_cmd(["git", "checkout", "-qb", "tweak"], dev, env)
+    run(["dvc", "remote", "add", "-d", "storage", str(base / "dvc-remote")], dev, env)
+    run(["git", "commit", "-qam", "DVC remote"], dev, env)
+    run(["dvc", "push"], dev, env)
+    run(["git", "checkout", "-qb", "tweak"], dev, env)
     params = yaml.safe_load((dev / "params.yaml").read_text())
     params["binary_add"]["model"]["hidden_size"] = BASE_HIDDEN + 4
     (dev / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run_cmd(["git", "commit", "-qam", "wider binary_add LSTM"], dev, env)
+    run(["git", "commit", "-qam", "wider binary_add LSTM"], dev, env)
 
     ci = base / "ci"
-    run_cmd(["git", "clone", "-q", "--branch", "tweak", str(dev), str(ci)], base, env)
+    run(["git", "clone", "-q", "--branch", "tweak", str(dev), str(ci)], base, env)
     assert not (ci / "models" / "binary_add.pt").exists()  # a CI checkout: no DVC outputs, no cache
     summary = base / "step-summary.md"
-    proc = run_cmd(["bash", str(SCRIPT), "--base", "origin/main", "--out", str(base / "report.md"), "--",
+    proc = run(["bash", str(SCRIPT), "--base", "origin/main", "--out", str(base / "report.md"), "--",
                     *SEQUENCE_TARGETS], ci, {**env, "GITHUB_STEP_SUMMARY": str(summary)}, check=False)
     return proc, (base / "report.md").read_text(), summary.read_text()
 
@@ -86,7 +87,7 @@ def local_repo(pipeline_template, tmp_path_factory):
 
 def test_no_remote_and_no_change_reports_nothing_to_do(local_repo):
     repo, env, base = local_repo
-    proc = run_cmd(["bash", str(SCRIPT), "--base", "main", "--out", str(base / "same.md"), *SEQUENCE_TARGETS],
+    proc = run(["bash", str(SCRIPT), "--base", "main", "--out", str(base / "same.md"), *SEQUENCE_TARGETS],
                    repo, env)
     report = (base / "same.md").read_text()
     assert "no DVC remote configured" in proc.stderr
@@ -102,7 +103,7 @@ def test_failed_repro_fails_the_script_and_says_why(local_repo):
     params["binary_add"]["train"]["lr"] = -1.0
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     try:
-        proc = run_cmd(["bash", str(SCRIPT), "--base", "main", "--out", str(base / "bad.md"), *SEQUENCE_TARGETS],
+        proc = run(["bash", str(SCRIPT), "--base", "main", "--out", str(base / "bad.md"), *SEQUENCE_TARGETS],
                        repo, env, check=False)
     finally:
         (repo / "params.yaml").write_text(original)

@@ -15,12 +15,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
-from conftest import SEQUENCE_TARGETS, clone_pipeline, run_cmd, sandbox_env, stage_outcomes
 
-TOOLS = Path(__file__).resolve().parents[1] / "tools"
+from tests.support import SEQUENCE_TARGETS, TOOLS, clone_pipeline, run, sandbox_env, stage_outcomes
+
 sys.path.insert(0, str(TOOLS))
 
 from mlflow_server import free_port  # noqa: E402
@@ -72,13 +71,13 @@ def pushed(pipeline_template, s3_endpoint, tmp_path_factory):
     base = tmp_path_factory.mktemp("dvc-s3")
     env = sandbox_env(base)
     origin = clone_pipeline(pipeline_template, base / "origin")
-    run_cmd(["dvc", "remote", "add", "-d", "storage", REMOTE_URL], origin, env)
+    run(["dvc", "remote", "add", "-d", "storage", REMOTE_URL], origin, env)
     for key, value in (("endpointurl", s3_endpoint), ("access_key_id", ACCESS_KEY),
                        ("secret_access_key", SECRET_KEY)):
-        run_cmd(["dvc", "remote", "modify", "--local", "storage", key, value], origin, env)
-    run_cmd(["git", "add", "-A"], origin, env)
-    run_cmd(["git", "commit", "-qm", "DVC remote on S3"], origin, env)
-    run_cmd(["dvc", "push"], origin, env)
+        run(["dvc", "remote", "modify", "--local", "storage", key, value], origin, env)
+    run(["git", "add", "-A"], origin, env)
+    run(["git", "commit", "-qm", "DVC remote on S3"], origin, env)
+    run(["dvc", "push"], origin, env)
     return origin, base, env
 
 
@@ -87,12 +86,12 @@ def pulled(pushed, s3_endpoint):
     """A fresh `git clone` of the pushed repo that pulled with credentials from the environment only."""
     origin, base, env = pushed
     clone = base / "clone"
-    run_cmd(["git", "clone", "-q", str(origin), str(clone)], base, env)
+    run(["git", "clone", "-q", str(origin), str(clone)], base, env)
     assert not any((clone / p).exists() for p in OUTPUTS)  # a checkout holds no DVC outputs
     env = {**env, "AWS_ENDPOINT_URL": s3_endpoint, "AWS_ACCESS_KEY_ID": ACCESS_KEY,
            "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_DEFAULT_REGION": "us-east-1"}
     # The template reproduced only the sequence stages; a plain `dvc pull` would fail on the OCR outs.
-    run_cmd(["dvc", "pull", "--with-deps", *SEQUENCE_TARGETS], clone, env)
+    run(["dvc", "pull", "--with-deps", *SEQUENCE_TARGETS], clone, env)
     return clone, env
 
 
@@ -102,20 +101,20 @@ def test_push_uploads_the_cache_to_the_bucket(pushed, s3_endpoint):
     keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
     assert keys and all(k.startswith("store/files/md5/") for k in keys), keys[:5]
     # every object the workspace's outputs need is there: DVC compares the cache with the remote
-    status = run_cmd(["dvc", "status", "--cloud", "--with-deps", *SEQUENCE_TARGETS], origin, env)
+    status = run(["dvc", "status", "--cloud", "--with-deps", *SEQUENCE_TARGETS], origin, env)
     assert "Cache and remote 'storage' are in sync" in status.stdout, status.stdout
 
 
 def test_credentials_stay_out_of_git(pushed, pulled):
     origin, _, env = pushed
     clone, _ = pulled
-    committed = run_cmd(["git", "show", "HEAD:.dvc/config"], origin, env).stdout
+    committed = run(["git", "show", "HEAD:.dvc/config"], origin, env).stdout
     assert REMOTE_URL in committed
     for secret in (ACCESS_KEY, SECRET_KEY, "127.0.0.1"):
         assert secret not in committed
         assert secret not in (clone / ".dvc" / "config").read_text()
     assert SECRET_KEY in (origin / ".dvc" / "config.local").read_text()  # where --local put them
-    assert ".dvc/config.local" not in run_cmd(["git", "ls-files"], origin, env).stdout.splitlines()
+    assert ".dvc/config.local" not in run(["git", "ls-files"], origin, env).stdout.splitlines()
     assert not (clone / ".dvc" / "config.local").exists()
 
 
@@ -126,9 +125,9 @@ def test_fresh_clone_pulls_everything_and_repro_does_no_work(pushed, pulled):
     clone, env = pulled
     for rel in OUTPUTS:
         assert file_digest(clone / rel) == file_digest(origin / rel), rel
-    status = run_cmd(["dvc", "status", "--with-deps", *SEQUENCE_TARGETS], clone, env)
+    status = run(["dvc", "status", "--with-deps", *SEQUENCE_TARGETS], clone, env)
     assert "Data and pipelines are up to date" in status.stdout, status.stdout
-    repro = run_cmd(["dvc", "repro", *SEQUENCE_TARGETS], clone, env)
+    repro = run(["dvc", "repro", *SEQUENCE_TARGETS], clone, env)
     stages = stage_outcomes(repro.stdout)
     assert not stages["ran"] and not stages["cached"], repro.stdout
     assert {"train@kth", "train@binary_add", "evaluate@kth", "evaluate@binary_add"} <= stages["unchanged"]

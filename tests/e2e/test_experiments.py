@@ -12,7 +12,8 @@ import re
 
 import pytest
 import yaml
-from conftest import EXPERIMENT_LRS, mlflow_runs, runs_by_exp_name, stage_outcomes
+
+from tests.support import EXPERIMENT_LRS, mlflow_runs, runs_by_exp_name, stage_outcomes
 
 pytestmark = pytest.mark.e2e
 

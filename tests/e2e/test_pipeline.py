@@ -10,7 +10,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import pipeline_repo, run_cmd, sandbox_env, stage_outcomes, tiny_params
+
+from tests.support import pipeline_repo, run, sandbox_env, stage_outcomes, tiny_params
 
 pytestmark = pytest.mark.e2e
 
@@ -24,10 +25,6 @@ def sandbox(tmp_path_factory) -> tuple[Path, dict]:
 @pytest.fixture(scope="module")
 def repo(sandbox) -> Path:
     return sandbox[0]
-
-
-def run(cmd: list[str], cwd: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    return run_cmd(cmd, cwd, env, check=check)
 
 
 def ran_stages(output: str) -> set[str]:
@@ -143,7 +140,7 @@ def test_predict_with_the_trained_models(repo, sandbox, reproduced):
     env = sandbox[1]
     out = subprocess.run(["seqlab", "predict", "kth"], cwd=repo, env=env, input="9 7 0 5 6\n1 2\n", capture_output=True,
                          text=True, timeout=120)
-    # Answers of the 2-epoch models are not checked here; test_sequence_learning checks them exactly.
+    # Answers of the 2-epoch models are not checked here; tests/unit/tasks/sequence/test_learning.py checks them exactly.
     assert out.returncode == 1  # line 2 is too short for k=3
     assert re.fullmatch(r"[0-9]\n\n", out.stdout), out.stdout  # one digit for line 1, an empty line for line 2
     assert "line 2" in out.stderr

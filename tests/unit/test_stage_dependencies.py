@@ -16,7 +16,7 @@ subcommand's handler; from there the import graph is walked statically, without 
 A dep may be a module file or a directory that holds it (`src/seqlab/tasks/ocr` for the OCR task
 package). Package `__init__` modules with nothing but a docstring and constants need no dep.
 
-    .venv/bin/python tests/test_stage_dependencies.py    # print each stage's modules
+    .venv/bin/python tests/unit/test_stage_dependencies.py    # print each stage's modules
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src"
 PACKAGE = "seqlab"
 MODULE_NAME = re.compile(rf"^{PACKAGE}(\.\w+)+$")

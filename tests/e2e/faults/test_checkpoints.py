@@ -16,7 +16,8 @@ import sys
 
 import pytest
 import torch
-from reliability_support import clone_base, one_error_line, run, sha256
+
+from tests.support import clone_pipeline, one_error_line, run, sha256
 
 pytestmark = pytest.mark.e2e
 
@@ -33,7 +34,7 @@ class _RunsCode:
 
 @pytest.fixture(scope="module")
 def repo(pipeline_template, tmp_path_factory):
-    return clone_base(pipeline_template, tmp_path_factory, "checkpoints")
+    return clone_pipeline(pipeline_template, tmp_path_factory.mktemp("checkpoints") / "repo")
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,8 @@ import sqlite3
 import time
 
 import pytest
-from reliability_support import clone_base, leftover_temps, read_params, run
+
+from tests.support import clone_pipeline, leftover_temps, read_params, run
 
 pytestmark = pytest.mark.e2e
 
@@ -21,7 +22,7 @@ EXPERIMENTS = {"lr-a": 0.02, "lr-b": 0.03}
 
 @pytest.fixture(scope="module")
 def finished_queue(pipeline_template, tmp_path_factory):
-    root = clone_base(pipeline_template, tmp_path_factory, "queue")
+    root = clone_pipeline(pipeline_template, tmp_path_factory.mktemp("queue") / "repo")
     assert not (root / "mlflow.db").exists()
     for name, lr in EXPERIMENTS.items():
         run(["dvc", "exp", "run", "--queue", "-S", f"binary_add.train.lr={lr}", "-n", name, "evaluate@binary_add"],

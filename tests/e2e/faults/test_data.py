@@ -12,12 +12,13 @@ import shutil
 
 import numpy as np
 import pytest
-from reliability_support import clone_base, one_error_line, run, tree_hashes
+
+from tests.support import clone_pipeline, one_error_line, run, tree_hashes
 
 
 @pytest.fixture(scope="module")
 def repo(pipeline_template, tmp_path_factory):
-    return clone_base(pipeline_template, tmp_path_factory, "data")
+    return clone_pipeline(pipeline_template, tmp_path_factory.mktemp("data") / "repo")
 
 
 def _arrays_equal(a, b):
@@ -108,13 +109,3 @@ def test_valid_but_swapped_archive_is_caught_by_dvc_status(repo):
         assert "generate@kth" in status and "modified" in json.dumps(status["generate@kth"]), status
     finally:
         train.write_bytes(backup)
-
-
-def test_corrupt_ocr_meta_is_a_clear_error(tmp_path):
-    """data/ocr/meta.json holds the charset; an edited one must not surface as a JSONDecodeError traceback."""
-    from seqlab.errors import DataError
-    from seqlab.tasks.ocr.data import read_meta
-
-    (tmp_path / "meta.json").write_text('{"charset": "0123')
-    with pytest.raises(DataError, match="meta.json is corrupt"):
-        read_meta(tmp_path)  # what training reads the charset with

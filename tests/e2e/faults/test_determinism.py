@@ -4,15 +4,16 @@ kth and binary_add: conftest's `pipeline_template` ran every stage once in a fre
 like -f) in another directory; a clone runs `dvc repro -f` again. OCR (generate, both CTC variants,
 Tesseract): `dvc repro -f` twice in one clone, with its models shrunk further. Each run must really execute
 the stages (-f bypasses DVC's run-cache; checked), else the comparison would prove nothing.
-Only wall-clock fields may differ (reliability_support.TIMING_FIELDS); a metrics file holding one is compared
+Only wall-clock fields may differ (support.TIMING_FIELDS); a metrics file holding one is compared
 as JSON without it instead of by hash.
 """
 
 from __future__ import annotations
 
 import pytest
-from reliability_support import (
-    clone_base,
+
+from tests.support import (
+    clone_pipeline,
     lock_outs,
     read_json,
     read_params,
@@ -58,7 +59,7 @@ def _metric_paths(lock):
 
 
 def test_sequence_tasks_repro_twice_is_identical(pipeline_template, tmp_path_factory):
-    root = clone_base(pipeline_template, tmp_path_factory, "determinism")  # holds the template's first run
+    root = clone_pipeline(pipeline_template, tmp_path_factory.mktemp("determinism") / "repo")  # holds the template's first run
     first_lock = {k: v for k, v in lock_outs(root).items() if "ocr" not in k}
     paths = _metric_paths(first_lock)
     first_metrics = _metrics(root, paths)
@@ -70,7 +71,7 @@ def test_sequence_tasks_repro_twice_is_identical(pipeline_template, tmp_path_fac
 
 
 def test_ocr_repro_twice_is_identical(pipeline_template, tmp_path_factory):
-    root = clone_base(pipeline_template, tmp_path_factory, "determinism-ocr")
+    root = clone_pipeline(pipeline_template, tmp_path_factory.mktemp("determinism-ocr") / "repo")
     params = read_params(root)
     params["ocr"]["bilstm"]["model"].update(hidden_size=16, num_layers=1, projection=16)
     params["ocr"]["crnn"]["model"].update(channels=[8, 16], hidden_size=16, num_layers=1)

@@ -7,9 +7,10 @@ print no traceback and leave every previous output (data, models, metrics) byte-
 from __future__ import annotations
 
 import pytest
-from reliability_support import (
+
+from tests.support import (
     DELETE,
-    clone_base,
+    clone_pipeline,
     edited,
     one_error_line,
     read_params,
@@ -100,7 +101,7 @@ DVC_CASES = [
 
 @pytest.fixture(scope="module")
 def repo(pipeline_template, tmp_path_factory):
-    root = clone_base(pipeline_template, tmp_path_factory, "params")
+    root = clone_pipeline(pipeline_template, tmp_path_factory.mktemp("params") / "repo")
     good = read_params(root)
     snapshot = tree_hashes(root, *OUTPUTS)
     yield root, good

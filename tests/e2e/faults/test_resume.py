@@ -21,20 +21,22 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import tiny_params
-from reliability_support import (
-    clone_base,
-    env_for,
+from torch import nn
+
+from tests.support import (
+    SANDBOX,
+    clone_pipeline,
     leftover_temps,
     lock_outs,
     read_json,
     read_params,
     run,
+    sandbox_env,
     sha256,
+    tiny_params,
     without_timing,
     write_params,
 )
-from torch import nn
 
 EPOCHS = 8  # room for the kill to land in any of epochs 3-8 on a loaded machine
 
@@ -74,7 +76,7 @@ def _metric_history(root: Path, run_id: str, key: str) -> list[tuple[int, float]
 @pytest.fixture(scope="module")
 def copies(pipeline_template, tmp_path_factory):
     """Two copies with the same params: enough kth data that an epoch lasts seconds, 4 epochs, no early stop."""
-    first = clone_base(pipeline_template, tmp_path_factory, "resume-a")
+    first = clone_pipeline(pipeline_template, tmp_path_factory.mktemp("resume-a") / "repo")
     params = read_params(first)
     params["kth"]["data"].update(n_train=3000)
     params["kth"]["train"].update(epochs=EPOCHS, patience=EPOCHS)
@@ -89,9 +91,9 @@ def copies(pipeline_template, tmp_path_factory):
 def test_kill_9_mid_epoch_then_rerun_matches_uninterrupted(copies):
     killed, clean = copies
     # The uninterrupted reference runs alongside (it only has to finish, not to be timed).
-    reference = subprocess.Popen(["dvc", "repro", "evaluate@kth"], cwd=clean, env=env_for(clean),
+    reference = subprocess.Popen(["dvc", "repro", "evaluate@kth"], cwd=clean, env=sandbox_env(clean / SANDBOX),
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    proc = subprocess.Popen(["dvc", "repro", "train@kth"], cwd=killed, env=env_for(killed), start_new_session=True,
+    proc = subprocess.Popen(["dvc", "repro", "train@kth"], cwd=killed, env=sandbox_env(killed / SANDBOX), start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 300
@@ -424,9 +426,9 @@ def test_ocr_kill_9_then_rerun_writes_the_uninterrupted_model(tmp_path):
     clean, killed = roots
     cmd = [sys.executable, "-m", "seqlab.cli", "train", "ocr", "--variant", OCR_VARIANT]
     one_thread = {"OMP_NUM_THREADS": "1"}  # both runs side by side on a small, busy machine
-    reference = subprocess.Popen(cmd, cwd=clean, env=env_for(clean, **one_thread), stdout=subprocess.PIPE,
+    reference = subprocess.Popen(cmd, cwd=clean, env=sandbox_env(clean / SANDBOX, **one_thread), stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT, text=True)
-    proc = subprocess.Popen(cmd, cwd=killed, env=env_for(killed, **one_thread), start_new_session=True,
+    proc = subprocess.Popen(cmd, cwd=killed, env=sandbox_env(killed / SANDBOX, **one_thread), start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     resume_dir = killed / ".seqlab" / "resume"
     try:
@@ -442,7 +444,7 @@ def test_ocr_kill_9_then_rerun_writes_the_uninterrupted_model(tmp_path):
     model_file = Path("models") / f"ocr-{OCR_VARIANT}.pt"
     assert not (killed / model_file).exists()
 
-    rerun = run(cmd, killed, env=env_for(killed, **one_thread))
+    rerun = run(cmd, killed, env=sandbox_env(killed / SANDBOX, **one_thread))
     assert "resuming after epoch" in rerun.stderr
     out, _ = reference.communicate(timeout=600)
     assert reference.returncode == 0, out[-3000:]

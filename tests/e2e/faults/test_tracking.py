@@ -19,8 +19,18 @@ import time
 
 import pytest
 import yaml
-from conftest import REPO, tiny_params
-from reliability_support import clone_base, env_for, leftover_temps, one_error_line, run, tree_hashes
+
+from tests.support import (
+    REPO,
+    SANDBOX,
+    clone_pipeline,
+    leftover_temps,
+    one_error_line,
+    run,
+    sandbox_env,
+    tiny_params,
+    tree_hashes,
+)
 
 sys.path.insert(0, str(REPO / "tools"))  # the light MLflow server helper
 from mlflow_server import api, free_port, group_members, start_server  # noqa: E402
@@ -57,7 +67,7 @@ def _serve(status: int):
 
 @pytest.fixture(scope="module")
 def repo(pipeline_template, tmp_path_factory):
-    return clone_base(pipeline_template, tmp_path_factory, "tracking")
+    return clone_pipeline(pipeline_template, tmp_path_factory.mktemp("tracking") / "repo")
 
 
 @pytest.fixture
@@ -73,7 +83,7 @@ def silent_server():
 def _train_with(repo, uri, command=("seqlab", "train", "kth")):
     before = tree_hashes(repo, "models", "metrics", "data")
     t0 = time.monotonic()
-    proc = run(list(command), repo, check=False, timeout=120, env=env_for(repo, MLFLOW_TRACKING_URI=uri))
+    proc = run(list(command), repo, check=False, timeout=120, env=sandbox_env(repo / SANDBOX, MLFLOW_TRACKING_URI=uri))
     elapsed = time.monotonic() - t0
     return proc, elapsed, before
 
@@ -156,7 +166,7 @@ def test_opening_a_new_store_waits_for_the_store_lock(tmp_path, monkeypatch):
               "tracking.Tracker('seqlab-locked', run_name='after-lock').finish()\nprint('done', flush=True)\n")
     store_lock_path().parent.mkdir()
     with FileLock(store_lock_path()):
-        proc = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path, env=env_for(tmp_path, DVC_ROOT=str(tmp_path)),
+        proc = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path, env=sandbox_env(tmp_path / SANDBOX, DVC_ROOT=str(tmp_path)),
                                 text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         try:
             assert proc.stdout.readline().strip() == "ready"
@@ -201,11 +211,11 @@ def test_server_dying_mid_training_fails_in_one_line_and_the_rerun_resumes(tmp_p
     params = tiny_params()
     params["kth"]["train"].update(epochs=EPOCHS, patience=EPOCHS)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["seqlab", "generate", "kth"], root, env=env_for(root, DVC_ROOT=str(root)))
+    run(["seqlab", "generate", "kth"], root, env=sandbox_env(root / SANDBOX, DVC_ROOT=str(root)))
     store, artifacts, port = f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "server-artifacts", free_port()
-    server_env = env_for(tmp_path)
+    server_env = sandbox_env(tmp_path / SANDBOX)
     server = start_server(store, artifacts_destination=artifacts, port=port, env=server_env)
-    env = env_for(root, DVC_ROOT=str(root), MLFLOW_TRACKING_URI=server.url)
+    env = sandbox_env(root / SANDBOX, DVC_ROOT=str(root), MLFLOW_TRACKING_URI=server.url)
     resume_dir = root / ".seqlab" / "resume"
     try:
         proc = subprocess.Popen(["seqlab", "train", "kth"], cwd=root, env=env, text=True, stdout=subprocess.PIPE,

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, mlflow_runs, tiny_params
 from PIL import Image, ImageDraw
-from reliability_support import env_for, run
+
+from tests.support import REPO, SANDBOX, mlflow_runs, run, sandbox_env, tiny_params
 
 sys.path.insert(0, str(REPO / "tools"))  # the process-group helpers of the MLflow server tool
 from mlflow_server import free_port, group_members  # noqa: E402
@@ -52,7 +52,7 @@ print(json.dumps(model.predict(frame).to_dict("records")))
 
 def pyfunc_predict(root: Path, uri: str, columns: dict[str, list[str]]) -> list[dict]:
     proc = run([sys.executable, "-c", PYFUNC_SCRIPT, f"sqlite:///{root / 'mlflow.db'}", uri, json.dumps(columns)],
-               root, env=env_for(root), timeout=900)
+               root, env=sandbox_env(root / SANDBOX), timeout=900)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -81,7 +81,7 @@ def kth_repo(tmp_path_factory) -> Path:
     """A tmp repo with tiny params where kth was generated, trained (logging its model) and evaluated."""
     root = tmp_path_factory.mktemp("mlflow-models")
     (root / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
-    env = env_for(root, DVC_ROOT=str(root))
+    env = sandbox_env(root / SANDBOX, DVC_ROOT=str(root))
     for command in ("generate", "train", "evaluate"):
         run(["seqlab", command, "kth"], root, env=env, timeout=900)
     return root
@@ -102,7 +102,7 @@ def test_runs_are_marked_as_model_training_with_plain_metric_names(kth_repo):
 
 
 def test_pyfunc_from_a_fresh_process_answers_like_seqlab_predict(kth_repo):
-    env = env_for(kth_repo, DVC_ROOT=str(kth_repo))
+    env = sandbox_env(kth_repo / SANDBOX, DVC_ROOT=str(kth_repo))
     cli = run(["seqlab", "predict", "kth"], kth_repo, env=env, check=False, input="\n".join(KTH_LINES) + "\n")
     assert cli.returncode == 1  # two lines refused
     (kth_run,) = mlflow_runs(kth_repo / "mlflow.db", "seqlab-kth")
@@ -124,7 +124,7 @@ def test_predict_takes_the_registered_champion(kth_repo):
     assert tags["seqlab.test_metric"] == "test.accuracy"
     assert float(tags["seqlab.test_value"]) == pytest.approx(test["accuracy"])
 
-    env = env_for(kth_repo, DVC_ROOT=str(kth_repo))
+    env = sandbox_env(kth_repo / SANDBOX, DVC_ROOT=str(kth_repo))
     lines = "\n".join(KTH_LINES) + "\n"
     from_file = run(["seqlab", "predict", "kth"], kth_repo, env=env, check=False, input=lines)
     from_registry = run(["seqlab", "predict", "kth", "--model", "models:/seqlab-kth@champion"], kth_repo, env=env,
@@ -195,7 +195,7 @@ def served(command: str, root: Path, env: dict[str, str], port: int) -> Iterator
 def test_served_model_answers_the_readmes_curl_and_refuses_unknown_columns(kth_repo):
     serve, (good, bad) = readme_serve_example()
     port = free_port()
-    env = env_for(kth_repo, DVC_ROOT=str(kth_repo))
+    env = sandbox_env(kth_repo / SANDBOX, DVC_ROOT=str(kth_repo))
     with served(serve.replace("$PWD", str(kth_repo)).replace("5001", str(port)), kth_repo, env, port):
         answer = subprocess.run(["bash", "-c", good.replace("5001", str(port))], capture_output=True, text=True,
                                 timeout=120, check=True).stdout
@@ -214,7 +214,7 @@ def test_served_model_answers_the_readmes_curl_and_refuses_unknown_columns(kth_r
 def test_champion_moves_only_when_the_metric_improves(kth_repo, monkeypatch):
     db = kth_repo / "mlflow.db"
     # The same model evaluated again: a new version with an equal metric, so the alias stays.
-    run(["seqlab", "evaluate", "kth"], kth_repo, env=env_for(kth_repo, DVC_ROOT=str(kth_repo)), timeout=900)
+    run(["seqlab", "evaluate", "kth"], kth_repo, env=sandbox_env(kth_repo / SANDBOX, DVC_ROOT=str(kth_repo)), timeout=900)
     assert champion_version(db, "seqlab-kth") == 1
     assert version_tags(db, "seqlab-kth", 2)["seqlab.test_metric"] == "test.accuracy"
 
@@ -292,14 +292,14 @@ print(tracker.run_id)
         images[-1].write_bytes(_word_png(text, 60 + 20 * i))
     images.append(root / "not-an-image.png")
     images[-1].write_text("this is not an image\n")
-    proc = run([sys.executable, "-c", script], root, env=env_for(root, DVC_ROOT=str(root)), timeout=900)
+    proc = run([sys.executable, "-c", script], root, env=sandbox_env(root / SANDBOX, DVC_ROOT=str(root)), timeout=900)
     return root, root / "ocr-crnn.pt", proc.stdout.strip().splitlines()[-1], images
 
 
 def test_ocr_pyfunc_reads_paths_and_bytes_like_seqlab_predict(ocr_model):
     root, checkpoint, run_id, images = ocr_model
     cli = run(["seqlab", "predict", "ocr", "--model", str(checkpoint), *map(str, images)], root, check=False,
-              env=env_for(root, DVC_ROOT=str(root)))
+              env=sandbox_env(root / SANDBOX, DVC_ROOT=str(root)))
     assert cli.returncode == 1  # the text file is refused
     answered = dict(line.split("\t", 1) for line in cli.stdout.splitlines())
     refused = cli.stderr.strip().splitlines()
@@ -328,7 +328,7 @@ def test_ocr_models_and_the_tesseract_baseline_share_one_experiment(ocr_model):
 def test_served_ocr_model_refuses_a_request_without_image_or_path(ocr_model):
     root, _, run_id, images = ocr_model
     port = free_port()
-    env = env_for(root, DVC_ROOT=str(root))
+    env = sandbox_env(root / SANDBOX, DVC_ROOT=str(root))
     command = (f"MLFLOW_TRACKING_URI=sqlite:///{root / 'mlflow.db'} mlflow models serve -m runs:/{run_id}/model "
                f"--env-manager local -h 127.0.0.1 -p {port}")
 

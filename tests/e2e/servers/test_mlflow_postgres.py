@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ExperimentsRepo, clone_pipeline, run_cmd, run_queue, sandbox_env
 
-TOOLS = Path(__file__).resolve().parents[1] / "tools"
+from tests.support import TOOLS, ExperimentsRepo, clone_pipeline, run, run_queue, sandbox_env
+
 sys.path.insert(0, str(TOOLS))  # the server helpers are tools, not part of the package
 
 from mlflow_server import start_server  # noqa: E402
@@ -59,7 +59,7 @@ def team_repo(pipeline_template, mlflow_on_postgres, tmp_path_factory):
     base = tmp_path_factory.mktemp("team")
     root = clone_pipeline(pipeline_template, base / "repo")
     env = {**sandbox_env(base), "MLFLOW_TRACKING_URI": server.url}
-    rev = run_cmd(["git", "rev-parse", "HEAD"], root, env).stdout.strip()
+    rev = run(["git", "rev-parse", "HEAD"], root, env).stdout.strip()
     repo = ExperimentsRepo(root, env, rev)
     try:
         for name, lr in LRS.items():

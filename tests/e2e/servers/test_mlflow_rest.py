@@ -9,12 +9,11 @@ import shutil
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from conftest import EXPERIMENT_LRS, run_cmd, tiny_params
 
-TOOLS = Path(__file__).resolve().parents[1] / "tools"
+from tests.support import EXPERIMENT_LRS, TOOLS, run, tiny_params
+
 sys.path.insert(0, str(TOOLS))  # the MLflow server helper is a documentation tool, not part of the package
 
 from mlflow_server import api, group_members, start_server  # noqa: E402
@@ -47,23 +46,23 @@ def test_rest_api_shows_both_experiments_with_params_metrics_and_history(server)
 
     finals = {}
     tiny = tiny_params()  # the params the experiments' template repo was made with
-    for name, run in runs.items():
-        params = {p["key"]: p["value"] for p in run["data"]["params"]}
-        metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
+    for name, found_run in runs.items():
+        params = {p["key"]: p["value"] for p in found_run["data"]["params"]}
+        metrics = {m["key"]: m["value"] for m in found_run["data"]["metrics"]}
         assert float(params["train.lr"]) == EXPERIMENT_LRS[name]
         assert params["model.hidden_size"] == str(tiny["binary_add"]["model"]["hidden_size"])
         assert params["seed"] == str(tiny["seed"])
-        assert run["info"]["status"] == "FINISHED" and run["info"]["run_name"] == name
+        assert found_run["info"]["status"] == "FINISHED" and found_run["info"]["run_name"] == name
         for key in ("final_val_loss", "final_val_bit_accuracy", "test.exact_match"):
             assert math.isfinite(metrics[key]), key
         finals[name] = metrics["final_val_loss"]
         # per-epoch history: one point per epoch (tiny params train 2 epochs), steps 1..2
         for key in ("train_loss", "val_loss"):
-            history = api(server.url, f"metrics/get-history?run_id={run['info']['run_id']}&metric_key={key}")
+            history = api(server.url, f"metrics/get-history?run_id={found_run['info']['run_id']}&metric_key={key}")
             points = sorted(history["metrics"], key=lambda m: m["step"])
             assert [p["step"] for p in points] == [1, 2], (name, key, points)
             assert all(math.isfinite(p["value"]) for p in points)
-        val = api(server.url, f"metrics/get-history?run_id={run['info']['run_id']}&metric_key=val_loss")["metrics"]
+        val = api(server.url, f"metrics/get-history?run_id={found_run['info']['run_id']}&metric_key=val_loss")["metrics"]
         assert metrics["final_val_loss"] in {p["value"] for p in val}  # the final is the best epoch's value
     assert finals["q-a"] != finals["q-b"]
     # the server filters on params too: each lr selects exactly its own run
@@ -88,7 +87,7 @@ def test_compare_page_screenshot(exp_repo, queued_exps, tmp_path):
     from PIL import Image
 
     out = tmp_path / "compare.png"
-    proc = run_cmd([sys.executable, str(TOOLS / "mlflow_compare.py"), "--out", str(out), "--runs", "2"], exp_repo.root,
+    proc = run([sys.executable, str(TOOLS / "mlflow_compare.py"), "--out", str(out), "--runs", "2"], exp_repo.root,
                    exp_repo.env, timeout=300)
     assert "compare page of 2 runs of seqlab-binary_add" in proc.stdout
     with Image.open(out) as img:

@@ -9,8 +9,6 @@ import pydantic
 import pytest
 import torch
 import yaml
-from reliability_support import DELETE, edited
-from test_reliability_params import CASES, DVC_CASES, MISSING_CHARS, _apply
 
 from seqlab.checkpoint import save_checkpoint
 from seqlab.config import Params, load_params, parse_params
@@ -20,6 +18,8 @@ from seqlab.tasks.ocr.config import OcrConfig
 from seqlab.tasks.ocr.models import MODELS
 from seqlab.tasks.sequence import SequenceClassifier, SequenceTagger
 from seqlab.tracking import flatten
+from tests.e2e.faults.test_params import CASES, DVC_CASES, MISSING_CHARS, _apply
+from tests.support import DELETE, edited
 
 
 def test_repo_params_are_valid(raw_params):
@@ -117,7 +117,7 @@ def test_invalid_params_name_key_and_rule(raw_params, key, value, message):
 @pytest.mark.parametrize("case, key, value, fragments", [
     pytest.param(*c[:4], id=c[0]) for c in [*CASES, MISSING_CHARS.values, *DVC_CASES]])
 def test_every_bad_edit_of_the_cli_suite_fails_validation(raw_params, case, key, value, fragments):
-    """The bad edits test_reliability_params runs through the CLI and dvc (e2e), checked in-process."""
+    """The bad edits tests/e2e/faults/test_params.py runs through the CLI and dvc (e2e), checked in-process."""
     with pytest.raises(ParamsError) as err:
         parse_params(_apply(raw_params, key, value))
     for fragment in fragments:
@@ -171,7 +171,7 @@ def test_params_yaml_round_trips(raw_params, tmp_path):
 def test_loading_params_imports_neither_torch_nor_trdg(tmp_path):
     code = ("import sys; from seqlab.config import load_params; load_params(sys.argv[1]); "
             "import seqlab.tasks.ocr.config; print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'trdg')))")
-    from conftest import REPO
+    from tests.support import REPO
 
     out = subprocess.run([sys.executable, "-c", code, str(REPO / "params.yaml")], capture_output=True, text=True,
                          check=True, timeout=120)

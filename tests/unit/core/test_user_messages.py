@@ -1,7 +1,7 @@
 """One clear line for what a user gets wrong or asks for: files given as --model that are no checkpoint,
 the name a downloaded model goes by in errors, evaluate's short summary, and a pyfunc request with none
 of the model's columns. In-process and fast; the CLI and `mlflow models serve` paths are in
-test_mlflow_models.py and test_reliability_checkpoints.py."""
+tests/e2e/servers/test_mlflow_models.py and tests/e2e/faults/test_checkpoints.py."""
 
 from __future__ import annotations
 

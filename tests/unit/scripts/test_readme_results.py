@@ -11,12 +11,12 @@ import copy
 import importlib.util
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "scripts" / "results_table.py"
+from tests.support import REPO
+
+SCRIPT = REPO / "scripts" / "results_table.py"
 
 _spec = importlib.util.spec_from_file_location("results_table", SCRIPT)
 assert _spec is not None and _spec.loader is not None
@@ -69,13 +69,13 @@ def _changed(path: tuple[str, ...], value: object) -> dict:
 
 def test_readme_block_matches_metrics():
     missing = [f"metrics/{name}.json" for name in results_table.FILES
-               if not (ROOT / "metrics" / f"{name}.json").is_file()]
+               if not (REPO / "metrics" / f"{name}.json").is_file()]
     if missing:
         pytest.skip(f"metrics files missing (run `dvc repro` and `make timed-repro`): {', '.join(missing)}")
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--check", "README.md"], cwd=ROOT,
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--check", "README.md"], cwd=REPO,
                           capture_output=True, text=True)
     if proc.returncode != 0:  # metrics regenerated here (`make pipeline`): the README documents HEAD's
-        proc = subprocess.run([sys.executable, str(SCRIPT), "--check", "README.md", "--rev", "HEAD"], cwd=ROOT,
+        proc = subprocess.run([sys.executable, str(SCRIPT), "--check", "README.md", "--rev", "HEAD"], cwd=REPO,
                               capture_output=True, text=True)
     assert proc.returncode == 0, f"README.md is stale, run `make results`:\n{proc.stdout}{proc.stderr}"
 

@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_cmd, sandbox_env
 
-TOOLS = Path(__file__).resolve().parents[1] / "tools"
+from tests.support import TOOLS, run, sandbox_env
+
 sys.path.insert(0, str(TOOLS))  # the plots and browser helpers are tools, not part of the package
 
 import chromium  # noqa: E402
@@ -43,8 +43,8 @@ def plots_repo(tmp_path) -> tuple[Path, dict[str, str]]:
     repo = tmp_path / "repo"
     (repo / "metrics").mkdir(parents=True)
     env = sandbox_env(tmp_path)
-    run_cmd(["git", "init", "-q"], repo, env)
-    run_cmd(["dvc", "init", "-q"], repo, env)
+    run(["git", "init", "-q"], repo, env)
+    run(["dvc", "init", "-q"], repo, env)
     rows = "".join(f"{e},{math.exp(-e / 5):.4f},{math.exp(-e / 6) + 0.05:.4f}\n" for e in range(1, 31))
     (repo / "metrics" / "history.csv").write_text("epoch,train_loss,val_loss\n" + rows)
     (repo / "dvc.yaml").write_text("plots:\n  - Loss per epoch:\n      x: epoch\n"
@@ -74,7 +74,7 @@ def test_plots_page_draws_curves_offline(plots_repo, tmp_path):
     browser = chromium.find_chromium()
 
     # Control: DVC's own page, with no network, draws no curve (the check can tell drawn from blank).
-    run_cmd(["dvc", "plots", "show", "-o", "cdn"], repo, env)
+    run(["dvc", "plots", "show", "-o", "cdn"], repo, env)
     assert dvc_plots.capture(repo / "cdn" / "index.html", tmp_path / "cdn.png", chromium=browser) == 0
 
     out = tmp_path / "offline.png"

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import load_raw_params
 from PIL import Image, ImageDraw, ImageFont
 
 from seqlab.tasks.ocr.augment import NUM_PARAMS, augment, jpeg, sample_params
 from seqlab.tasks.ocr.config import AugmentConfig
 from seqlab.tasks.ocr.normalize import crop_to_text, masked_quantiles, normalize, prepare_image
+from tests.support import load_raw_params
 
 HEIGHT = 32
 WORDS = ("hello", "Quick", "minimum", "gypsy42", "Wall", "illicit", "xylophone", "a1b2")

@@ -105,9 +105,8 @@ def test_collate_rejects_mixed_heights() -> None:
 # --- training-time augmentation through iterate_batches ------------------------------------------------------
 
 def _augment_config(**overrides):
-    from conftest import load_raw_params
-
     from seqlab.tasks.ocr.config import AugmentConfig
+    from tests.support import load_raw_params
 
     return AugmentConfig(**{**load_raw_params()["ocr"]["augment"], **overrides})
 

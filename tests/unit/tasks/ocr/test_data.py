@@ -137,3 +137,10 @@ def test_heights_that_do_not_match_are_refused(tmp_path) -> None:
                 heights=np.array([10], np.int32), texts=np.array(["a", "b"]), fonts=np.array(["f", "f"]))
     with pytest.raises(DataError, match="pixel count does not match"):
         load_split(tmp_path / "s.npz", CHARSET)
+
+
+def test_corrupt_ocr_meta_is_a_clear_error(tmp_path):
+    """data/ocr/meta.json holds the charset; an edited one must not surface as a JSONDecodeError traceback."""
+    (tmp_path / "meta.json").write_text('{"charset": "0123')
+    with pytest.raises(DataError, match="meta.json is corrupt"):
+        read_meta(tmp_path)  # what training reads the charset with

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_ocr_pillow_render import FONTS as RESERVED_TEST_FONTS
 
 from seqlab.tasks.ocr import render
 from seqlab.tasks.ocr.batching import WidthBucketSampler, collate
@@ -16,6 +15,8 @@ from seqlab.tasks.ocr.models import CRNN, ColumnBiLSTM
 from seqlab.tasks.ocr.pillow_render import RESERVED_CHARS, render_reserved_split, reserved_lines
 from seqlab.tasks.ocr.prose import ProseSource
 from seqlab.tasks.ocr.words import KINDS, WordSource
+
+from .test_pillow_render import FONTS as RESERVED_TEST_FONTS
 
 CHARSET = Charset.from_name("digits_lower")
 
@@ -71,7 +72,7 @@ PROSE = ["It was the best of times, it was the worst of times, it was the age of
 
 def test_prose_lines_replace_some_word_lines_and_nothing_else() -> None:
     """Windows are drawn after the word lines: they change only the texts and kinds of the lines they replace."""
-    from test_ocr_render import FONTS, PARAMS
+    from .test_render import FONTS, PARAMS
 
     source = WordSource(CHARSET, **PARAMS["words"])
     prose = ProseSource(PROSE, CHARSET, 8, 40)
@@ -94,7 +95,7 @@ def test_prose_lines_replace_some_word_lines_and_nothing_else() -> None:
 
 def test_a_line_share_leaves_the_word_images_as_they_were() -> None:
     """Lines are drawn after everything else: turning them on changes only the texts of the line images."""
-    from test_ocr_render import FONTS, PARAMS
+    from .test_render import FONTS, PARAMS
 
     source = WordSource(CHARSET, **PARAMS["words"])
     words = render.build_specs(np.random.default_rng(5), 300, FONTS, source, PARAMS, 0.0)

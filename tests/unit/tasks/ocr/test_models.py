@@ -25,7 +25,7 @@ EXPECTED_LENGTHS = {"bilstm": [23, 17, 9], "bilstm-stride": [6, 5, 3], "crnn": [
                     "crnn-rescaled": [12, 9, 5]}  # widths doubled (46, 34, 18), then ceil twice
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models on one thread
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py: tiny models on one thread
 
 
 def tiny(variant: str) -> torch.nn.Module:

@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import CarryAdder, tiny_params
 
 from seqlab.config import Params, parse_params
 from seqlab.storage import load_arrays
 from seqlab.tasks.binary_add import BinaryAddTask
 from seqlab.tasks.kth import KthTask
 from seqlab.tasks.sequence import TEST_SPLITS
+from tests.support import CarryAdder, tiny_params
 
 
 def _params(task: str, data: dict, model: dict | None = None, train: dict | None = None) -> Params:

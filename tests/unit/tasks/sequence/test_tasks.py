@@ -7,7 +7,6 @@ import re
 import numpy as np
 import pytest
 import torch
-from conftest import CarryAdder
 
 from seqlab.tasks.binary_add import (
     BinaryAddTask,
@@ -27,6 +26,7 @@ from seqlab.tasks.sequence import (
     iterate_batches,
     unflatten,
 )
+from tests.support import CarryAdder
 
 
 def test_kth_sequences_target_is_kth_digit():
@@ -172,9 +172,8 @@ def test_batches_are_typed_trimmed_and_cover_the_split_once():
 
 
 def test_binary_add_loss_kind_is_given_not_configured():
-    from conftest import load_raw_params
-
     from seqlab.config import parse_params
+    from tests.support import load_raw_params
 
     raw = load_raw_params()
     raw["binary_add"]["train"]["loss"] = "mse"
@@ -191,9 +190,8 @@ def test_binary_add_loss_kind_is_given_not_configured():
 
 def test_generate_evaluate_tables_and_plot_spec(tmp_path, monkeypatch):
     """kth end to end in-process on a tiny split: files per split, per-length table, plot drawn from it."""
-    from conftest import tiny_params
-
     from seqlab.config import parse_params
+    from tests.support import tiny_params
 
     monkeypatch.chdir(tmp_path)
     raw = tiny_params()
