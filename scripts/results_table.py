@@ -366,7 +366,7 @@ def tables(metrics: Metrics) -> str:
 
 
 def bench_block(path: Path = BENCH) -> str:
-    """The benchmark table of `seqlab bench` from metrics/bench.json, after checking its ratios and verdicts."""
+    """The benchmark table of `seqlab bench` from metrics/bench.json, after checking its shape."""
     if not path.is_file():
         return f"*No {path.relative_to(ROOT)} yet: `make bench` writes it.*"
     report = json.loads(path.read_text())

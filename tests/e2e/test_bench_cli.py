@@ -1,11 +1,9 @@
-"""`seqlab bench --quick` end to end: every section runs into a temporary report whose every ratio, median
-and target verdict follows from its own measurements."""
+"""`seqlab bench --quick` end to end: every section runs into a temporary report of the documented shape,
+with the expected figures and targets (the arithmetic of a figure is tests/unit/bench/test_report.py's)."""
 
 from __future__ import annotations
 
 import json
-import math
-import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -39,12 +37,6 @@ def test_quick_bench_writes_a_consistent_report(tmp_path: Path) -> None:
                 ("pipeline", "no-op dvc repro")}
     assert expected <= set(measured)
     assert report["sections"]["ocr"]["figures"]["CER"]["skipped"].startswith("no trained model")
-    for (section, name), fig in measured.items():  # recomputed here, independently of check_report
-        ratios = [o / b for o, b in zip(fig["ours"]["values"], fig["baseline"]["values"], strict=True)]
-        assert all(math.isclose(r, s) for r, s in zip(ratios, fig["ratio"]["values"], strict=True)), (section, name)
-        assert math.isclose(fig["ratio"]["median"], statistics.median(ratios))
-        if fig["target"] is not None:
-            assert fig["met"] == (statistics.median(ratios) >= fig["target"])
     assert measured[("training", "kth")]["target"] == 100 and measured[("rendering", "2 workers vs 1")]["target"] == 1.8
     printed = result.stdout
     assert "training: binary_add" in printed and "pipeline: no-op dvc repro" in printed

@@ -1,5 +1,5 @@
-"""seqlab.bench.report: a report whose every ratio, median and target verdict follows from its own
-measurements; the report check refuses reports where they do not. The quick suite end to end is
+"""seqlab.bench.report: a figure's ratios, medians and target verdict follow from its measurements (checked
+here, once); the report check refuses reports of the wrong shape. The quick suite end to end is
 tests/e2e/test_bench_cli.py."""
 
 from __future__ import annotations
@@ -44,10 +44,7 @@ def test_check_accepts_a_consistent_report_and_prints_it() -> None:
 
 
 @pytest.mark.parametrize("tamper, message", [
-    (lambda r: r["sections"]["training"]["figures"]["fast"]["ratio"].update(median=200.0), "median"),
-    (lambda r: r["sections"]["training"]["figures"]["fast"]["ours"].update(values=[300.0, 310.0, 295.0], min=295.0),
-     "is not 295.0 / 2.5"),
-    (lambda r: r["sections"]["rendering"]["figures"]["fast"].update(met=False), "met"),
+    (lambda r: r["sections"]["training"]["figures"]["fast"]["ratio"].pop("median"), "not a spread"),
     (lambda r: r["sections"]["compute"]["figures"]["slow"]["ours"]["values"].pop(), "values for 3 repeats"),
     (lambda r: r["sections"]["compute"]["figures"]["slow"]["baseline"]["values"].__setitem__(0, float("nan")),
      "positive finite"),
