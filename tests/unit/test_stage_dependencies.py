@@ -233,7 +233,7 @@ def test_python_caches_inside_code_deps_are_ignored_by_dvc():
 def _top_level_imports(paths: list[Path]) -> dict[str, str]:
     """Top-level name of each absolute import -> one file importing it (stdlib and local names dropped)."""
     found: dict[str, str] = {}
-    local = {p.stem for p in paths} | {PACKAGE}
+    local = {p.stem for p in paths} | {p.parent.name for p in paths if (p.parent / "__init__.py").is_file()} | {PACKAGE}
     for path in paths:
         for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
             if isinstance(node, ast.Import):
