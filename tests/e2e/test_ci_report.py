@@ -88,7 +88,7 @@ def local_repo(pipeline_template, tmp_path_factory):
 def test_no_remote_and_no_change_reports_nothing_to_do(local_repo):
     repo, env, base = local_repo
     proc = run(["bash", str(SCRIPT), "--base", "main", "--out", str(base / "same.md"), *SEQUENCE_TARGETS],
-                   repo, env)
+               repo, env)
     report = (base / "same.md").read_text()
     assert "no DVC remote configured" in proc.stderr
     stages = _report_stages(report)
@@ -104,7 +104,7 @@ def test_failed_repro_fails_the_script_and_says_why(local_repo):
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     try:
         proc = run(["bash", str(SCRIPT), "--base", "main", "--out", str(base / "bad.md"), *SEQUENCE_TARGETS],
-                       repo, env, check=False)
+                   repo, env, check=False)
     finally:
         (repo / "params.yaml").write_text(original)
     report = (base / "bad.md").read_text()

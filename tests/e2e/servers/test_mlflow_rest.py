@@ -88,7 +88,7 @@ def test_compare_page_screenshot(exp_repo, queued_exps, tmp_path):
 
     out = tmp_path / "compare.png"
     proc = run([sys.executable, str(TOOLS / "mlflow_compare.py"), "--out", str(out), "--runs", "2"], exp_repo.root,
-                   exp_repo.env, timeout=300)
+               exp_repo.env, timeout=300)
     assert "compare page of 2 runs of seqlab-binary_add" in proc.stdout
     with Image.open(out) as img:
         assert img.width == 1400 and 800 < img.height <= 2600
