@@ -12,36 +12,32 @@ epochs, then what the model receives (the normalised ink of two of those, drawn 
 from __future__ import annotations
 
 import argparse
-import glob
-import importlib.util
-import os
 import random
-import statistics
 import string
-import time
 from collections.abc import Callable
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from seqlab.bench.compute import median_seconds
 from seqlab.config import load_params
 from seqlab.tasks.ocr.augment import augment, sample_params
+from seqlab.tasks.ocr.fonts import draws_lowercase_as_capitals
 from seqlab.tasks.ocr.models import CRNN
 from seqlab.tasks.ocr.normalize import normalize
+from seqlab.tasks.ocr.trdg_compat import trdg_dir
 
 CHARS = string.ascii_lowercase + string.digits
 HEIGHT = 32
 BATCH = 64
-CASE_UNSAFE_FONTS = ("BEBAS", "Capture_it", "SEASRN", "Amatic")
 
 
 def fonts() -> list[ImageFont.FreeTypeFont]:
-    spec = importlib.util.find_spec("trdg")
-    root = os.path.dirname(spec.origin) if spec and spec.origin else ""
-    paths = sorted(glob.glob(os.path.join(root, "fonts", "latin", "*.tt[fc]")))
-    paths = [p for p in paths if not any(u in os.path.basename(p) for u in CASE_UNSAFE_FONTS)]
-    return [ImageFont.truetype(p, 40) for p in paths] or [ImageFont.load_default(size=40)]
+    """trdg's Latin fonts, without those that draw lowercase as capitals (the package's check)."""
+    paths = sorted((trdg_dir() / "fonts" / "latin").glob("*.tt[fc]"))
+    paths = [p for p in paths if not draws_lowercase_as_capitals(p)]
+    return [ImageFont.truetype(str(p), 40) for p in paths] or [ImageFont.load_default(size=40)]
 
 
 def render(word: str, font: ImageFont.FreeTypeFont) -> np.ndarray:
@@ -75,13 +71,7 @@ def pad(images: list[np.ndarray], multiple: int = 8) -> tuple[torch.Tensor, torc
 
 
 def median_ms(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up (allocator, kernel selection)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1000 * statistics.median(times)
+    return 1000 * median_seconds(fn, repeats)  # the suite's timer: one warm-up, then the median
 
 
 def contact_sheet(path: str, images: list[np.ndarray], gray: torch.Tensor, widths: torch.Tensor,

@@ -12,8 +12,6 @@ the machine: run it on an idle one.
 from __future__ import annotations
 
 import argparse
-import glob
-import importlib.util
 import json
 import os
 import random
@@ -25,15 +23,17 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from seqlab.bench.compute import median_seconds
 from seqlab.tasks.ocr.batching import OcrBatch, WidthBucketSampler, collate
 from seqlab.tasks.ocr.ctc import greedy_decode
+from seqlab.tasks.ocr.fonts import draws_lowercase_as_capitals
 from seqlab.tasks.ocr.metrics import summarize
 from seqlab.tasks.ocr.models import MODELS
 from seqlab.tasks.ocr.tesseract import TesseractReader, is_available
+from seqlab.tasks.ocr.trdg_compat import trdg_dir
 
 CHARS = string.ascii_letters + string.digits
 HEIGHT = 32
-CASE_UNSAFE_FONTS = ("BEBAS", "Capture_it", "SEASRN", "AmaticSC")
 
 # (variant, model arguments): the first of each variant is the model class's defaults.
 CONFIGS: list[tuple[str, dict]] = [
@@ -54,25 +54,23 @@ def build(variant: str, sizes: dict) -> torch.nn.Module:
     return MODELS[variant](len(CHARS) + 1, HEIGHT, **sizes)
 
 
-def trdg_dir() -> str | None:
-    spec = importlib.util.find_spec("trdg")
-    return os.path.dirname(spec.origin) if spec and spec.origin else None
-
-
 def load_words(n: int, rng: random.Random) -> list[str]:
-    root = trdg_dir()
-    if root is None:
+    try:
+        root = trdg_dir()
+    except ModuleNotFoundError:
         return ["".join(rng.choices(CHARS, k=rng.randint(2, 12))) for _ in range(n)]
-    with open(os.path.join(root, "dicts", "en.txt"), encoding="utf-8") as f:
+    with open(root / "dicts" / "en.txt", encoding="utf-8") as f:
         words = [w for w in f.read().split() if re.fullmatch(r"[A-Za-z0-9]{2,15}", w)]
     return rng.sample(words, n)
 
 
 def load_fonts(size: int = 40) -> list[ImageFont.FreeTypeFont]:
-    root = trdg_dir()
-    paths = sorted(glob.glob(os.path.join(root, "fonts", "latin", "*.tt[fc]"))) if root else []
-    paths = [p for p in paths if not any(u in os.path.basename(p) for u in CASE_UNSAFE_FONTS)]
-    fonts = [ImageFont.truetype(p, size) for p in paths]
+    """trdg's Latin fonts, without those that draw lowercase as capitals (the package's check)."""
+    try:
+        paths = sorted((trdg_dir() / "fonts" / "latin").glob("*.tt[fc]"))
+    except ModuleNotFoundError:
+        paths = []
+    fonts = [ImageFont.truetype(str(p), size) for p in paths if not draws_lowercase_as_capitals(p)]
     return fonts or [ImageFont.load_default(size=size)]
 
 
@@ -117,22 +115,14 @@ def speed(variant: str, sizes: dict, batch: OcrBatch, steps: int) -> tuple[int, 
         loss.backward()
         opt.step()
 
-    # Best of `steps` single-step timings: on a shared machine the fastest step is the least disturbed.
+    # The suite's timer (seqlab.bench.compute.median_seconds): a warm-up step (allocator, oneDNN kernel
+    # selection), then the median of `steps` single-step timings.
     model.train()
-    train_step()  # warm-up (allocator, oneDNN kernel selection)
-    train_rate = bsz / min(_timed(train_step) for _ in range(steps))
+    train_rate = bsz / median_seconds(train_step, steps)
     model.eval()
     with torch.inference_mode():
-        model(batch.images, batch.widths)
-        infer_rate = bsz / min(_timed(lambda: greedy_decode(*model(batch.images, batch.widths)))
-                               for _ in range(steps))
+        infer_rate = bsz / median_seconds(lambda: greedy_decode(*model(batch.images, batch.widths)), steps)
     return params, train_rate, infer_rate
-
-
-def _timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 def train_eval(variant: str, sizes: dict, seconds: float, n_train: int, seed: int,
@@ -186,7 +176,7 @@ def train_eval(variant: str, sizes: dict, seconds: float, n_train: int, seed: in
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=5, help="timed steps per measurement (best is kept)")
+    ap.add_argument("--steps", type=int, default=5, help="timed steps per measurement (median kept)")
     ap.add_argument("--variants", nargs="+", default=["crnn", "bilstm"])
     ap.add_argument("--train-seconds", type=float, default=0, help="also train each variant this long and report val CER")
     ap.add_argument("--train-words", type=int, default=24000)
@@ -225,7 +215,7 @@ def main() -> None:
     if ok:
         with TesseractReader(CHARS) as reader:
             preds = reader.read(images)
-            rate = len(images) / min(_timed(lambda: reader.read(images)) for _ in range(3))
+            rate = len(images) / median_seconds(lambda: reader.read(images), 3)
         m = summarize(preds, words)
         print(f"{'tesseract':8} {'psm 8, whitelist':38} {'':>9} {'':>8} {rate:>8.0f}"
               f"   (CER {m['cer']:.3f} on these 64)")

@@ -12,7 +12,7 @@
 #
 # REF defaults to origin/$GITHUB_BASE_REF in a GitHub pull request, else main. Exits with dvc
 # repro's status (the report is written either way). Used by .github/workflows/pipeline.yml and
-# by tests/test_ci_report.py.
+# by tests/e2e/test_ci_report.py.
 set -euo pipefail
 
 base="${GITHUB_BASE_REF:+origin/$GITHUB_BASE_REF}"

@@ -9,7 +9,9 @@ sections is ``{"settings": {...}, "figures": {name: figure}}``. A measured figur
 where a spread is ``{"values": [one per repeat], "median", "min", "max"}``, ``ratio.values[i]`` is
 ``ours.values[i] / baseline.values[i]`` (the two were measured in the same repeat, one after the
 other) and ``met`` compares the median ratio with the target. A figure that could not be measured is
-``{"skipped": "why"}``. :func:`check_report` verifies all of that from the stored numbers.
+``{"skipped": "why"}``. :func:`figure` does the arithmetic (tests/unit/bench/test_report.py checks it);
+:func:`check_report` checks the shape of a report read back (keys, one value per repeat, finite numbers),
+not the arithmetic again.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ PACKAGES = ("torch", "numpy", "pillow", "trdg", "tesserocr", "dvc", "opencv-pyth
 
 
 class ReportError(ValueError):
-    """A bench report that does not have the documented shape or whose ratios do not follow from its numbers."""
+    """A bench report that does not have the documented shape."""
 
 
 def spread(values: Sequence[float]) -> dict[str, Any]:
@@ -97,8 +99,7 @@ def new_report(quick: bool, repeats: int) -> dict[str, Any]:
 # --- checking ------------------------------------------------------------------------------------------
 
 def check_report(report: dict[str, Any]) -> None:
-    """Raise ReportError unless `report` has the documented shape and every ratio, median and
-    `met` follows from the stored measurements."""
+    """Raise ReportError unless `report` has the documented shape."""
     for key in ("schema", "timestamp", "quick", "repeats", "machine", "sections"):
         _require(key in report, f"missing top-level key {key!r}")
     _require(report["schema"] == SCHEMA, f"schema {report['schema']!r}, expected {SCHEMA}")
@@ -123,19 +124,10 @@ def _check_figure(where: str, fig: dict[str, Any], repeats: int) -> None:
     _require(fig["better"] in ("higher", "lower"), f"{where}: better is {fig['better']!r}")
     for part in ("ours", "baseline", "ratio"):
         s = fig[part]
+        _require(all(key in s for key in ("values", "median", "min", "max")), f"{where}.{part}: not a spread")
         _require(len(s["values"]) == repeats, f"{where}.{part}: {len(s['values'])} values for {repeats} repeats")
         _require(all(isinstance(v, float) and math.isfinite(v) and v > 0 for v in s["values"]),
                  f"{where}.{part}: values must be positive finite numbers")
-        _require(_close(s["median"], statistics.median(s["values"])) and s["min"] == min(s["values"])
-                 and s["max"] == max(s["values"]), f"{where}.{part}: median/min/max do not match the values")
-    for o, b, r in zip(fig["ours"]["values"], fig["baseline"]["values"], fig["ratio"]["values"], strict=True):
-        _require(_close(r, o / b), f"{where}: ratio {r} is not {o} / {b}")
-    _require(fig["met"] == _met(fig["ratio"]["median"], fig["better"], fig["target"]),
-             f"{where}: met={fig['met']} does not follow from the median ratio and target {fig['target']}")
-
-
-def _close(a: float, b: float) -> bool:
-    return math.isclose(a, b, rel_tol=1e-9, abs_tol=0.0)
 
 
 def _require(ok: bool, message: str) -> None:

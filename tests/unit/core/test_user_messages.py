@@ -1,0 +1,81 @@
+"""One clear line for what a user gets wrong or asks for: files given as --model that are no checkpoint,
+the name a downloaded model goes by in errors, evaluate's short summary, and a pyfunc request with none
+of the model's columns. In-process and fast; the CLI and `mlflow models serve` paths are in
+tests/e2e/servers/test_mlflow_models.py and tests/e2e/faults/test_checkpoints.py."""
+
+from __future__ import annotations
+
+import io
+import pickle
+
+import pandas as pd
+import pytest
+import torch
+
+from seqlab.checkpoint import FORMAT, load_checkpoint
+from seqlab.errors import CheckpointError
+
+
+def _torch_bytes(obj: object) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b"9 7 0 5 6\n1 0\n", "not a seqlab checkpoint (not a PyTorch archive)"),  # torch: "pop from empty list"
+    (b"hello world\n", "not a seqlab checkpoint (not a PyTorch archive)"),  # torch: KeyError 101
+    (b'{"task": "kth"}\n', "not a seqlab checkpoint (not a PyTorch archive)"),
+    (pickle.dumps({"a": 1}, protocol=2), "not a seqlab checkpoint (not a PyTorch archive)"),
+    (b"", "not a seqlab checkpoint (empty file)"),
+    (_torch_bytes({"format": FORMAT, "task": "kth"})[:300],
+     "not a readable checkpoint: a damaged or truncated PyTorch archive (PytorchStreamReader failed reading zip"),
+])
+def test_files_that_are_no_checkpoint_say_what_they_are(tmp_path, content, expected):
+    path = tmp_path / "model.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path, "kth")
+    message = str(err.value)
+    assert message.startswith(f"{path}: {expected}"), message
+    assert "\n" not in message and len(message.removeprefix(str(path))) < 160, message
+
+
+def test_errors_name_the_model_uri_not_the_download(tmp_path):
+    path = tmp_path / "seqlab-model-xyz" / "checkpoint.pt"
+    path.parent.mkdir()
+    path.write_bytes(_torch_bytes({"format": FORMAT, "task": "kth"}))
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path, "binary_add", name="models:/seqlab-kth@champion")
+    assert str(err.value) == "models:/seqlab-kth@champion: checkpoint is for task 'kth', not 'binary_add'"
+
+
+def test_evaluate_prints_the_headline_metric_per_split():
+    from seqlab.evaluation import headline
+
+    metrics = {"test": {"cer": 0.0512, "wer": 0.2, "count": 10}, "test_reserved_lines": {"cer": 0.25, "count": 5},
+               "by_length": {"3": 0.5}}
+    assert headline("ocr", "ocr-crnn", metrics).splitlines() == [
+        "[ocr-crnn] cer by split (all figures: metrics/ocr-crnn/eval.json)",
+        "  test                 0.0512",
+        "  test_reserved_lines  0.2500",
+    ]
+    kth = headline("kth", "kth", {"test": {"accuracy": 0.99, "n": 5}, "generalization": {"accuracy": 0.9},
+                                  "accuracy_by_length": {"3": 1.0}})
+    assert kth.splitlines()[1:] == ["  test            0.9900", "  generalization  0.9000"]
+
+
+@pytest.mark.parametrize("task, frame", [
+    ("ocr", pd.DataFrame(index=range(2))),  # what MLflow passes on once it dropped unknown columns
+    ("kth", pd.DataFrame({"inputs": ["1 2 3"]})),
+])
+def test_a_frame_without_the_models_columns_is_refused_as_invalid(task, frame):
+    from mlflow.exceptions import MlflowException
+
+    from seqlab.mlflow_model import answers_frame
+    from seqlab.tasks import task_class
+
+    with pytest.raises(MlflowException) as err:
+        answers_frame(task_class(task), None, {}, frame)  # type: ignore[arg-type]  # refused before the model is used
+    assert err.value.error_code == "INVALID_PARAMETER_VALUE" and err.value.get_http_status_code() == 400
+    assert "needs a column" in err.value.message

@@ -1,0 +1,148 @@
+"""README.md's results block is what scripts/results_table.py prints from metrics/, and its targets are computed.
+
+The check runs the script as a user would (`--check README.md` from the repository root); the
+target logic is tested on small fabricated metrics, one set that meets every target and one that
+misses each.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import subprocess
+import sys
+
+import pytest
+
+from tests.support import REPO
+
+SCRIPT = REPO / "scripts" / "results_table.py"
+
+_spec = importlib.util.spec_from_file_location("results_table", SCRIPT)
+assert _spec is not None and _spec.loader is not None
+results_table = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = results_table  # dataclasses look their module up there
+_spec.loader.exec_module(results_table)
+
+
+def _ocr_split(cer: float, words_per_s: float = 1000.0, nocase: float | None = None) -> dict:
+    return {"cer": cer, "cer_nocase": cer if nocase is None else nocase, "cer_alnum_nocase": cer,
+            "word_accuracy": 1 - 5 * cer, "count": 100, "words_per_s": words_per_s, "threads": 2}
+
+
+def _ocr_eval(cer: float, reserved: float, degraded: float, words_per_s: float, lines: float) -> dict:
+    line_splits = ("test_reserved_lines", "test_reserved_lines_degraded", "test_reserved_scans")
+    return {"test": _ocr_split(cer, words_per_s), "test_heldout_fonts": _ocr_split(cer),
+            "test_reserved": _ocr_split(reserved, nocase=reserved / 1.5),
+            "test_reserved_degraded": _ocr_split(degraded, nocase=degraded / 1.5),
+            **{split: {**_ocr_split(lines), "wer": 0.05} for split in line_splits}}
+
+
+# Every target met at its limit: 99.9%, 99%, 100%, lines/scans below Tesseract, reserved words no worse than the
+# words-only baseline case-insensitively and case-sensitive <= 1.5x that, 5x Tesseract's speed, 3 min, 25 min.
+GOOD = {
+    "kth/eval": {"test": {"accuracy": 0.9995, "min_len": 3, "max_len": 10},
+                 "generalization": {"accuracy": 0.99, "min_len": 11, "max_len": 20}},
+    "binary_add/eval": {"test": {"exact_match": 1.0, "bit_accuracy": 1.0, "min_bits": 1, "max_bits": 16},
+                        "generalization": {"exact_match": 1.0, "min_bits": 18, "max_bits": 128, "n": 100}},
+    "ocr-crnn/eval": _ocr_eval(cer=0.005, reserved=0.015, degraded=0.03, words_per_s=1000.0, lines=0.015),
+    "ocr-bilstm/eval": _ocr_eval(cer=0.03, reserved=0.05, degraded=0.08, words_per_s=1500.0, lines=0.1),
+    "ocr-tesseract/eval": _ocr_eval(cer=0.10, reserved=0.02, degraded=0.03, words_per_s=200.0, lines=0.016),
+    "baselines/ocr-crnn-words": {"eval": {"test_reserved": {"cer": 0.010}, "test_reserved_degraded": {"cer": 0.020}}},
+    "pipeline_times": {"stages": {"validate": 2.0, "train@kth": 60.0, "train@binary_add": 100.0, "ocr-train@crnn": 900.0},
+                       "total_seconds": 1500.0, "cpu_count": 2, "forced": True},
+}
+
+
+def _met(metrics: dict) -> dict[str, bool | None]:
+    return {t.goal: t.met for t in results_table.targets(metrics)}
+
+
+def _changed(path: tuple[str, ...], value: object) -> dict:
+    metrics = copy.deepcopy(GOOD)
+    node = metrics
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return metrics
+
+
+def test_readme_block_matches_metrics():
+    missing = [f"metrics/{name}.json" for name in results_table.FILES
+               if not (REPO / "metrics" / f"{name}.json").is_file()]
+    if missing:
+        pytest.skip(f"metrics files missing (run `dvc repro` and `make timed-repro`): {', '.join(missing)}")
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--check", "README.md"], cwd=REPO,
+                          capture_output=True, text=True)
+    if proc.returncode != 0:  # metrics regenerated here (`make pipeline`): the README documents HEAD's
+        proc = subprocess.run([sys.executable, str(SCRIPT), "--check", "README.md", "--rev", "HEAD"], cwd=REPO,
+                              capture_output=True, text=True)
+    assert proc.returncode == 0, f"README.md is stale, run `make results`:\n{proc.stdout}{proc.stderr}"
+
+
+def test_all_targets_met_at_their_limits():
+    met = _met(GOOD)
+    assert len(met) == 13
+    assert all(value is True for value in met.values()), met
+
+
+@pytest.mark.parametrize("path, value, goal", [
+    (("kth/eval", "test", "accuracy"), 0.998, "kth test accuracy"),
+    (("kth/eval", "generalization", "accuracy"), 0.989, "twice the longest trained length"),
+    (("kth/eval", "generalization", "max_len"), 19, "twice the longest trained length"),
+    (("binary_add/eval", "generalization", "exact_match"), 0.9999, "binary_add exact match"),
+    (("ocr-crnn/eval", "test_reserved_lines", "cer"), 0.016, "`test_reserved_lines` below"),  # a tie
+    (("ocr-tesseract/eval", "test_reserved_lines_degraded", "cer"), 0.014, "`test_reserved_lines_degraded`"),
+    (("ocr-tesseract/eval", "test_reserved_scans", "cer"), 0.015, "`test_reserved_scans`"),
+    (("ocr-crnn/eval", "test_reserved", "cer_nocase"), 0.0101, "`test_reserved`: case-insensitive"),
+    (("baselines/ocr-crnn-words", "eval", "test_reserved_degraded", "cer"), 0.0199,
+     "`test_reserved_degraded`: case-insensitive"),
+    (("ocr-crnn/eval", "test_reserved", "cer"), 0.0151, "`test_reserved`: case-sensitive"),
+    (("ocr-tesseract/eval", "test", "words_per_s"), 201.0, "5x Tesseract"),
+    (("pipeline_times", "stages", "train@binary_add"), 120.0, "kth + binary_add"),
+    (("pipeline_times", "total_seconds"), 1501.0, "whole default"),
+])
+def test_each_target_can_be_missed(path, value, goal):
+    met = _met(_changed(path, value))
+    missed = [g for g, m in met.items() if m is False]
+    assert len(missed) == 1 and goal in missed[0], met
+    assert all(m is True for g, m in met.items() if g != missed[0])
+
+
+def test_missing_figures_are_neither_met_nor_missed():
+    metrics = copy.deepcopy(GOOD)
+    del metrics["pipeline_times"], metrics["ocr-crnn/eval"]["test_reserved_scans"]
+    met = _met(metrics)
+    assert [g for g, m in met.items() if m is None] == [
+        "CRNN case-sensitive CER on `test_reserved_scans` below Tesseract's (PSM 7)",
+        "kth + binary_add stages < 3 min", "whole default `dvc repro` <= 25 min"]
+    text = results_table.tables(metrics)  # prints "—" for what is missing instead of failing
+    assert "No metrics/pipeline_times.json yet" in text
+    assert "| ocr crnn | CER 0.50% (0.50%) / word acc 97.5% | CER 0.50% (0.50%) / word acc 97.5% |" in text
+    assert "/ WER 5.0% | — |" in text  # the CRNN's missing scan split
+
+
+def test_time_targets_need_a_forced_run():
+    met = _met(_changed(("pipeline_times", "forced"), False))
+    assert met["whole default `dvc repro` <= 25 min"] is None
+    assert met["kth + binary_add stages < 3 min"] is None
+
+
+def test_readme_is_checked_against_the_committed_metrics_after_a_rerun(tmp_path):
+    """`make pipeline` on another machine changes the metrics in their last digits; the README documents
+    the committed ones, so `--check --rev HEAD` is what the block is held to then."""
+    head = results_table.load_metrics(rev="HEAD")
+    assert set(head) <= set(results_table.FILES)
+    here = results_table.load_metrics()
+    assert set(head) == set(here) or not head  # the same files as the working tree, read from git
+
+
+def test_write_then_check_round_trip(tmp_path, monkeypatch):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\nbefore\n\n{results_table.BEGIN}\nold figures\n{results_table.END}\n\nafter\n")
+    monkeypatch.setattr(results_table, "load_metrics", lambda rev=None: GOOD)
+    assert results_table.main(["--check", str(readme)]) == 1
+    assert results_table.main(["--write", str(readme)]) == 0
+    text = readme.read_text()
+    assert text.startswith("# x\n\nbefore\n\n") and text.endswith("\n\nafter\n") and "old figures" not in text
+    assert results_table.main(["--check", str(readme)]) == 0
