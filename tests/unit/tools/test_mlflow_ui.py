@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-TOOLS = Path(__file__).resolve().parents[1] / "tools"
+from tests.support import TOOLS
+
 sys.path.insert(0, str(TOOLS))  # the browser and server helpers are tools, not part of the package
 
 import chromium  # noqa: E402
