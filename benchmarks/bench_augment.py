@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from seqlab.config import load_params
+from seqlab.core.config import load_params
 from seqlab.tasks.ocr.augment import augment, sample_params
 from seqlab.tasks.ocr.models import CRNN
 from seqlab.tasks.ocr.normalize import normalize

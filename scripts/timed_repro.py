@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from seqlab.storage import write_text
+from seqlab.core.storage import write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMES = ROOT / "metrics" / "pipeline_times.json"

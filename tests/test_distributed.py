@@ -29,9 +29,9 @@ import yaml
 from conftest import tiny_params
 from reliability_support import sha256
 
-from seqlab import distributed
-from seqlab.devices import Precision, configure_cudnn, pick_device, pick_precision
-from seqlab.errors import SeqlabError
+from seqlab.core.errors import SeqlabError
+from seqlab.training import distributed
+from seqlab.training.devices import Precision, configure_cudnn, pick_device, pick_precision
 
 # --- device and precision ---------------------------------------------------------------------------
 
@@ -119,8 +119,8 @@ def test_failure_line_names_the_rank_that_failed_first():
 
 
 def _kth_split(n: int):
-    from seqlab.storage import Arrays
-    from seqlab.tasks.kth import KthTask
+    from seqlab.core.storage import Arrays
+    from seqlab.tasks.sequence.kth import KthTask
 
     task = KthTask()
     arrays = task.make_split(np.random.default_rng(0), "train", 3, 10, n, SimpleNamespace(k=2))
@@ -171,7 +171,7 @@ def test_ocr_shards_build_only_their_batches_and_keep_width_buckets():
 @pytest.mark.parametrize("scaled", [False, True])
 def test_mixed_precision_step_trains(scaled):
     """bf16 autocast (CPU's stands in for CUDA's) and the scaler's path: a finite loss, fp32 weights that move."""
-    from seqlab.training import make_scheduler, train_step
+    from seqlab.training.loop import make_scheduler, train_step
 
     task, data = _kth_split(64)
     torch.manual_seed(0)
@@ -223,7 +223,7 @@ def _seqlab(root: Path, *args: str, check: bool = True, **env: str) -> subproces
 
 def _workspace(root: Path, params: dict) -> Path:
     root.mkdir(parents=True)
-    (root / ".dvc").mkdir()  # the repository root for seqlab.paths (MLflow store, resume files)
+    (root / ".dvc").mkdir()  # the repository root for seqlab.core.paths (MLflow store, resume files)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return root
 

@@ -28,8 +28,8 @@ def _arrays_equal(a, b):
 @pytest.mark.parametrize("task, split, names", [("kth", "val", ("digits", "lengths", "targets", "k")),
                                                 ("binary_add", "val", ("inputs", "sums", "lengths", "op_bits"))])
 def test_every_single_byte_edit_is_caught_or_harmless(repo, tmp_path, task, split, names):
-    from seqlab.errors import DataError
-    from seqlab.storage import load_arrays
+    from seqlab.core.errors import DataError
+    from seqlab.core.storage import load_arrays
 
     raw = (repo / f"data/{task}/{split}.npz").read_bytes()
     reference = load_arrays(repo / f"data/{task}/{split}.npz")
@@ -112,7 +112,7 @@ def test_valid_but_swapped_archive_is_caught_by_dvc_status(repo):
 
 def test_corrupt_ocr_meta_is_a_clear_error(tmp_path):
     """data/ocr/meta.json holds the charset; an edited one must not surface as a JSONDecodeError traceback."""
-    from seqlab.errors import DataError
+    from seqlab.core.errors import DataError
     from seqlab.tasks.ocr.data import read_meta
 
     (tmp_path / "meta.json").write_text('{"charset": "0123')

@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import CarryAdder
 
-from seqlab.tasks.binary_add import (
+from seqlab.tasks.sequence.binary_add import (
     BinaryAddTask,
     encode_pair,
     long_run_pair,
@@ -17,8 +17,7 @@ from seqlab.tasks.binary_add import (
     parse_operands,
     random_int_with_bits,
 )
-from seqlab.tasks.kth import KthTask, make_sequences, parse_digits
-from seqlab.tasks.sequence import (
+from seqlab.tasks.sequence.common import (
     PaddedSplit,
     SequenceBatch,
     SequenceClassifier,
@@ -27,6 +26,7 @@ from seqlab.tasks.sequence import (
     iterate_batches,
     unflatten,
 )
+from seqlab.tasks.sequence.kth import KthTask, make_sequences, parse_digits
 
 
 def test_kth_sequences_target_is_kth_digit():
@@ -174,7 +174,7 @@ def test_batches_are_typed_trimmed_and_cover_the_split_once():
 def test_binary_add_loss_kind_is_given_not_configured():
     from conftest import load_raw_params
 
-    from seqlab.config import parse_params
+    from seqlab.core.config import parse_params
 
     raw = load_raw_params()
     raw["binary_add"]["train"]["loss"] = "mse"
@@ -193,7 +193,7 @@ def test_generate_evaluate_tables_and_plot_spec(tmp_path, monkeypatch):
     """kth end to end in-process on a tiny split: files per split, per-length table, plot drawn from it."""
     from conftest import tiny_params
 
-    from seqlab.config import parse_params
+    from seqlab.core.config import parse_params
 
     monkeypatch.chdir(tmp_path)
     raw = tiny_params()

@@ -213,10 +213,10 @@ def test_code_deps_exist_and_are_used(stage):
 def test_walk_follows_function_level_imports_and_only_the_stages_own_task():
     """The walk itself: a handler's lazy imports count, other handlers' and other tasks' do not."""
     validate, train_kth = stage_code("validate").modules, stage_code("train@kth").modules
-    assert "seqlab.training" in train_kth and "seqlab.training" not in validate
-    assert "seqlab.tasks.kth" in train_kth and "seqlab.tasks.binary_add" not in train_kth
+    assert "seqlab.training.loop" in train_kth and "seqlab.training.loop" not in validate
+    assert "seqlab.tasks.sequence.kth" in train_kth and "seqlab.tasks.sequence.binary_add" not in train_kth
     ocr_tasks = {m for m in stage_code("ocr-evaluate@crnn").modules if m.startswith("seqlab.tasks.ocr.")}
-    assert ocr_tasks and "seqlab.tasks.kth" not in stage_code("ocr-evaluate@crnn").modules
+    assert ocr_tasks and "seqlab.tasks.sequence.kth" not in stage_code("ocr-evaluate@crnn").modules
 
 
 def test_python_caches_inside_code_deps_are_ignored_by_dvc():
