@@ -13,9 +13,9 @@ from reliability_support import DELETE, edited
 from test_reliability_params import CASES, DVC_CASES, MISSING_CHARS, _apply
 
 from seqlab.core.checkpoint import save_checkpoint
-from seqlab.core.config import Params, load_params, parse_params
+from seqlab.core.config import load_params, params_model, parse_params
 from seqlab.core.errors import ParamsError
-from seqlab.core.registry import VARIANTS
+from seqlab.core.registry import entry
 from seqlab.tasks.ocr.config import OcrConfig
 from seqlab.tasks.ocr.models import MODELS
 from seqlab.tasks.sequence.common import SequenceClassifier, SequenceTagger
@@ -182,7 +182,7 @@ def test_loading_params_imports_neither_torch_nor_trdg(tmp_path):
 
 def test_every_ocr_variant_has_a_section_and_a_model():
     shared = {"data", "reserved", "augment", "tesseract"}
-    assert set(VARIANTS["ocr"]) == set(MODELS) == set(OcrConfig.model_fields) - shared
+    assert set(entry("ocr").variants) == set(MODELS) == set(OcrConfig.model_fields) - shared
 
 
 def test_model_sections_feed_their_constructors(raw_params):
@@ -200,7 +200,7 @@ def test_model_sections_feed_their_constructors(raw_params):
 
 
 def test_params_type_is_the_root():
-    assert set(Params.model_fields) == {"seed", "kth", "binary_add", "ocr"}
+    assert set(params_model().model_fields) == {"seed", "kth", "binary_add", "ocr"}
 
 
 # --- checkpoints of the previous code ----------------------------------------------------------------------
