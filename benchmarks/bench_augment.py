@@ -21,7 +21,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from seqlab.bench.compute import median_seconds
-from seqlab.config import load_params
+from seqlab.core.config import load_params
 from seqlab.tasks.ocr.augment import augment, sample_params
 from seqlab.tasks.ocr.fonts import draws_lowercase_as_capitals
 from seqlab.tasks.ocr.models import CRNN

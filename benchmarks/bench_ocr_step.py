@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqlab.bench.compute import median_seconds
-from seqlab.config import load_params
+from seqlab.core.config import load_params
 from seqlab.tasks.ocr import models
 from seqlab.tasks.ocr.batching import OcrBatch, iterate_batches
 from seqlab.tasks.ocr.charset import Charset

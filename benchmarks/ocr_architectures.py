@@ -33,9 +33,9 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from seqlab.config import load_params
-from seqlab.seeding import derive_seed, seed_everything
-from seqlab.storage import atomic_path, write_json
+from seqlab.core.config import load_params
+from seqlab.core.seeding import derive_seed, seed_everything
+from seqlab.core.storage import atomic_path, write_json
 from seqlab.tasks.ocr import data as ocr_data
 from seqlab.tasks.ocr.batching import iterate_batches
 from seqlab.tasks.ocr.charset import Charset

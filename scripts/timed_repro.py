@@ -3,7 +3,7 @@
     python scripts/timed_repro.py           # stages DVC finds up to date are skipped (~1 s each)
     python scripts/timed_repro.py --force   # `make timed-repro`: every stage reruns, as from a fresh clone
 
-Each stage of dvc.yaml (`foreach` expanded: `train@kth`, ...) runs as `dvc repro --single-item <stage>`
+Each stage of dvc.yaml (`foreach` expanded by DVC: `train@kth`, ...) runs as `dvc repro --single-item <stage>`
 in dvc.yaml's order, which is topological; this script checks that no stage depends on the output of
 a stage after it. Times are wall-clock (time.perf_counter) and include DVC's own start-up, about
 1 s per stage, so the total is a little above one `dvc repro`. The result goes to
@@ -21,11 +21,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
-import yaml
-
-from seqlab.storage import write_text
+from seqlab.core.storage import write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMES = ROOT / "metrics" / "pipeline_times.json"
@@ -36,33 +33,19 @@ def _paths(entries: list) -> list[str]:
     return [next(iter(e)) if isinstance(e, dict) else str(e) for e in entries]
 
 
-def _expand(name: str, stage: dict) -> list[tuple[str, dict]]:
-    """One (name, definition) per stage DVC runs: a `foreach` list becomes name@item with ${item} filled in."""
-    if "foreach" not in stage:
-        return [(name, stage)]
-    items = stage["foreach"]
-    if not isinstance(items, list):
-        raise SystemExit(f"dvc.yaml: {name}: only `foreach` over a list is supported here")
-    return [(f"{name}@{item}", _substitute(stage["do"], str(item))) for item in items]
-
-
-def _substitute(node: Any, item: str) -> Any:
-    if isinstance(node, str):
-        return node.replace("${item}", item)
-    if isinstance(node, list):
-        return [_substitute(x, item) for x in node]
-    if isinstance(node, dict):
-        return {_substitute(k, item): _substitute(v, item) for k, v in node.items()}
-    return node
-
-
 def _inside(path: str, other: str) -> bool:
     return path == other or path.startswith(other.rstrip("/") + "/")
 
 
 def expanded_stages(dvc_yaml: Path = ROOT / "dvc.yaml") -> list[tuple[str, dict]]:
-    """Every stage DVC runs as (name, definition), in file order; `foreach` stages expanded (train@kth)."""
-    return [s for name, stage in yaml.safe_load(dvc_yaml.read_text())["stages"].items() for s in _expand(name, stage)]
+    """Every stage DVC runs as (name, definition), in file order, as DVC itself resolves dvc.yaml: `vars`
+    interpolated, `foreach`/`matrix` expanded (train@kth)."""
+    from dvc.dvcfile import load_file
+    from dvc.repo import Repo
+
+    with Repo(str(dvc_yaml.parent)) as repo:
+        resolved = load_file(repo, dvc_yaml.name).resolver.resolve()
+    return list(resolved.get("stages", {}).items())
 
 
 def ordered_stages(dvc_yaml: Path = ROOT / "dvc.yaml") -> list[str]:

@@ -88,7 +88,7 @@ def tracking_server(store: str, artifacts: Path | None) -> Iterator[tuple[str, s
 
 
 def main(argv: list[str] | None = None) -> int:
-    from seqlab.tracking import tracking_uri
+    from seqlab.tracking.runs import tracking_uri
 
     parser = argparse.ArgumentParser(prog="python tools/mlflow_compare.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="PNG to write")
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _render(args: argparse.Namespace, store: str, chromium: str) -> int:
-    from seqlab.paths import repo_root
+    from seqlab.core.paths import repo_root
 
     artifacts = repo_root() / "mlartifacts" if store.startswith("sqlite:") else None
     with tracking_server(store, artifacts) as (base, browser_base):

@@ -101,7 +101,7 @@ def check(store: str, experiment: str | None, out: Path | None, chromium: str) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    from seqlab.tracking import tracking_uri
+    from seqlab.tracking.runs import tracking_uri
 
     parser = argparse.ArgumentParser(prog="python tools/mlflow_ui.py", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)

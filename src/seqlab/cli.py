@@ -24,15 +24,15 @@ import sys
 import time
 from pathlib import Path
 
-from seqlab.errors import SeqlabError
-from seqlab.tasks import DEFAULT_VARIANT, TASK_NAMES, VARIANTS, check_variant, model_id, task_class
+from seqlab.core.errors import SeqlabError
+from seqlab.core.registry import check_variant, entries, model_id, task_class, task_names, variant_names
 
 MODEL_URI_SCHEMES = ("models:/", "runs:/")  # predict --model: an MLflow model instead of a checkpoint file
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from seqlab.config import load_params
-    from seqlab.storage import write_text
+    from seqlab.core.config import load_params
+    from seqlab.core.storage import write_text
 
     load_params(args.params)
     if args.write:
@@ -44,11 +44,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_fonts(args: argparse.Namespace) -> int:
-    from seqlab import paths
-    from seqlab.config import load_params
+    from seqlab.core import paths
+    from seqlab.core.config import load_params
     from seqlab.tasks.ocr.fonts import summary, write_manifest
 
-    data = load_params(args.params).ocr.data
+    data = load_params(args.params, args.task).ocr.data
     manifest = write_manifest(paths.fonts_manifest(), data.charset, data.font_sources)
     print(summary(manifest), file=sys.stderr)
     return 0
@@ -62,13 +62,13 @@ def cmd_corpus(args: argparse.Namespace) -> int:
 
 
 def cmd_render_reserved(args: argparse.Namespace) -> int:
-    from seqlab import paths
-    from seqlab.config import load_params
+    from seqlab.core import paths
+    from seqlab.core.config import load_params
     from seqlab.tasks.ocr.charset import Charset
     from seqlab.tasks.ocr.data import RESERVED_DIR
     from seqlab.tasks.ocr.pillow_render import generate_reserved
 
-    params = load_params(args.params)
+    params = load_params(args.params, args.task)
     ocr = params.ocr
     stats = generate_reserved(ocr.reserved.count, Charset.from_name(ocr.data.charset), ocr.data.height, params.seed,
                               paths.data_dir(RESERVED_DIR), ocr.reserved.workers, ocr.reserved.lines,
@@ -78,24 +78,23 @@ def cmd_render_reserved(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from seqlab.config import load_params
+    from seqlab.core.config import load_params
 
-    params = load_params(args.params)
-    data = {"kth": params.kth.data, "binary_add": params.binary_add.data, "ocr": params.ocr.data}[args.task]
+    params = load_params(args.params, args.task)
     t0 = time.perf_counter()
-    stats = task_class(args.task).generate(data, params.seed)
+    stats = task_class(args.task).generate(getattr(params, args.task).data, params.seed)
     print(f"[{args.task}] generated {stats} in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from seqlab.config import load_params
-    from seqlab.tracking import check_tracking_server
+    from seqlab.core.config import load_params
+    from seqlab.tracking.runs import check_tracking_server
 
     # Both checks come before importing torch (seconds): a bad edit or a down server fails at once.
-    params = load_params(args.params)
+    params = load_params(args.params, args.task)
     check_tracking_server()
-    from seqlab import distributed
+    from seqlab.training import distributed
 
     variant = check_variant(args.task, args.variant)
     section = params.run_section(args.task, variant)
@@ -104,8 +103,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         distributed.launch(section.train.nproc, ["--params", str(args.params), "train", args.task,
                                                  *(["--variant", args.variant] if args.variant else [])])
         return 0
-    from seqlab.tracking import server_outage
-    from seqlab.training import train
+    from seqlab.tracking.runs import server_outage
+    from seqlab.training.loop import train
 
     with distributed.reporting(), server_outage("rerun: training resumes after its last finished epoch"):
         train(task_class(args.task).for_training(section, variant), params.seed, section)
@@ -113,25 +112,25 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from seqlab.evaluation import evaluate, headline
-    from seqlab.tracking import server_outage
+    from seqlab.evaluation.evaluate import evaluate, headline
+    from seqlab.tracking.runs import server_outage
 
     variant = check_variant(args.task, args.variant)
     with server_outage("rerun"):
         metrics = evaluate(args.task, variant)
-    print(headline(args.task, model_id(args.task, variant), metrics), file=sys.stderr)
+    print(headline(task_class(args.task), model_id(args.task, variant), metrics), file=sys.stderr)
     return 0
 
 
 def cmd_tesseract(args: argparse.Namespace) -> int:
-    from seqlab.config import load_params
-    from seqlab.tracking import check_tracking_server
+    from seqlab.core.config import load_params
+    from seqlab.tracking.runs import check_tracking_server
 
-    params = load_params(args.params)
+    params = load_params(args.params, args.task)
     check_tracking_server()
-    from seqlab import paths
+    from seqlab.core import paths
     from seqlab.tasks.ocr.tesseract import MODEL_ID, run_tesseract_stage
-    from seqlab.tracking import log_baseline_run, server_outage
+    from seqlab.tracking.runs import log_baseline_run, server_outage
 
     metrics = run_tesseract_stage(params.ocr.tesseract.word_psm, params.ocr.tesseract.line_psm)
     files = sorted(f for f in paths.metrics_dir(MODEL_ID).iterdir() if f.suffix in (".json", ".csv", ".png"))
@@ -141,9 +140,9 @@ def cmd_tesseract(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from seqlab import paths
     from seqlab.bench.suite import FULL, QUICK, run_suite
-    from seqlab.config import load_params
+    from seqlab.core import paths
+    from seqlab.core.config import load_params
 
     params = load_params(args.params)
     run_suite(params, QUICK if args.quick else FULL, args.quick, args.project or paths.repo_root(), args.out)
@@ -153,21 +152,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     import tempfile
 
-    from seqlab import paths
-    from seqlab.evaluation import load_model
+    from seqlab.core import paths
+    from seqlab.core.checkpoint import load_model
 
     with tempfile.TemporaryDirectory(prefix="seqlab-model-") as tmp:
         name = None
         if args.model and args.model.startswith(MODEL_URI_SCHEMES):
-            from seqlab.mlflow_model import download_checkpoint
+            from seqlab.tracking.mlflow_model import download_checkpoint
 
             checkpoint, name = download_checkpoint(args.model, Path(tmp)), args.model  # errors name the URI
         else:
             checkpoint = Path(args.model) if args.model else paths.model_path(model_id(args.task, check_variant(args.task, None)))
         task, model, ckpt = load_model(checkpoint, args.task, name=name)
-    if args.task == "ocr":
+    if task.predict_from_args:
         if not args.inputs:
-            raise SeqlabError("predict ocr needs one or more image paths")
+            raise SeqlabError(f"predict {args.task} needs one or more inputs (image paths)")
         inputs = args.inputs
     else:
         if args.inputs:
@@ -182,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--params", default=os.environ.get("SEQLAB_PARAMS", "params.yaml"),
                         help="params file (default: params.yaml in the current directory)")
     sub = parser.add_subparsers(dest="command", required=True)
+    variants = "; ".join(f"{e.name}: {', '.join(e.variants)}, default {e.default_variant}" for e in entries() if e.variants)
 
     p = sub.add_parser("validate", help="validate params.yaml")
     p.add_argument("--write", help="on success, write a marker file (used by the DVC stage)")
@@ -191,22 +191,22 @@ def build_parser() -> argparse.ArgumentParser:
                                  ("train", cmd_train, "train a task's model"),
                                  ("evaluate", cmd_evaluate, "evaluate a trained model on the test splits")):
         p = sub.add_parser(name, help=helptext)
-        p.add_argument("task", choices=TASK_NAMES)
+        p.add_argument("task", choices=task_names())
         if name != "generate":
-            p.add_argument("--variant", choices=VARIANTS["ocr"], help=f"OCR model variant (default: {DEFAULT_VARIANT['ocr']})")
+            p.add_argument("--variant", choices=variant_names(), help=f"model variant, for tasks that have them ({variants})")
         p.set_defaults(func=func)
 
     p = sub.add_parser("fonts", help="write the OCR training-font manifest (data/ocr-fonts.json)")
-    p.set_defaults(func=cmd_fonts)
+    p.set_defaults(func=cmd_fonts, task="ocr")  # an OCR stage: reads ocr's section only
 
     p = sub.add_parser("corpus", help="write the OCR text corpus: training and reserved prose (data/ocr-corpus/)")
-    p.set_defaults(func=cmd_corpus)
+    p.set_defaults(func=cmd_corpus, task="ocr")  # an OCR stage
 
     p = sub.add_parser("render-reserved", help="render the OCR test splits in the reserved font families")
-    p.set_defaults(func=cmd_render_reserved)
+    p.set_defaults(func=cmd_render_reserved, task="ocr")  # an OCR stage: reads ocr's section only
 
     p = sub.add_parser("tesseract", help="run the Tesseract baseline on the OCR test splits")
-    p.set_defaults(func=cmd_tesseract)
+    p.set_defaults(func=cmd_tesseract, task="ocr")  # an OCR stage: reads ocr's section only
 
     p = sub.add_parser("bench", help="benchmark suite: each figure a ratio measured in this run (metrics/bench.json)")
     p.add_argument("--quick", action="store_true", help="smoke test: one repeat, tiny sizes (ratios mean little)")
@@ -215,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("predict", help="predict with a trained model")
-    p.add_argument("task", choices=TASK_NAMES)
+    p.add_argument("task", choices=task_names())
     p.add_argument("inputs", nargs="*", help="image paths (ocr); kth and binary_add read lines from stdin")
     p.add_argument("--model", help="checkpoint file, or an MLflow model URI such as models:/seqlab-kth@champion "
                    "(default: the checkpoint the pipeline trained)")

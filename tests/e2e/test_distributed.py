@@ -58,7 +58,7 @@ def _seqlab(root: Path, *args: str, check: bool = True, **env: str) -> subproces
 
 def _workspace(root: Path, params: dict) -> Path:
     root.mkdir(parents=True)
-    (root / ".dvc").mkdir()  # the repository root for seqlab.paths (MLflow store, resume files)
+    (root / ".dvc").mkdir()  # the repository root for seqlab.core.paths (MLflow store, resume files)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return root
 

@@ -119,7 +119,7 @@ def test_credentials_stay_out_of_git(pushed, pulled):
 
 
 def test_fresh_clone_pulls_everything_and_repro_does_no_work(pushed, pulled):
-    from seqlab.checkpoint import file_digest
+    from seqlab.core.checkpoint import file_digest
 
     origin, *_ = pushed
     clone, env = pulled

@@ -77,7 +77,7 @@ def test_exp_show_and_mlflow_tell_the_same_story(exp_repo, workspace_exp, temp_e
 
 
 def test_run_cache_restore_makes_no_new_mlflow_run(exp_repo, temp_exp, queued_exps):
-    from seqlab.checkpoint import MODEL_TAG, file_digest
+    from seqlab.core.checkpoint import MODEL_TAG, file_digest
 
     before = [r["id"] for r in mlflow_runs(exp_repo.db, "seqlab-binary_add")]
     # The --temp experiment already trained with this lr: DVC restores its outputs from the run-cache.

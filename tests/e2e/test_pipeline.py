@@ -87,7 +87,7 @@ def test_repro_runs_ocr_end_to_end(repo, reproduced):
 
 
 def test_repro_trains_and_scores_lines(repo, reproduced):
-    from seqlab.storage import load_arrays
+    from seqlab.core.storage import load_arrays
 
     texts = load_arrays(repo / "data/ocr/train.npz")["texts"].tolist()
     assert any(" " in t for t in texts) and any(" " not in t for t in texts)  # lines.share 0.5: both kinds
@@ -110,7 +110,7 @@ def test_repro_trains_and_scores_lines(repo, reproduced):
 def test_predict_reads_a_line_image(repo, sandbox, reproduced):
     from PIL import Image
 
-    from seqlab.storage import load_arrays
+    from seqlab.core.storage import load_arrays
 
     split = load_arrays(repo / "data/ocr/test_lines.npz")
     width = int(split["widths"][0])

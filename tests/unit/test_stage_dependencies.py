@@ -2,7 +2,7 @@
 
 DVC reruns a stage only when one of its deps changes, so a module a stage imports but does not list
 is an edit DVC never sees: the old model stays in place as if it were current. For each stage
-(`foreach` expanded) the command line is parsed with seqlab's own argument parser to find the
+(as DVC itself resolves dvc.yaml: `vars` filled in, `foreach` expanded) the command line is parsed with seqlab's own argument parser to find the
 subcommand's handler; from there the import graph is walked statically, without running anything
 (no data, no torch):
 
@@ -10,11 +10,14 @@ subcommand's handler; from there the import graph is walked statically, without 
   helpers it calls (the other subcommands' imports do not count);
 - every other module reached: all of its imports, function-level ones included (over-approximation),
   plus the package `__init__` modules Python runs on the way there;
-- a registry that imports by name (`importlib.import_module`) counts the module names written in
-  it that belong to the stage's own task (`seqlab.tasks.<task>...`), none of the other tasks'.
+- the task registry imports by name (`importlib.import_module`): a stage with a task (`seqlab train
+  kth`, or an OCR command, whose parser default is task=ocr) counts its own task's entry, the Task
+  module and its params section module, none of the other tasks'; a stage with no task (validate)
+  counts every task's params section module (it validates all of params.yaml).
 
-A dep may be a module file or a directory that holds it (`src/seqlab/tasks/ocr` for the OCR task
-package). Package `__init__` modules with nothing but a docstring and constants need no dep.
+A dep may be a module file or a directory that holds it (dvc.yaml lists folders: src/seqlab/core, ...):
+a folder dep is a superset, it never misses a module. Package `__init__` modules with nothing but a
+docstring and constants need no dep.
 
     .venv/bin/python tests/unit/test_stage_dependencies.py    # print each stage's modules
 """
@@ -40,8 +43,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src"
 PACKAGE = "seqlab"
-MODULE_NAME = re.compile(rf"^{PACKAGE}(\.\w+)+$")
-sys.path.insert(0, str(ROOT / "scripts"))  # dvc.yaml's foreach expansion is timed_repro's, written once
+sys.path.insert(0, str(ROOT / "scripts"))  # the stages as DVC resolves them: timed_repro's, written once
 
 from timed_repro import expanded_stages  # noqa: E402
 
@@ -94,9 +96,12 @@ def _imports_by_name(tree: ast.AST) -> bool:
                in ("import_module", "__import__") for node in ast.walk(tree))
 
 
-def _named_modules(tree: ast.AST) -> set[str]:
-    return {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)
-            and MODULE_NAME.match(node.value) and module_file(node.value)}
+def _registered_modules(task: str | None) -> set[str]:
+    """The modules the task registry imports by name for a stage of `task` (see the module docstring)."""
+    from seqlab.core.registry import entries
+
+    refs = [ref for e in entries() if task in (None, e.name) for ref in ((e.config, e.task) if task else (e.config,))]
+    return {ref.partition(":")[0] for ref in refs}
 
 
 @cache
@@ -121,7 +126,7 @@ def closure(roots: set[str], task: str | None, entry: str) -> set[str]:
         tree = _tree(name)
         todo += [n for n in imported_names(tree, name) if n.split(".")[0] == PACKAGE]
         if _imports_by_name(tree):
-            todo += [n for n in _named_modules(tree) if task in n.split(".")[1:]]
+            todo += sorted(_registered_modules(task))
     return seen
 
 
@@ -213,10 +218,19 @@ def test_code_deps_exist_and_are_used(stage):
 def test_walk_follows_function_level_imports_and_only_the_stages_own_task():
     """The walk itself: a handler's lazy imports count, other handlers' and other tasks' do not."""
     validate, train_kth = stage_code("validate").modules, stage_code("train@kth").modules
-    assert "seqlab.training" in train_kth and "seqlab.training" not in validate
-    assert "seqlab.tasks.kth" in train_kth and "seqlab.tasks.binary_add" not in train_kth
+    assert "seqlab.training.loop" in train_kth and "seqlab.training.loop" not in validate
+    assert "seqlab.tasks.sequence.kth" in train_kth and "seqlab.tasks.sequence.binary_add" not in train_kth
+    assert "seqlab.tasks.ocr.config" in validate and "seqlab.tasks.ocr.config" not in train_kth
     ocr_tasks = {m for m in stage_code("ocr-evaluate@crnn").modules if m.startswith("seqlab.tasks.ocr.")}
-    assert ocr_tasks and "seqlab.tasks.kth" not in stage_code("ocr-evaluate@crnn").modules
+    assert ocr_tasks and "seqlab.tasks.sequence.kth" not in stage_code("ocr-evaluate@crnn").modules
+
+
+def test_champion_rule_reruns_only_evaluate_stages():
+    """The champion rule (evaluation/model_registry.py) is no train stage's dep: editing it retrains nothing."""
+    rule = "src/seqlab/evaluation/model_registry.py"
+    reruns = sorted(name for name in STAGES
+                    if _covered(rule, [_dep_path(d) for d in stages()[name].get("deps", [])]))
+    assert reruns and all(name.split("@")[0] in ("evaluate", "ocr-evaluate") for name in reruns), reruns
 
 
 def test_python_caches_inside_code_deps_are_ignored_by_dvc():

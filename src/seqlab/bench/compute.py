@@ -1,6 +1,6 @@
 """CRNN training-step GFLOP/s as a fraction of what this machine's sgemm reaches in the same run.
 
-The step is `seqlab.training.train_step` on params.yaml's CRNN (OCR task loss, AdamW, clipping,
+The step is `seqlab.training.loop.train_step` on params.yaml's CRNN (OCR task loss, AdamW, clipping,
 onecycle), on one batch of rendered words of similar width (as width bucketing gives), median
 of several steps after a warm-up. Its FLOPs are counted once: torch's FlopCounterMode for convs
 and matrix products (forward and backward), plus the LSTMs, which it does not see on CPU:
@@ -22,12 +22,12 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from seqlab.bench.report import figure
-from seqlab.config import Params
+from seqlab.core.config import Params
 from seqlab.tasks.ocr.batching import OcrBatch, collate
 from seqlab.tasks.ocr.charset import Charset
 from seqlab.tasks.ocr.models import CRNN
 from seqlab.tasks.ocr.task import OcrTask
-from seqlab.training import make_scheduler, train_step
+from seqlab.training.loop import make_scheduler, train_step
 
 
 def run(params: Params, repeats: int, images: Sequence[np.ndarray], texts: Sequence[str], batch_size: int,

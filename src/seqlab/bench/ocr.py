@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from seqlab import paths
 from seqlab.bench.report import figure, skipped
-from seqlab.config import Params
-from seqlab.evaluation import load_model
+from seqlab.core import paths
+from seqlab.core.checkpoint import load_model
+from seqlab.core.config import Params
 from seqlab.tasks.ocr.charset import Charset
 from seqlab.tasks.ocr.ctc import CtcReader
 from seqlab.tasks.ocr.metrics import cer

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from seqlab.bench.report import figure
-from seqlab.config import Params
+from seqlab.core.config import Params
 from seqlab.tasks.ocr.charset import Charset
 from seqlab.tasks.ocr.fonts import font_path, usable_fonts
 from seqlab.tasks.ocr.render import BACKGROUNDS, MARGINS, ImageSpec, RenderConfig, build_specs, render_images

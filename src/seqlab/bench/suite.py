@@ -16,8 +16,8 @@ from typing import Any
 
 from seqlab.bench import compute, ocr, pipeline, rendering, training
 from seqlab.bench.report import check_report, new_report, table
-from seqlab.config import Params
-from seqlab.storage import write_json
+from seqlab.core.config import Params
+from seqlab.core.storage import write_json
 
 
 @dataclass(frozen=True)

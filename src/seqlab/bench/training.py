@@ -2,7 +2,7 @@
 
 Both sides train the same model (params.yaml's model section, same initial weights) with the same
 optimizer (AdamW at the section's lr and weight decay) on the same in-memory training split, drawn
-as the generate stage draws it. Ours is an epoch of `seqlab.training.train_step` over
+as the generate stage draws it. Ours is an epoch of `seqlab.training.loop.train_step` over
 `task.batches` at the section's batch size, clipping and scheduler included; the seed style is what
 the seed notebooks did: one Python iteration per sample, batch 1, each sequence unpadded, forward,
 backward and step (no clipping, no schedule: the baseline gets the cheaper step).
@@ -18,11 +18,11 @@ import numpy as np
 import torch
 
 from seqlab.bench.report import figure
-from seqlab.config import Params
-from seqlab.storage import Arrays
-from seqlab.tasks import task_class
-from seqlab.tasks.sequence import PaddedSplit, SequenceBatch, SequenceTask
-from seqlab.training import make_scheduler, train_step
+from seqlab.core.config import Params
+from seqlab.core.registry import task_class
+from seqlab.core.storage import Arrays
+from seqlab.tasks.sequence.common import PaddedSplit, SequenceBatch, SequenceTask
+from seqlab.training.loop import make_scheduler, train_step
 
 TASKS = ("kth", "binary_add")
 TARGET = 100.0  # x the seed loop's samples/s (issue 11)

@@ -29,8 +29,8 @@ def _arrays_equal(a, b):
 @pytest.mark.parametrize("task, split, names", [("kth", "val", ("digits", "lengths", "targets", "k")),
                                                 ("binary_add", "val", ("inputs", "sums", "lengths", "op_bits"))])
 def test_every_single_byte_edit_is_caught_or_harmless(repo, tmp_path, task, split, names):
-    from seqlab.errors import DataError
-    from seqlab.storage import load_arrays
+    from seqlab.core.errors import DataError
+    from seqlab.core.storage import load_arrays
 
     raw = (repo / f"data/{task}/{split}.npz").read_bytes()
     reference = load_arrays(repo / f"data/{task}/{split}.npz")

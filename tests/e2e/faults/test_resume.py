@@ -168,7 +168,7 @@ class _Dropped(nn.Module):
 
 
 def _dropout_task():
-    from seqlab.tasks.kth import KthTask
+    from seqlab.tasks.sequence.kth import KthTask
 
     class DropoutKth(KthTask):
         def build_model(self, model, meta):
@@ -192,7 +192,7 @@ def _fresh_dir(tmp_path: Path, name: str, monkeypatch) -> Path:
 
 
 def _params(**train):
-    from seqlab.config import parse_params
+    from seqlab.core.config import parse_params
 
     p = tiny_params()
     p["kth"]["train"].update(train)
@@ -200,13 +200,13 @@ def _params(**train):
 
 
 def _generate(params) -> None:
-    from seqlab.tasks.kth import KthTask
+    from seqlab.tasks.sequence.kth import KthTask
 
     KthTask.generate(params.kth.data, params.seed)
 
 
 def _train(task, params) -> dict:
-    from seqlab.training import train
+    from seqlab.training.loop import train
 
     return train(task, params.seed, params.kth)
 
@@ -242,7 +242,7 @@ def _run_interrupted(params, interrupt_at_call: int) -> None:
 
 @pytest.mark.slow  # trains in-process for seconds
 def test_resume_restores_rng_for_dropout(tmp_path, monkeypatch):
-    import seqlab.training as training
+    import seqlab.training.loop as training
 
     params = _params(epochs=3, patience=3)
     steps = -(-params.kth.data.n_train // params.kth.train.batch_size)
@@ -269,8 +269,8 @@ def test_resume_restores_rng_for_dropout(tmp_path, monkeypatch):
 
 @pytest.mark.slow  # trains in-process for seconds
 def test_resume_after_early_stop_does_not_train_more(tmp_path, monkeypatch):
-    import seqlab.training as training
-    from seqlab.tasks.kth import KthTask
+    import seqlab.training.loop as training
+    from seqlab.tasks.sequence.kth import KthTask
 
     params = _params(lr=0.05, scheduler="constant", patience=1, epochs=8)
     clean = _fresh_dir(tmp_path, "clean", monkeypatch)
@@ -298,7 +298,7 @@ def test_resume_after_early_stop_does_not_train_more(tmp_path, monkeypatch):
 @pytest.mark.slow  # trains in-process for seconds
 def test_resume_checkpoint_has_everything(tmp_path, monkeypatch):
     """The per-epoch checkpoint holds model, optimizer, scheduler, RNG and loop state, and loads weights_only."""
-    from seqlab.checkpoint import load_checkpoint
+    from seqlab.core.checkpoint import load_checkpoint
 
     params = _params(epochs=3, patience=3)
     root = _fresh_dir(tmp_path, "ckpt", monkeypatch)
@@ -328,7 +328,7 @@ def _ocr_raw_params(**augment) -> dict:
 
 
 def _ocr_params(**augment):
-    from seqlab.config import parse_params
+    from seqlab.core.config import parse_params
 
     params = parse_params(_ocr_raw_params(**augment))
     assert params.ocr.augment.enabled
@@ -359,7 +359,7 @@ def _ocr_data(root: Path, height: int, n_train: int = 48) -> None:
 
 def _train_ocr(params, interrupt_at_call: int | None = None) -> dict:
     from seqlab.tasks.ocr.task import OcrTask
-    from seqlab.training import train
+    from seqlab.training.loop import train
 
     section = params.run_section("ocr", OCR_VARIANT)
     task = OcrTask.for_training(section, OCR_VARIANT)

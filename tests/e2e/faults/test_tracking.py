@@ -124,7 +124,7 @@ def test_down_server_fails_fast_under_dvc(repo, silent_server):
 
 
 def test_healthy_server_passes_the_probe(monkeypatch):
-    from seqlab.tracking import check_tracking_server
+    from seqlab.tracking.runs import check_tracking_server
 
     server = _serve(200)
     try:
@@ -136,7 +136,7 @@ def test_healthy_server_passes_the_probe(monkeypatch):
 
 @pytest.mark.slow  # creates and migrates a SQLite MLflow store
 def test_embedded_default_store_never_touches_the_network(monkeypatch, tmp_path):
-    from seqlab import tracking
+    from seqlab.tracking import runs as tracking
 
     def no_network(*args, **kwargs):
         raise AssertionError("the default store must not open a connection")
@@ -159,10 +159,10 @@ def test_opening_a_new_store_waits_for_the_store_lock(tmp_path, monkeypatch):
 
     from filelock import FileLock
 
-    from seqlab.tracking import store_lock_path
+    from seqlab.tracking.runs import store_lock_path
 
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))
-    script = ("import mlflow\nfrom seqlab import tracking\nprint('ready', flush=True)\n"
+    script = ("import mlflow\nfrom seqlab.tracking import runs as tracking\nprint('ready', flush=True)\n"
               "tracking.Tracker('seqlab-locked', run_name='after-lock').finish()\nprint('done', flush=True)\n")
     store_lock_path().parent.mkdir()
     with FileLock(store_lock_path()):

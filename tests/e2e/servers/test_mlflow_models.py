@@ -218,24 +218,28 @@ def test_champion_moves_only_when_the_metric_improves(kth_repo, monkeypatch):
     assert champion_version(db, "seqlab-kth") == 1
     assert version_tags(db, "seqlab-kth", 2)["seqlab.test_metric"] == "test.accuracy"
 
-    from seqlab.model_registry import register
+    from seqlab.core.registry import task_class
+    from seqlab.evaluation.model_registry import register
 
+    kth = task_class("kth")()
     monkeypatch.setenv("DVC_ROOT", str(kth_repo))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")  # restored after the test (mlflow exports it)
     (kth_run,) = mlflow_runs(db, "seqlab-kth")
     best = float(version_tags(db, "seqlab-kth", 1)["seqlab.test_value"])
-    worse = register(kth_run["id"], "kth", "kth", {"test.accuracy": best - 0.25})
+    worse = register(kth_run["id"], kth, {"test.accuracy": best - 0.25})
     assert (worse.version, worse.promoted, worse.champion_before) == ("3", False, pytest.approx(best))
     assert champion_version(db, "seqlab-kth") == 1
-    better = register(kth_run["id"], "kth", "kth", {"test.accuracy": best + 0.25})
+    better = register(kth_run["id"], kth, {"test.accuracy": best + 0.25})
     assert (better.version, better.promoted) == ("4", True)
     assert champion_version(db, "seqlab-kth") == 4
 
 
 def test_lower_is_better_for_ocr_and_ties_keep_the_champion():
-    from seqlab.model_registry import HEADLINE, beats
+    from seqlab.core.registry import task_class
+    from seqlab.evaluation.model_registry import beats
 
-    assert HEADLINE["ocr"] == ("test.cer", "min")
+    ocr = task_class("ocr")
+    assert (ocr.headline_metric, ocr.headline_mode) == ("test.cer", "min")
     assert beats(0.02, 0.03, "min") and not beats(0.04, 0.03, "min") and not beats(0.03, 0.03, "min")
     assert beats(0.9, 0.8, "max") and not beats(0.8, 0.8, "max") and beats(0.0, None, "max")
 
@@ -261,12 +265,12 @@ def ocr_model(tmp_path_factory) -> tuple[Path, Path, str, list[Path]]:
 import os, sys
 import numpy as np, torch
 from PIL import Image
-from seqlab.checkpoint import save_checkpoint
-from seqlab.evaluation import load_model
-from seqlab.mlflow_model import log_model
+from seqlab.core.checkpoint import save_checkpoint
+from seqlab.core.checkpoint import load_model
+from seqlab.tracking.mlflow_model import log_model
 from seqlab.tasks.ocr.data import save_split
 from seqlab.tasks.ocr.models import CRNN
-from seqlab.tracking import Tracker, log_baseline_run
+from seqlab.tracking.runs import Tracker, log_baseline_run
 
 torch.manual_seed(0)
 args = {{"channels": [8, 16], "hidden_size": 16, "num_layers": 1, "downsample": 4, "pool": "stride",

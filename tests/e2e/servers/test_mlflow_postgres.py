@@ -131,7 +131,7 @@ def test_registry_version_alias_and_download_on_the_server(team_repo, client, po
     import mlflow
     import psycopg
 
-    from seqlab.checkpoint import MODEL_TAG, file_digest
+    from seqlab.core.checkpoint import MODEL_TAG, file_digest
 
     server, _ = mlflow_on_postgres
     run = _runs(client, "pg-b")[0]

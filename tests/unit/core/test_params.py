@@ -10,14 +10,14 @@ import pytest
 import torch
 import yaml
 
-from seqlab.checkpoint import save_checkpoint
-from seqlab.config import Params, load_params, parse_params
-from seqlab.errors import ParamsError
-from seqlab.tasks import VARIANTS
+from seqlab.core.checkpoint import save_checkpoint
+from seqlab.core.config import load_params, params_model, parse_params
+from seqlab.core.errors import ParamsError
+from seqlab.core.registry import entry
 from seqlab.tasks.ocr.config import OcrConfig
 from seqlab.tasks.ocr.models import MODELS
-from seqlab.tasks.sequence import SequenceClassifier, SequenceTagger
-from seqlab.tracking import flatten
+from seqlab.tasks.sequence.common import SequenceClassifier, SequenceTagger
+from seqlab.tracking.runs import flatten
 from tests.e2e.faults.test_params import CASES, DVC_CASES, MISSING_CHARS, _apply
 from tests.support import DELETE, edited
 
@@ -169,7 +169,7 @@ def test_params_yaml_round_trips(raw_params, tmp_path):
 
 @pytest.mark.slow  # a fresh Python process
 def test_loading_params_imports_neither_torch_nor_trdg(tmp_path):
-    code = ("import sys; from seqlab.config import load_params; load_params(sys.argv[1]); "
+    code = ("import sys; from seqlab.core.config import load_params; load_params(sys.argv[1]); "
             "import seqlab.tasks.ocr.config; print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'trdg')))")
     from tests.support import REPO
 
@@ -182,7 +182,7 @@ def test_loading_params_imports_neither_torch_nor_trdg(tmp_path):
 
 def test_every_ocr_variant_has_a_section_and_a_model():
     shared = {"data", "reserved", "augment", "tesseract"}
-    assert set(VARIANTS["ocr"]) == set(MODELS) == set(OcrConfig.model_fields) - shared
+    assert set(entry("ocr").variants) == set(MODELS) == set(OcrConfig.model_fields) - shared
 
 
 def test_model_sections_feed_their_constructors(raw_params):
@@ -200,14 +200,14 @@ def test_model_sections_feed_their_constructors(raw_params):
 
 
 def test_params_type_is_the_root():
-    assert set(Params.model_fields) == {"seed", "kth", "binary_add", "ocr"}
+    assert set(params_model().model_fields) == {"seed", "kth", "binary_add", "ocr"}
 
 
 # --- checkpoints of the previous code ----------------------------------------------------------------------
 
 def test_checkpoint_of_the_previous_code_loads(tmp_path):
     """Before the rename: variant "rnn", and a model dict without the keys added since (defaults apply)."""
-    from seqlab.evaluation import load_model
+    from seqlab.core.checkpoint import load_model
 
     torch.manual_seed(0)
     old_args = {"hidden_size": 8, "num_layers": 1, "projection": 4}
@@ -225,7 +225,7 @@ def test_checkpoint_of_the_previous_code_loads(tmp_path):
 
 
 def test_binary_add_checkpoint_before_the_loss_param_loads(tmp_path):
-    from seqlab.evaluation import load_model
+    from seqlab.core.checkpoint import load_model
 
     model_args = {"cell": "gru", "hidden_size": 4, "num_layers": 1}
     config = {"task": "binary_add", "variant": None, "seed": 0, "model": model_args, "train": {"lr": 0.01},
@@ -238,8 +238,8 @@ def test_binary_add_checkpoint_before_the_loss_param_loads(tmp_path):
 
 
 def test_checkpoint_with_unknown_model_argument_is_one_line_error(tmp_path):
-    from seqlab.errors import CheckpointError
-    from seqlab.evaluation import load_model
+    from seqlab.core.checkpoint import load_model
+    from seqlab.core.errors import CheckpointError
 
     config = {"task": "kth", "variant": None, "seed": 0, "model": {"cell": "lstm", "hidden_size": 4,
                                                                   "num_layers": 1, "dropout": 0.5},

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 import torch
 
-from seqlab.checkpoint import FORMAT, load_checkpoint
-from seqlab.errors import CheckpointError
+from seqlab.core.checkpoint import FORMAT, load_checkpoint
+from seqlab.core.errors import CheckpointError
 
 
 def _torch_bytes(obj: object) -> bytes:
@@ -51,16 +51,17 @@ def test_errors_name_the_model_uri_not_the_download(tmp_path):
 
 
 def test_evaluate_prints_the_headline_metric_per_split():
-    from seqlab.evaluation import headline
+    from seqlab.core.registry import task_class
+    from seqlab.evaluation.evaluate import headline
 
     metrics = {"test": {"cer": 0.0512, "wer": 0.2, "count": 10}, "test_reserved_lines": {"cer": 0.25, "count": 5},
                "by_length": {"3": 0.5}}
-    assert headline("ocr", "ocr-crnn", metrics).splitlines() == [
+    assert headline(task_class("ocr"), "ocr-crnn", metrics).splitlines() == [
         "[ocr-crnn] cer by split (all figures: metrics/ocr-crnn/eval.json)",
         "  test                 0.0512",
         "  test_reserved_lines  0.2500",
     ]
-    kth = headline("kth", "kth", {"test": {"accuracy": 0.99, "n": 5}, "generalization": {"accuracy": 0.9},
+    kth = headline(task_class("kth"), "kth", {"test": {"accuracy": 0.99, "n": 5}, "generalization": {"accuracy": 0.9},
                                   "accuracy_by_length": {"3": 1.0}})
     assert kth.splitlines()[1:] == ["  test            0.9900", "  generalization  0.9000"]
 
@@ -72,8 +73,8 @@ def test_evaluate_prints_the_headline_metric_per_split():
 def test_a_frame_without_the_models_columns_is_refused_as_invalid(task, frame):
     from mlflow.exceptions import MlflowException
 
-    from seqlab.mlflow_model import answers_frame
-    from seqlab.tasks import task_class
+    from seqlab.core.registry import task_class
+    from seqlab.tracking.mlflow_model import answers_frame
 
     with pytest.raises(MlflowException) as err:
         answers_frame(task_class(task), None, {}, frame)  # type: ignore[arg-type]  # refused before the model is used

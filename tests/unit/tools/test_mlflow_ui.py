@@ -33,7 +33,7 @@ def _chromium() -> str:
 def toy_store(tmp_path: Path) -> str:
     from mlflow.tracking import MlflowClient
 
-    from seqlab.tracking import EXPERIMENT_KIND
+    from seqlab.tracking.runs import EXPERIMENT_KIND
 
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=store)

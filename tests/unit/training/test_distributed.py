@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import torch
 
-from seqlab import distributed
-from seqlab.devices import Precision, configure_cudnn, pick_device, pick_precision
-from seqlab.errors import SeqlabError
+from seqlab.training import distributed
+from seqlab.training.devices import Precision, configure_cudnn, pick_device, pick_precision
+from seqlab.core.errors import SeqlabError
 
 # --- device and precision ---------------------------------------------------------------------------
 
@@ -108,8 +108,8 @@ def test_failure_line_names_the_rank_that_failed_first():
 
 
 def _kth_split(n: int):
-    from seqlab.storage import Arrays
-    from seqlab.tasks.kth import KthTask
+    from seqlab.core.storage import Arrays
+    from seqlab.tasks.sequence.kth import KthTask
 
     task = KthTask()
     arrays = task.make_split(np.random.default_rng(0), "train", 3, 10, n, SimpleNamespace(k=2))

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Sampler
 
-from seqlab.seeding import derive_seed
+from seqlab.core.seeding import derive_seed
 from seqlab.tasks.ocr.augment import augment, sample_params
 from seqlab.tasks.ocr.config import AugmentConfig
 from seqlab.tasks.ocr.data import OcrSplit
@@ -149,7 +149,7 @@ def iterate_batches(data: OcrSplit, batch_size: int, generator: torch.Generator 
 
     With `augment_config` and a generator, every batch is augmented; the generator's seed (the training
     loop seeds it per epoch) makes the augmentation fresh each epoch and identical on a resumed run.
-    `shard` (rank, world): only batches rank, rank + world... of that sequence (seqlab.distributed).
+    `shard` (rank, world): only batches rank, rank + world... of that sequence (seqlab.training.distributed).
     """
     sampler = WidthBucketSampler(data.widths, batch_size, generator, shuffle=generator is not None)
     seed = generator.initial_seed() if generator is not None else 0

@@ -14,7 +14,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Discriminator, Field, Tag, model_validator
 
-from seqlab.sections import (
+from seqlab.core.registry import entry
+from seqlab.core.sections import (
     Names,
     NonEmptyStr,
     NonNegativeFloat,
@@ -27,7 +28,6 @@ from seqlab.sections import (
     python_kind,
     rule,
 )
-from seqlab.tasks import VARIANTS
 from seqlab.tasks.ocr.charset import Charset
 from seqlab.tasks.ocr.reserved_families import reserved_family
 
@@ -348,9 +348,9 @@ class OcrConfig(Section):
         return OcrRun(model=variant.model, train=variant.train, augment=self.augment)
 
     def variant(self, name: str) -> BiLSTMVariantConfig | CRNNVariantConfig:
-        """The model/train section of one OCR variant (VARIANTS)."""
-        if name == "bilstm":
-            return self.bilstm
-        if name == "crnn":
-            return self.crnn
-        raise ValueError(f"unknown OCR variant {name!r} (choose from {', '.join(VARIANTS['ocr'])})")
+        """The model/train section of one OCR variant (the registry's variants: one field each)."""
+        variants = entry("ocr").variants
+        if name not in variants:
+            raise ValueError(f"unknown OCR variant {name!r} (choose from {', '.join(variants)})")
+        section: BiLSTMVariantConfig | CRNNVariantConfig = getattr(self, name)
+        return section

@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from seqlab import paths
-from seqlab.errors import DataError, SeqlabError
-from seqlab.storage import sha256_file, write_json, write_text
+from seqlab.core import paths
+from seqlab.core.errors import DataError, SeqlabError
+from seqlab.core.storage import sha256_file, write_json, write_text
 
 CORPUS_DIR = "ocr-corpus"  # data/ocr-corpus
 SPLITS = ("train", "reserved")

@@ -7,7 +7,7 @@ test_reserved_lines, test_reserved_lines_degraded, and test_reserved_scans: thos
 at their native heights), in the same format. Test splits hold either single words (WORD_SPLITS) or lines
 of several words (LINE_SPLITS); train and val may mix both.
 
-``<split>.npz`` is a :func:`seqlab.storage.save_arrays` archive (a zip of ``.npy`` members in name order,
+``<split>.npz`` is a :func:`seqlab.core.storage.save_arrays` archive (a zip of ``.npy`` members in name order,
 fixed timestamps, so the same images give the same bytes) of N word or line images:
 
     ======  ==============  ===================================================================
@@ -45,9 +45,9 @@ from typing import Any
 
 import numpy as np
 
-from seqlab import paths
-from seqlab.errors import DataError
-from seqlab.storage import load_arrays, save_arrays, write_json
+from seqlab.core import paths
+from seqlab.core.errors import DataError
+from seqlab.core.storage import load_arrays, save_arrays, write_json
 from seqlab.tasks.ocr.charset import Charset
 
 DATA_DIR = "ocr"  # data/ocr: the trdg splits

@@ -41,8 +41,8 @@ import numpy as np
 from fontTools.ttLib import TTFont
 from PIL import Image, ImageDraw, ImageFont
 
-from seqlab.errors import ParamsError, SeqlabError
-from seqlab.storage import sha256_file, write_json
+from seqlab.core.errors import ParamsError, SeqlabError
+from seqlab.core.storage import sha256_file, write_json
 from seqlab.tasks.ocr.charset import DEFAULT_CHARSET, Charset
 from seqlab.tasks.ocr.reserved_families import is_reserved, reserved_family
 from seqlab.tasks.ocr.trdg_compat import trdg_dir
@@ -411,7 +411,7 @@ def choose_heldout_fonts(heldout: int | Sequence[str], fonts: Sequence[str], see
     Drawing from trdg's fonts only keeps the `test_heldout_fonts` split what it always was when
     Debian fonts join training.
     """
-    from seqlab.seeding import derive_seed  # here, not at module level: spawned workers skip torch
+    from seqlab.core.seeding import derive_seed  # here, not at module level: spawned workers skip torch
 
     if isinstance(heldout, int):
         candidates = sorted(f for f in fonts if _source_of(f) == TRDG)

@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from seqlab.errors import DataError
+from seqlab.core.errors import DataError
 from seqlab.tasks.ocr.charset import Charset
 from seqlab.tasks.ocr.data import save_split, write_meta
 from seqlab.tasks.ocr.fonts import missing_glyphs, reserved_fonts
@@ -151,7 +151,7 @@ def reserved_lines(count: int, charset: Charset, seed: int, corpus_dir: Path | N
     """The `count` lines of the reserved line splits for `seed`, as written: windows of RESERVED_CHARS
     characters of the reserved corpus (data/ocr-corpus/reserved.txt, or `corpus_dir`'s). Every split drawn
     from the reserved text (clean, degraded, scan-like) takes its lines from here, so they read the same text."""
-    from seqlab.seeding import derive_seed  # here, not at module level: spawned workers skip torch
+    from seqlab.core.seeding import derive_seed  # here, not at module level: spawned workers skip torch
 
     prose = ProseSource.from_corpus("reserved", charset, RESERVED_CHARS[0], RESERVED_CHARS[1], corpus_dir)
     return prose.sample(np.random.default_rng(derive_seed(seed, "ocr", "reserved", "lines")), count)
@@ -422,7 +422,7 @@ def generate_reserved(count: int, charset: Charset, height: int, seed: int, out_
     `line_count` lines of reserved prose (:func:`reserved_lines`), test_reserved_scans of `scan_count`
     scan-like lines (those lines' texts, in turn, at native heights), under `out_dir`, with meta.json and a
     contact sheet; returns stats."""
-    from seqlab.seeding import derive_seed  # here, not at module level: spawned workers skip torch
+    from seqlab.core.seeding import derive_seed  # here, not at module level: spawned workers skip torch
     from seqlab.tasks.ocr.render import contact_sheet
 
     start = time.perf_counter()

@@ -44,9 +44,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
-from seqlab import paths
-from seqlab.errors import DataError
-from seqlab.storage import atomic_write
+from seqlab.core import paths
+from seqlab.core.errors import DataError
+from seqlab.core.storage import atomic_write
 from seqlab.tasks.ocr.charset import Charset
 from seqlab.tasks.ocr.data import save_split
 from seqlab.tasks.ocr.fonts import choose_heldout_fonts, font_dir, font_path, usable_fonts
@@ -334,7 +334,7 @@ def generate(
     appear in train or val. Prose lines come from the training corpus (data/ocr-corpus/train.txt, or
     `corpus_dir`'s), read only when `lines.prose` > 0. Returns JSON-ready stats.
     """
-    from seqlab.seeding import derive_seed  # here, not at module level: spawned workers skip torch
+    from seqlab.core.seeding import derive_seed  # here, not at module level: spawned workers skip torch
 
     start = time.perf_counter()
     out_dir = Path(out_dir)

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from seqlab.storage import atomic_path
-from seqlab.tasks.base import Evaluation, Figure, Table
+from seqlab.core.storage import atomic_path
+from seqlab.core.task import Evaluation, Figure, Table
 from seqlab.tasks.ocr.data import LINE_SPLITS, OcrSplit
 from seqlab.tasks.ocr.metrics import by_words, cer, summarize, word_accuracy
 

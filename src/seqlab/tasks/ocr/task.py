@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any, Self, TextIO
 import torch
 from torch import nn
 
-from seqlab import paths
-from seqlab.sections import RunSection
-from seqlab.tasks import VARIANTS
-from seqlab.tasks.base import Answer, Evaluation, Task
+from seqlab.core import paths
+from seqlab.core.registry import entry
+from seqlab.core.sections import RunSection
+from seqlab.core.task import Answer, Evaluation, Task
 from seqlab.tasks.ocr import data as ocr_data
 from seqlab.tasks.ocr.batching import OcrBatch, iterate_batches
 from seqlab.tasks.ocr.charset import Charset
@@ -34,10 +34,14 @@ LEGACY_VARIANTS = {"rnn": "bilstm"}  # names in checkpoints written before the r
 
 class OcrTask(Task):
     name = "ocr"
-    variants = VARIANTS["ocr"]
+    variants = entry("ocr").variants
     variant: str
     monitor = "val_cer"
     monitor_mode = "min"
+    headline_metric, headline_mode = "test.cer", "min"
+    predict_from_args = True  # image paths
+    # Encoded image bytes (PNG, JPEG...) or an image file's path.
+    input_columns = {"image": ("binary", False), "path": ("string", False)}
 
     def __init__(self, variant: str, charset: Charset, augment: AugmentConfig | None = None, height: int = 32) -> None:
         if variant not in self.variants:
@@ -124,6 +128,17 @@ class OcrTask(Task):
                      if images else [])
         for i, path in enumerate(paths_in):
             yield Answer(path, None, errors[i]) if i in errors else Answer(path, next(texts), None)
+
+    def input_example(self, meta: Mapping[str, Any]) -> dict[str, list[Any]]:
+        """The first validation image as PNG (training has the validation split at hand; the test splits
+        may not be generated yet)."""
+        import io
+
+        from PIL import Image
+
+        png = io.BytesIO()
+        Image.fromarray(self.load_split("val").images[0]).save(png, format="PNG")
+        return {"image": [png.getvalue()]}
 
     def predict(self, model: nn.Module, meta: Mapping[str, Any], inputs: Iterable[str], out: TextIO,
                 err: TextIO) -> int:

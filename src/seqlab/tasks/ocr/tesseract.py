@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from seqlab import paths
-from seqlab.errors import SeqlabError
-from seqlab.plots import write_csv
-from seqlab.storage import write_json
+from seqlab.core import paths
+from seqlab.core.errors import SeqlabError
+from seqlab.core.plots import write_csv
+from seqlab.core.storage import write_json
 from seqlab.tasks.ocr.charset import Charset
 from seqlab.tasks.ocr.data import DATA_DIR, LINE_SPLITS, WORD_SPLITS, load_test_splits, read_meta
 from seqlab.tasks.ocr.report import evaluate_recognizer

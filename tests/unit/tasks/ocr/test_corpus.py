@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seqlab.errors import DataError, SeqlabError
-from seqlab.storage import sha256_file
+from seqlab.core.errors import DataError, SeqlabError
+from seqlab.core.storage import sha256_file
 from seqlab.tasks.ocr import corpus
 from seqlab.tasks.ocr.charset import Charset
 from seqlab.tasks.ocr.corpus import Source, build, looks_like_code_or_art, passages, read_passages

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from seqlab.errors import DataError
-from seqlab.storage import load_arrays, save_arrays
+from seqlab.core.errors import DataError
+from seqlab.core.storage import load_arrays, save_arrays
 from seqlab.tasks.ocr.charset import Charset
 from seqlab.tasks.ocr.data import OcrSplit, load_split, read_meta, save_split, write_meta
 

@@ -13,7 +13,7 @@ import pytest
 from fontTools import subset
 from fontTools.ttLib import TTFont
 
-from seqlab.errors import ParamsError, SeqlabError
+from seqlab.core.errors import ParamsError, SeqlabError
 from seqlab.tasks.ocr import fonts
 from seqlab.tasks.ocr.charset import Charset
 from seqlab.tasks.ocr.fonts import (

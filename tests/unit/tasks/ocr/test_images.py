@@ -114,7 +114,7 @@ def test_any_decoder_exception_becomes_one_line(files, monkeypatch):
 
 
 def _tiny_model_checkpoint(path: Path) -> Path:
-    from seqlab.checkpoint import save_checkpoint
+    from seqlab.core.checkpoint import save_checkpoint
     from seqlab.tasks.ocr.models import CRNN
 
     model_params = {"channels": [8, 16], "hidden_size": 16, "num_layers": 1, "downsample": 4, "pool": "stride", "frames_per_step": 1,
@@ -146,7 +146,7 @@ def _check_outputs(files: Path, stdout: str, stderr: str) -> None:
 
 
 def test_ocr_task_predict_answers_the_rest_of_the_batch(files, tmp_path):
-    from seqlab.evaluation import load_model
+    from seqlab.core.checkpoint import load_model
 
     task, model, ckpt = load_model(_tiny_model_checkpoint(tmp_path / "tiny.pt"), "ocr")
     out, err = io.StringIO(), io.StringIO()

@@ -113,7 +113,7 @@ def test_overfits_three_words(variant: str) -> None:
 
 
 def test_constructor_defaults_and_errors() -> None:
-    """The constructors check their own arguments for direct use (params are checked in seqlab.config)."""
+    """The constructors check their own arguments for direct use (params are checked in seqlab.core.config)."""
     assert isinstance(MODELS["bilstm"](63, 32), ColumnBiLSTM)
     crnn = MODELS["crnn"](63, 32, channels=[16, 32, 64], downsample=4)
     assert isinstance(crnn, CRNN) and crnn.downsample == 4

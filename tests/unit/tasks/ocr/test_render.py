@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFont
 
-from seqlab.errors import ParamsError
-from seqlab.storage import load_arrays
+from seqlab.core.errors import ParamsError
+from seqlab.core.storage import load_arrays
 from seqlab.tasks.ocr import render
 from seqlab.tasks.ocr.charset import BLANK, Charset
 from seqlab.tasks.ocr.fonts import (

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from seqlab.config import Params, parse_params
-from seqlab.storage import load_arrays
-from seqlab.tasks.binary_add import BinaryAddTask
-from seqlab.tasks.kth import KthTask
-from seqlab.tasks.sequence import TEST_SPLITS
+from seqlab.core.config import Params, parse_params
+from seqlab.core.storage import load_arrays
+from seqlab.tasks.sequence.binary_add import BinaryAddTask
+from seqlab.tasks.sequence.common import TEST_SPLITS
+from seqlab.tasks.sequence.kth import KthTask
 from tests.support import CarryAdder, tiny_params
 
 
@@ -114,8 +114,8 @@ def test_binary_add_accuracy_of_a_perfect_and_a_constant_model(scratch):
 
 
 def _train_and_evaluate(task_cls, params: Params, name: str) -> dict:
-    from seqlab.evaluation import evaluate
-    from seqlab.training import train
+    from seqlab.evaluation.evaluate import evaluate
+    from seqlab.training.loop import train
 
     section = getattr(params, name)
     task_cls.generate(section.data, params.seed)

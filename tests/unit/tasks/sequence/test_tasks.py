@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from seqlab.tasks.binary_add import (
+from seqlab.tasks.sequence.binary_add import (
     BinaryAddTask,
     encode_pair,
     long_run_pair,
@@ -16,8 +16,7 @@ from seqlab.tasks.binary_add import (
     parse_operands,
     random_int_with_bits,
 )
-from seqlab.tasks.kth import KthTask, make_sequences, parse_digits
-from seqlab.tasks.sequence import (
+from seqlab.tasks.sequence.common import (
     PaddedSplit,
     SequenceBatch,
     SequenceClassifier,
@@ -26,6 +25,7 @@ from seqlab.tasks.sequence import (
     iterate_batches,
     unflatten,
 )
+from seqlab.tasks.sequence.kth import KthTask, make_sequences, parse_digits
 from tests.support import CarryAdder
 
 
@@ -172,7 +172,7 @@ def test_batches_are_typed_trimmed_and_cover_the_split_once():
 
 
 def test_binary_add_loss_kind_is_given_not_configured():
-    from seqlab.config import parse_params
+    from seqlab.core.config import parse_params
     from tests.support import load_raw_params
 
     raw = load_raw_params()
@@ -190,7 +190,7 @@ def test_binary_add_loss_kind_is_given_not_configured():
 
 def test_generate_evaluate_tables_and_plot_spec(tmp_path, monkeypatch):
     """kth end to end in-process on a tiny split: files per split, per-length table, plot drawn from it."""
-    from seqlab.config import parse_params
+    from seqlab.core.config import parse_params
     from tests.support import tiny_params
 
     monkeypatch.chdir(tmp_path)

@@ -7,7 +7,7 @@ import io
 from collections.abc import Sequence
 from pathlib import Path
 
-from seqlab.storage import atomic_path, write_text
+from seqlab.core.storage import atomic_path, write_text
 
 
 def write_csv(path: str | Path, rows: Sequence[dict]) -> None:

@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqlab.sections import RunSection
-from seqlab.storage import Arrays
-from seqlab.tasks.sequence import (
+from seqlab.core.sections import RunSection
+from seqlab.core.storage import Arrays
+from seqlab.tasks.sequence.common import (
     PaddedSplit,
     SequenceBatch,
     SequenceTagger,
@@ -28,7 +28,7 @@ from seqlab.tasks.sequence import (
 )
 
 if TYPE_CHECKING:
-    from seqlab.config import BinaryAddDataConfig
+    from seqlab.tasks.sequence.config import BinaryAddDataConfig
 
 Loss = Literal["bce", "mse"]
 
@@ -114,6 +114,7 @@ class BinaryAddTask(SequenceTask):
     input_size = 2  # one bit of each operand
     eval_batch_size = 512
     headline = "exact_match"
+    headline_metric, headline_mode = "test.exact_match", "max"
     group_column = "bits"
     range_unit = "bits"
     plot_title = "binary_add: exact match by operand bit length"
@@ -169,6 +170,9 @@ class BinaryAddTask(SequenceTask):
     def format_answer(self, output: torch.Tensor) -> str:
         bits = (output > 0).int().tolist()
         return format(sum(bit << i for i, bit in enumerate(bits)), "b")
+
+    def input_example(self, meta: Mapping[str, Any]) -> dict[str, list[Any]]:
+        return {"input": ["1011 110"]}
 
 
 def masked_loss(logits: torch.Tensor, y: torch.Tensor, lengths: torch.Tensor, kind: Loss) -> torch.Tensor:

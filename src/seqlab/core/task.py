@@ -2,7 +2,7 @@
 
 A task supplies data, a model, a loss, validation metrics, test metrics with their tables and figures,
 and decoding; everything else (optimisation, checkpoints, early stopping, tracking, the metrics, CSV
-and PNG files) is written once in seqlab.training and seqlab.evaluation.
+and PNG files) is written once in seqlab.training.loop and seqlab.evaluation.evaluate.
 
 A task instance holds what its runs need, given when it is made and never changed afterwards:
 `for_training(section, variant)` makes it for a training run of a params section, `from_checkpoint`
@@ -21,9 +21,8 @@ from typing import Any, ClassVar, NamedTuple, Protocol, Self, TextIO
 import torch
 from torch import nn
 
-from seqlab import paths
-from seqlab.sections import RunSection
-from seqlab.tasks import model_id as model_id_of
+from seqlab.core import paths
+from seqlab.core.sections import RunSection
 
 
 class Batch(Protocol):
@@ -48,7 +47,7 @@ class Answer(NamedTuple):
 
 
 class Evaluation(NamedTuple):
-    """What a task's test scoring returns; seqlab.evaluation writes it to metrics/<model id>/."""
+    """What a task's test scoring returns; seqlab.evaluation.evaluate writes it to metrics/<model id>/."""
 
     metrics: dict[str, Any]  # eval.json
     tables: dict[str, Table]  # <name>.csv
@@ -59,11 +58,19 @@ class Task(ABC):
     name: ClassVar[str]  # params.yaml section and data/<name>
     monitor: ClassVar[str] = "val_loss"  # validation metric that drives early stopping and model selection
     monitor_mode: ClassVar[str] = "min"  # "min" or "max"
+    # The test metric a version is judged by (eval.json's key, dotted: "test.cer") and its better direction.
+    headline_metric: ClassVar[str]
+    headline_mode: ClassVar[str]  # "min" or "max"
+    # `seqlab predict`: inputs are command-line arguments (e.g. image paths), else lines on stdin.
+    predict_from_args: ClassVar[bool] = False
+    # The MLflow model's input columns, name -> (MLflow type "string" or "binary", required). A row's input is
+    # its first column that holds a value: binary values (encoded files) reach `answers` as temporary file paths.
+    input_columns: ClassVar[dict[str, tuple[str, bool]]] = {"input": ("string", True)}
     variant: str | None = None  # e.g. "crnn" for the OCR task
 
     @property
     def model_id(self) -> str:
-        return model_id_of(self.name, self.variant)
+        return paths.model_id(self.name, self.variant)
 
     @property
     def data_dir(self) -> Path:
@@ -99,7 +106,7 @@ class Task(ABC):
 
     def rank_batches(self, data: Any, batch_size: int, generator: torch.Generator, rank: int,
                      world: int) -> Iterator[Any]:
-        """One rank's share of a training epoch (seqlab.distributed): batches rank, rank + world, rank + 2 world...
+        """One rank's share of a training epoch (seqlab.training.distributed): batches rank, rank + world, rank + 2 world...
         of `batches(data, batch_size, generator)`, whose order every rank draws alike. This default builds every
         batch and keeps its share; a task whose batches cost much to build overrides it to build only its own."""
         return islice(self.batches(data, batch_size, generator), rank, None, world)
@@ -128,6 +135,10 @@ class Task(ABC):
     @abstractmethod
     def answers(self, model: nn.Module, meta: Mapping[str, Any], inputs: Iterable[str]) -> Iterator[Answer]:
         """One Answer per input, in order: the one computation behind `seqlab predict` and the MLflow pyfunc."""
+
+    @abstractmethod
+    def input_example(self, meta: Mapping[str, Any]) -> dict[str, list[Any]]:
+        """A real input for the MLflow model (columns of `input_columns` -> values), logged with it."""
 
     @abstractmethod
     def predict(self, model: nn.Module, meta: Mapping[str, Any], inputs: Iterable[str],

@@ -22,7 +22,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from seqlab.errors import DataError
+from seqlab.core.errors import DataError
 
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 _UMASK = os.umask(0)

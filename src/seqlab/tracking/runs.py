@@ -24,8 +24,8 @@ from typing import Any
 
 from filelock import FileLock
 
-from seqlab.errors import SeqlabError
-from seqlab.paths import repo_root, state_dir
+from seqlab.core.errors import SeqlabError
+from seqlab.core.paths import repo_root, state_dir
 
 PROBE_TIMEOUT_S = 5.0
 # The experiment tag MLflow 3's UI reads to pick an experiment's landing page; unset, it opens the GenAI

@@ -1,12 +1,14 @@
-"""params.yaml as typed configuration: the kth and binary_add sections, the root `Params`, and loading.
+"""params.yaml as typed configuration: the root `Params`, and loading.
 
     params = load_params("params.yaml")           # validated once, at start-up
     params.kth.data.k                              # a stage reads its own section ...
     params.run_section("ocr", "crnn").model        # ... or the model/train pair of one training run
+    load_params("params.yaml", "kth")              # seed and the kth section only (a stage's own)
 
-The building blocks (strict base model, shared train/recurrent sections) live in seqlab.sections and
-the OCR section in seqlab.tasks.ocr.config; this module assembles the root from both, so neither of
-them imports it (no import circle). Nothing here imports torch or trdg.
+The building blocks (strict base model, shared train/recurrent sections) live in seqlab.core.sections; each
+task's section class lives with the task (seqlab.tasks.sequence.config, seqlab.tasks.ocr.config) and is
+named in the task registry, which this module reads to assemble the root: the task sections import core,
+core names them only by string (no import circle, no import up). Nothing here imports torch or trdg.
 
 Every key is required, unknown keys are errors (with a "did you mean" hint for typos), and each broken
 rule fails with one line that names the key as params.yaml spells it (`ParamsError`). Validation runs
@@ -17,113 +19,78 @@ from __future__ import annotations
 
 import difflib
 import re
+from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, cast
 
 import yaml
-from pydantic import BaseModel, ValidationError, model_validator
+from pydantic import BaseModel, ValidationError, create_model
 from pydantic_core import ErrorDetails
 
-from seqlab.errors import ParamsError
-from seqlab.sections import (
-    NonNegativeInt,
-    PositiveInt,
-    Ratio,
-    RecurrentModelConfig,
-    RunSection,
-    Section,
-    TrainConfig,
-    rule,
-)
-from seqlab.tasks.ocr.config import OcrConfig
+from seqlab.core import registry
+from seqlab.core.errors import ParamsError
+from seqlab.core.sections import NonNegativeInt, RunSection, Section
 
 DEFAULT_PARAMS = "params.yaml"
 
 
-class SplitSizes(Section):
-    """Sample counts of the four splits every sequence task writes."""
-
-    n_train: PositiveInt
-    n_val: PositiveInt
-    n_test: PositiveInt
-    n_generalization: PositiveInt
-
-
-class KthDataConfig(SplitSizes):
-    k: PositiveInt  # 1-based position of the digit to output
-    min_len: PositiveInt
-    max_len: PositiveInt
-    generalization_max_len: PositiveInt  # generalization split: lengths max_len+1 .. this
-
-    @model_validator(mode="after")
-    def _ranges(self) -> KthDataConfig:
-        rule(self.k <= self.min_len, "`k` must be <= `min_len`, so every sequence has a k-th digit "
-             f"(got k={self.k}, min_len={self.min_len})")
-        rule(self.min_len <= self.max_len, f"`min_len` must be <= `max_len` (got {self.min_len} > {self.max_len})")
-        rule(self.generalization_max_len > self.max_len, "`generalization_max_len` must be > `max_len` "
-             f"(got {self.generalization_max_len} <= {self.max_len})")
-        return self
-
-
-class KthConfig(Section):
-    data: KthDataConfig
-    model: RecurrentModelConfig
-    train: TrainConfig
-
-
-class BinaryAddDataConfig(SplitSizes):
-    min_bits: PositiveInt
-    max_bits: PositiveInt
-    generalization_bits: PositiveInt  # generalization split: operands of max_bits+1 .. this many bits
-    long_run_ratio: Ratio  # share of training pairs with one long run of same-kind bit positions
-
-    @model_validator(mode="after")
-    def _ranges(self) -> BinaryAddDataConfig:
-        rule(self.min_bits <= self.max_bits, f"`min_bits` must be <= `max_bits` (got {self.min_bits} > {self.max_bits})")
-        rule(self.generalization_bits > self.max_bits, "`generalization_bits` must be > `max_bits` "
-             f"(got {self.generalization_bits} <= {self.max_bits})")
-        return self
-
-
-class BinaryAddTrainConfig(TrainConfig):
-    loss: Literal["bce", "mse"]  # mse: the seed's squared error of the sigmoid output
-
-
-class BinaryAddConfig(Section):
-    data: BinaryAddDataConfig
-    model: RecurrentModelConfig
-    train: BinaryAddTrainConfig
-
-
 class Params(Section):
-    """The whole of params.yaml."""
+    """The whole of params.yaml: `seed` and one section per registered task (seqlab.core.registry), each
+    validated by the section class its task declares. The concrete model is built from the registry
+    (params_model), so adding a task adds its section here without an edit."""
 
     seed: NonNegativeInt
-    kth: KthConfig
-    binary_add: BinaryAddConfig
-    ocr: OcrConfig
+
+    if TYPE_CHECKING:  # the task sections are fields of the model params_model builds
+        def __getattr__(self, name: str) -> Any: ...
+
+    def section(self, task: str) -> Section:
+        """A task's params section (params.yaml's `<task>` key)."""
+        return getattr(self, task)
 
     def run_section(self, task: str, variant: str | None = None) -> RunSection:
-        """The model/train pair a training run of `task` (and OCR `variant`) reads."""
-        if task == "kth":
-            return self.kth
-        if task == "binary_add":
-            return self.binary_add
-        if task == "ocr" and variant is not None:
-            return self.ocr.run(variant)
+        """The model/train pair a training run of `task` (and `variant`) reads: the task's section itself, or
+        for a task with variants the run its section's `run(variant)` assembles."""
+        section = self.section(task)
+        run = getattr(section, "run", None)
+        if variant is None and run is None:
+            return cast(RunSection, section)
+        if variant is not None and run is not None:
+            return cast(RunSection, run(variant))
         raise ValueError(f"no training section for task {task!r}, variant {variant!r}")
 
 
-def parse_params(raw: Any) -> Params:
-    """Validate a parsed params document (YAML's dicts, lists and scalars) into typed sections."""
+@cache
+def _model(tasks: tuple[str, ...], partial: bool) -> type[Params]:
+    fields: dict[str, Any] = {name: (registry.config_class(name), ...) for name in tasks}
+    model = create_model("Params", __base__=Params, **fields)
+    if partial:  # one stage's sections; the validate stage (which every stage runs after) checks the rest
+        model.model_config["extra"] = "ignore"
+        model.model_rebuild(force=True)
+    return model
+
+
+def params_model(task: str | None = None) -> type[Params]:
+    """The params.yaml model of every registered task, or only of `task` (other sections are ignored)."""
+    if task is None:
+        return _model(registry.task_names(), False)
+    registry.entry(task)  # an unknown task is an error here, not a missing section
+    return _model((task,), True)
+
+
+def parse_params(raw: Any, task: str | None = None) -> Params:
+    """Validate a parsed params document (YAML's dicts, lists and scalars) into typed sections: all of them,
+    or `seed` and `task`'s section only."""
+    model = params_model(task)
     try:
-        return Params.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
-        raise ParamsError(describe(exc)) from None
+        raise ParamsError(describe(exc, model)) from None
 
 
-def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
-    """Read and validate params.yaml; any problem raises ParamsError with a one-line message."""
+def load_params(path: str | Path = DEFAULT_PARAMS, task: str | None = None) -> Params:
+    """Read and validate params.yaml (every section, or `seed` and `task`'s: a stage validates what it reads);
+    any problem raises ParamsError with a one-line message."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -137,7 +104,7 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
         raise ParamsError(f"{path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
     if raw is None:
         raise ParamsError(f"{path} is empty")
-    return parse_params(raw)
+    return parse_params(raw, task)
 
 
 # --- pydantic's errors as one line naming the params.yaml key ------------------------------------------------
@@ -160,17 +127,18 @@ MESSAGES = {
 }
 
 
-def describe(exc: ValidationError) -> str:
-    """The first problem of a failed validation as one line: "<dotted key> <rule> (got <value>)".
+def describe(exc: ValidationError, root: type[BaseModel] | None = None) -> str:
+    """The first problem of a failed validation of `root` (default: all of params.yaml) as one line:
+    "<dotted key> <rule> (got <value>)".
 
     An unknown key is reported first (a typo also makes its correct spelling "missing").
     """
     errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
-    return _describe_one(errors[0])
+    return _describe_one(errors[0], root or params_model())
 
 
-def _describe_one(err: ErrorDetails) -> str:
-    key, index, parent = _locate(err["loc"])
+def _describe_one(err: ErrorDetails, root: type[BaseModel]) -> str:
+    key, index, parent = _locate(err["loc"], root)
     where = key + index or "params.yaml"
     kind, value = err["type"], err["input"]
     if kind == "extra_forbidden":
@@ -198,7 +166,7 @@ def _describe_one(err: ErrorDetails) -> str:
     return f"{where} {err['msg'][:1].lower()}{err['msg'][1:]} (got {value!r})"  # a custom union message
 
 
-def _locate(loc: tuple[int | str, ...]) -> tuple[str, str, type[BaseModel] | None]:
+def _locate(loc: tuple[int | str, ...], root: type[BaseModel]) -> tuple[str, str, type[BaseModel] | None]:
     """(dotted key, list index suffix, model holding the key) of an error location.
 
     Inside a value (a list or a union) pydantic adds indexes and union member names to the location:
@@ -206,7 +174,7 @@ def _locate(loc: tuple[int | str, ...]) -> tuple[str, str, type[BaseModel] | Non
     """
     keys: list[str] = []
     index = ""
-    model: type[BaseModel] | None = Params
+    model: type[BaseModel] | None = root
     parent: type[BaseModel] | None = None
     for part in loc:
         if model is None:

@@ -4,6 +4,6 @@ loader, nothing from a pickle."""
 
 from mlflow.models import set_model
 
-from seqlab.mlflow_model import SeqlabModel
+from seqlab.tracking.mlflow_model import SeqlabModel
 
 set_model(SeqlabModel())

@@ -8,38 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
-from seqlab import paths
-from seqlab.checkpoint import load_checkpoint
-from seqlab.errors import CheckpointError
-from seqlab.plots import write_csv
-from seqlab.storage import write_json
-from seqlab.tasks import model_id, task_class
-from seqlab.tasks.base import Task
-
-
-def load_model(path: str | Path, task_name: str, *, name: str | None = None) -> tuple[Task, nn.Module, dict[str, Any]]:
-    """Rebuild a trained model from nothing but its checkpoint (config and meta live inside it).
-
-    The config's model dict holds the constructor's arguments; a checkpoint written before an argument
-    existed leaves it out, and the constructor's default applies. `name`: what errors call the checkpoint
-    (default: its path).
-    """
-    ckpt = load_checkpoint(path, task_name, name=name)
-    shown = name or str(path)
-    config = ckpt["config"]
-    try:
-        task = task_class(config["task"]).from_checkpoint(config)
-        model = task.build_model(config["model"], config["meta"])
-    except (KeyError, TypeError, ValueError) as exc:  # a hand-edited or foreign config
-        raise CheckpointError(f"{shown}: unusable model config ({type(exc).__name__}: {exc})") from None
-    try:
-        model.load_state_dict(ckpt["model_state"])
-    except (RuntimeError, KeyError, TypeError) as exc:  # a hand-edited file whose weights do not fit its config
-        raise CheckpointError(f"{shown}: weights do not match the model config ({str(exc).splitlines()[0]})") from None
-    model.eval()
-    return task, model, ckpt
+from seqlab.core import paths
+from seqlab.core.checkpoint import load_model
+from seqlab.core.plots import write_csv
+from seqlab.core.registry import model_id
+from seqlab.core.storage import write_json
+from seqlab.core.task import Task
 
 
 def evaluate(task_name: str, variant: str | None = None) -> dict[str, Any]:
@@ -63,11 +38,9 @@ def evaluate(task_name: str, variant: str | None = None) -> dict[str, Any]:
     return metrics
 
 
-def headline(task_name: str, model_id: str, metrics: dict[str, Any]) -> str:
+def headline(task: type[Task], model_id: str, metrics: dict[str, Any]) -> str:
     """The task's headline test metric on every split that has it, a line each; eval.json has the rest."""
-    from seqlab.model_registry import HEADLINE
-
-    key = HEADLINE[task_name][0].split(".", 1)[1]  # "test.cer" -> "cer"
+    key = task.headline_metric.split(".", 1)[1]  # "test.cer" -> "cer"
     splits = {split: values[key] for split, values in metrics.items() if isinstance(values, dict) and key in values}
     width = max(map(len, splits), default=0)
     lines = [f"[{model_id}] {key} by split (all figures: {paths.metrics_dir(model_id) / 'eval.json'})"]
@@ -83,9 +56,9 @@ def _attach_to_run(task: Task, model_file: Path, metrics: dict[str, Any], files:
     no run id and identical params give byte-identical models. Metric names are eval.json's keys
     (`test.cer`, `generalization.accuracy`), the same for every model of a task and for Tesseract.
     """
-    from seqlab.checkpoint import MODEL_TAG, file_digest
-    from seqlab.model_registry import register
-    from seqlab.tracking import Tracker, experiment_name, find_run, flatten, has_logged_model
+    from seqlab.core.checkpoint import MODEL_TAG, file_digest
+    from seqlab.evaluation.model_registry import register
+    from seqlab.tracking.runs import Tracker, experiment_name, find_run, flatten, has_logged_model
 
     run_id = find_run(experiment_name(task.name), MODEL_TAG, file_digest(model_file))
     if run_id is None:  # e.g. a model restored from DVC's cache whose run lives in another store
@@ -101,4 +74,4 @@ def _attach_to_run(task: Task, model_file: Path, metrics: dict[str, Any], files:
     if not has_logged_model(run_id):  # trained before runs logged MLflow models
         print(f"note: MLflow run {run_id} has no MLflow model; {task.model_id} is not registered", file=sys.stderr)
         return
-    print(f"[{task.model_id}] {register(run_id, task.name, task.model_id, flat).summary()}", file=sys.stderr)
+    print(f"[{task.model_id}] {register(run_id, task, flat).summary()}", file=sys.stderr)

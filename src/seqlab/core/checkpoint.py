@@ -2,7 +2,8 @@
 
 A checkpoint is a plain dict (format tag, task, model config, state dict, metadata), so it loads
 with `torch.load(weights_only=True)`: a file crafted to run code when unpickled is refused
-instead of executed. Predict needs nothing but the checkpoint.
+instead of executed. Predict needs nothing but the checkpoint: `load_model` rebuilds the task and its
+model from it (evaluate, predict and the MLflow model all load through it).
 """
 
 from __future__ import annotations
@@ -11,12 +12,18 @@ import hashlib
 import pickle
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from seqlab.errors import CheckpointError
-from seqlab.storage import atomic_path
+from seqlab.core.errors import CheckpointError
+from seqlab.core.registry import task_class
+from seqlab.core.storage import atomic_path
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from seqlab.core.task import Task
 
 FORMAT = "seqlab-checkpoint/1"
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive; every seqlab checkpoint starts with this
@@ -68,6 +75,29 @@ def load_checkpoint(path: str | Path, task: str | None = None, *, name: str | No
     if task is not None and ckpt.get("task") != task:
         raise CheckpointError(f"{shown}: checkpoint is for task {ckpt.get('task')!r}, not {task!r}")
     return ckpt
+
+
+def load_model(path: str | Path, task_name: str, *, name: str | None = None) -> tuple[Task, nn.Module, dict[str, Any]]:
+    """Rebuild a trained model from nothing but its checkpoint (config and meta live inside it).
+
+    The config's model dict holds the constructor's arguments; a checkpoint written before an argument
+    existed leaves it out, and the constructor's default applies. `name`: what errors call the checkpoint
+    (default: its path).
+    """
+    ckpt = load_checkpoint(path, task_name, name=name)
+    shown = name or str(path)
+    config = ckpt["config"]
+    try:
+        task = task_class(config["task"]).from_checkpoint(config)
+        model = task.build_model(config["model"], config["meta"])
+    except (KeyError, TypeError, ValueError) as exc:  # a hand-edited or foreign config
+        raise CheckpointError(f"{shown}: unusable model config ({type(exc).__name__}: {exc})") from None
+    try:
+        model.load_state_dict(ckpt["model_state"])
+    except (RuntimeError, KeyError, TypeError) as exc:  # a hand-edited file whose weights do not fit its config
+        raise CheckpointError(f"{shown}: weights do not match the model config ({str(exc).splitlines()[0]})") from None
+    model.eval()
+    return task, model, ckpt
 
 
 def _head(path: Path) -> bytes:

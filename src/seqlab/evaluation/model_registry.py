@@ -12,15 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from seqlab.mlflow_model import ARTIFACT_PATH
-from seqlab.tracking import configure_mlflow, store_lock
+from seqlab.core.task import Task
+from seqlab.tracking.mlflow_model import ARTIFACT_PATH
+from seqlab.tracking.runs import configure_mlflow, store_lock
 
 CHAMPION = "champion"
 METRIC_TAG = "seqlab.test_metric"  # on each version: the headline metric's name (e.g. test.cer) ...
 VALUE_TAG = "seqlab.test_value"  # ... and its value
-# Each task's headline test metric (as logged on the run) and whether higher or lower is better.
-HEADLINE: dict[str, tuple[str, str]] = {"kth": ("test.accuracy", "max"), "binary_add": ("test.exact_match", "max"),
-                                        "ocr": ("test.cer", "min")}
 
 
 @dataclass(frozen=True)
@@ -48,15 +46,16 @@ def beats(value: float, best: float | None, mode: str) -> bool:
     return value < best if mode == "min" else value > best
 
 
-def register(run_id: str, task: str, model_id: str, metrics: dict[str, Any]) -> Registration:
-    """Register run `run_id`'s model as a new version of `seqlab-<model_id>`, tagged with its headline
-    metric from `metrics` (flat names as logged), and give it the champion alias if it beats the holder."""
+def register(run_id: str, task: Task, metrics: dict[str, Any]) -> Registration:
+    """Register run `run_id`'s model as a new version of `seqlab-<task's model id>`, tagged with the task's
+    headline metric (Task.headline_metric) from `metrics` (flat names as logged), and give it the champion
+    alias if it beats the holder (in Task.headline_mode's direction)."""
     mlflow = configure_mlflow()
     from mlflow.exceptions import MlflowException
 
-    metric, mode = HEADLINE[task]
+    metric, mode = task.headline_metric, task.headline_mode
     value = float(metrics[metric])
-    name = registered_name(model_id)
+    name = registered_name(task.model_id)
     client = mlflow.MlflowClient()
     # One decision at a time: parallel queued experiments evaluate versions of the same model.
     with store_lock():

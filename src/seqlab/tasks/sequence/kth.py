@@ -15,11 +15,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqlab.storage import Arrays, load_arrays
-from seqlab.tasks.sequence import PaddedSplit, SequenceBatch, SequenceClassifier, SequenceTask, unflatten
+from seqlab.core.storage import Arrays, load_arrays
+from seqlab.tasks.sequence.common import (
+    PaddedSplit,
+    SequenceBatch,
+    SequenceClassifier,
+    SequenceTask,
+    unflatten,
+)
 
 if TYPE_CHECKING:
-    from seqlab.config import KthDataConfig
+    from seqlab.tasks.sequence.config import KthDataConfig
 
 
 def make_sequences(rng: np.random.Generator, n: int, min_len: int, max_len: int, k: int) -> dict[str, np.ndarray]:
@@ -46,6 +52,7 @@ class KthTask(SequenceTask):
     input_size = 10  # one-hot digits
     eval_batch_size = 1024
     headline = "accuracy"
+    headline_metric, headline_mode = "test.accuracy", "max"
     group_column = "length"
     range_unit = "len"
     plot_title = "kth: accuracy by sequence length"
@@ -91,3 +98,6 @@ class KthTask(SequenceTask):
 
     def format_answer(self, output: torch.Tensor) -> str:
         return str(output.argmax().item())
+
+    def input_example(self, meta: Mapping[str, Any]) -> dict[str, list[Any]]:
+        return {"input": [" ".join(str(d % 10) for d in range(3, 3 + max(5, meta["k"])))]}

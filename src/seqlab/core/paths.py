@@ -37,6 +37,11 @@ def fonts_manifest() -> Path:
     return DATA / "ocr-fonts.json"
 
 
+def model_id(task: str, variant: str | None) -> str:
+    """models/<id>.pt and metrics/<id>/: the task name, or task-variant (ocr-crnn)."""
+    return f"{task}-{variant}" if variant else task
+
+
 def model_path(model_id: str) -> Path:
     """models/<id>.pt, where id is the task (kth) or task-variant (ocr-crnn)."""
     return MODELS / f"{model_id}.pt"

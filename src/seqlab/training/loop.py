@@ -7,9 +7,9 @@ A killed stage resumes from its last epoch and ends with the same result as an u
 each epoch's shuffle comes from a generator seeded by (seed, epoch), and the global RNG state is
 restored for dropout.
 
-One process, or several that share each step (`train.nproc`, seqlab.distributed: DDP under torchrun,
+One process, or several that share each step (`train.nproc`, seqlab.training.distributed: DDP under torchrun,
 rank 0 alone validating, tracking and writing); on the CPU or a GPU, in fp32 or mixed precision
-(`train.device`, `train.precision`, seqlab.devices).
+(`train.device`, `train.precision`, seqlab.training.devices).
 """
 
 from __future__ import annotations
@@ -29,15 +29,23 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from seqlab import distributed, paths
-from seqlab.checkpoint import MODEL_TAG, file_digest, load_checkpoint, save_checkpoint
-from seqlab.devices import Precision, configure_cudnn, pick_device, pick_precision, to_device
-from seqlab.plots import line_plot, write_csv
-from seqlab.sections import RunSection
-from seqlab.seeding import derive_seed, rank_seed, rng_state, seed_everything, set_rng_state
-from seqlab.storage import write_json
-from seqlab.tasks.base import Task
-from seqlab.tracking import MODEL_ID_TAG, Tracker, check_tracking_server, experiment_name, run_name, run_tags
+from seqlab.core import paths
+from seqlab.core.checkpoint import MODEL_TAG, file_digest, load_checkpoint, save_checkpoint
+from seqlab.core.plots import line_plot, write_csv
+from seqlab.core.sections import RunSection
+from seqlab.core.seeding import derive_seed, rank_seed, rng_state, seed_everything, set_rng_state
+from seqlab.core.storage import write_json
+from seqlab.core.task import Task
+from seqlab.tracking.runs import (
+    MODEL_ID_TAG,
+    Tracker,
+    check_tracking_server,
+    experiment_name,
+    run_name,
+    run_tags,
+)
+from seqlab.training import distributed
+from seqlab.training.devices import Precision, configure_cudnn, pick_device, pick_precision, to_device
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, kind: str, total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
@@ -262,7 +270,7 @@ def _write_outputs(task: Task, model: torch.nn.Module, config: dict, state: dict
     loss_keys = [k for k in history[0] if k.endswith("loss")]
     line_plot(out / "history.png", history, "epoch", loss_keys, f"{task.model_id}: loss per epoch", "loss", logy=True)
     if tracker:
-        from seqlab.mlflow_model import log_model
+        from seqlab.tracking.mlflow_model import log_model
 
         tracker.set_tags({MODEL_TAG: file_digest(model_file)})  # how evaluate finds this run
         tracker.log_metrics({f"final_{k}": v for k, v in summary.items() if k != "parameters"})

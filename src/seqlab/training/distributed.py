@@ -45,7 +45,7 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as dist
 
-from seqlab.errors import SeqlabError
+from seqlab.core.errors import SeqlabError
 
 T = TypeVar("T")
 

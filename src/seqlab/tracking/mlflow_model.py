@@ -6,16 +6,15 @@ The model's one artifact is the checkpoint file itself (no second pickle of the 
 package travels in the model's code folder and the requirements are the installed versions of what
 predict imports, given explicitly so logging does not spend seconds inferring them.
 
-Input, a DataFrame with one row per item: kth and binary_add take a column `input` of
-lines as typed on `seqlab predict`'s stdin; OCR takes a column `image` of encoded image bytes (PNG,
-JPEG...) or a column `path` of image files. Output: columns `text` (the answer) and `error` (why an
+Input, a DataFrame with one row per item, in the columns the task declares (Task.input_columns): kth
+and binary_add take a column `input` of lines as typed on `seqlab predict`'s stdin; OCR takes a column
+`image` of encoded image bytes (PNG, JPEG...) or a column `path` of image files. Output: columns `text` (the answer) and `error` (why an
 input was refused, else empty), in input order. A frame with none of the input columns is refused as a
 whole (an MLflow INVALID_PARAMETER_VALUE error: HTTP 400 from `mlflow models serve`).
 """
 
 from __future__ import annotations
 
-import io
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -30,8 +29,8 @@ from mlflow.types import ColSpec, DataType, Schema
 from torch import nn
 
 import seqlab
-from seqlab.errors import SeqlabError
-from seqlab.tasks.base import Answer, Task
+from seqlab.core.errors import SeqlabError
+from seqlab.core.task import Answer, Task
 
 ARTIFACT_PATH = "model"  # runs:/<run id>/model
 CHECKPOINT = "checkpoint"  # the pyfunc artifact key
@@ -41,12 +40,10 @@ REQUIREMENTS = ("torch", "numpy", "pillow", "pydantic", "rapidfuzz", "tqdm", "pa
 OUTPUT = Schema([ColSpec(DataType.string, "text", required=False), ColSpec(DataType.string, "error", required=False)])
 
 
-def signature(task_name: str) -> ModelSignature:
-    if task_name == "ocr":
-        inputs = Schema([ColSpec(DataType.binary, "image", required=False),
-                         ColSpec(DataType.string, "path", required=False)])
-    else:
-        inputs = Schema([ColSpec(DataType.string, "input")])
+def signature(task: type[Task]) -> ModelSignature:
+    """The task's declared input columns (Task.input_columns) in, text and error out."""
+    inputs = Schema([ColSpec(DataType[kind], name, required=required)
+                     for name, (kind, required) in task.input_columns.items()])
     return ModelSignature(inputs=inputs, outputs=OUTPUT)
 
 
@@ -54,7 +51,7 @@ class SeqlabModel(PythonModel):
     """The pyfunc face of a seqlab checkpoint; MLflow makes it through pyfunc_entry.py, then calls load_context."""
 
     def load_context(self, context: Any) -> None:
-        from seqlab.evaluation import load_model
+        from seqlab.core.checkpoint import load_model
 
         self.task, self.model, ckpt = load_model(context.artifacts[CHECKPOINT], context.model_config["task"])
         self.meta = ckpt["config"]["meta"]
@@ -66,61 +63,55 @@ class SeqlabModel(PythonModel):
 
 def answers_frame(task: Task, model: nn.Module, meta: Mapping[str, Any], frame: pd.DataFrame) -> pd.DataFrame:
     """The task's answers to the rows of `frame` (see the module docstring) as a text/error frame."""
-    _check_columns(task.name, frame)
-    answers = _read_images(task, model, meta, frame) if task.name == "ocr" else list(
-        task.answers(model, meta, [str(line) for line in frame["input"]]))
+    _check_columns(task, frame)
+    answers = _answers(task, model, meta, frame)
     return pd.DataFrame({"text": [a.text for a in answers], "error": [a.error for a in answers]}, dtype=object)
 
 
-def _check_columns(task_name: str, frame: pd.DataFrame) -> None:
+def _check_columns(task: Task, frame: pd.DataFrame) -> None:
     """Refuse a frame with none of the signature's columns: MLflow drops the columns it does not know and
-    would hand OCR (whose columns are each optional) an empty frame, answered with no predictions.
+    would hand a task whose columns are each optional (OCR) an empty frame, answered with no predictions.
     INVALID_PARAMETER_VALUE makes `mlflow models serve` answer HTTP 400 with this message."""
-    names = signature(task_name).inputs.input_names()
+    names = list(task.input_columns)
     if not any(name in frame.columns for name in names):
         from mlflow.exceptions import MlflowException
         from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
         wanted = " or ".join(repr(n) for n in names)
-        raise MlflowException(f"seqlab {task_name} model input needs a column {wanted}; the request had none "
+        raise MlflowException(f"seqlab {task.name} model input needs a column {wanted}; the request had none "
                               "(columns outside the model's signature are dropped)", error_code=INVALID_PARAMETER_VALUE)
 
 
-def _read_images(task: Task, model: nn.Module, meta: Mapping[str, Any], frame: pd.DataFrame) -> list[Answer]:
-    """Paths go to the task as they are; image bytes are written to files first, so both take
-    exactly the path that `seqlab predict ocr` takes (decoding, cropping, resizing)."""
+def _answers(task: Task, model: nn.Module, meta: Mapping[str, Any], frame: pd.DataFrame) -> list[Answer]:
+    """Each row's input is its first column with a value (Task.input_columns); binary values (image bytes) are
+    written to files first, so they take exactly the path that `seqlab predict` takes (for OCR: decoding,
+    cropping, resizing)."""
     missing = pd.Series([None] * len(frame), index=frame.index, dtype=object)
-    rows = [image if isinstance(image, (bytes, bytearray)) else path
-            for image, path in zip(frame.get("image", missing), frame.get("path", missing))]
-    with tempfile.TemporaryDirectory(prefix="seqlab-ocr-") as tmp:
-        paths = []
-        for i, item in enumerate(rows):
-            if isinstance(item, (bytes, bytearray)):
-                paths.append(str(Path(tmp) / f"image-{i}"))
-                Path(paths[-1]).write_bytes(item)
-            else:
-                paths.append(str(item))  # a row with neither is refused by the reader: "no such file"
-        return list(task.answers(model, meta, paths))  # read before the files go
+    columns = [(task.input_columns[name][0], frame.get(name, missing)) for name in task.input_columns]
+    with tempfile.TemporaryDirectory(prefix=f"seqlab-{task.name}-") as tmp:
+        inputs = []
+        for i, row in enumerate(zip(*(values for _, values in columns))):
+            inputs.append(_row_input(row, [kind for kind, _ in columns], Path(tmp) / f"input-{i}"))
+        return list(task.answers(model, meta, inputs))  # read before the files go
+
+
+def _row_input(row: tuple[Any, ...], kinds: list[str], spill: Path) -> str:
+    for value, kind in zip(row, kinds):
+        if kind == "binary" and isinstance(value, (bytes, bytearray)):
+            spill.write_bytes(value)
+            return str(spill)
+        if kind == "string":
+            return str(value)  # a row with no value at all is refused by the task ("no such file")
+    return str(None)
 
 
 def input_example(task: Task, meta: Mapping[str, Any]) -> pd.DataFrame:
-    """A real input of the task: a digit line, two binary numbers, or the first OCR validation image as PNG
-    (training has the validation split at hand; the test splits may not be generated yet)."""
-    if task.name == "kth":
-        return pd.DataFrame({"input": [" ".join(str(d % 10) for d in range(3, 3 + max(5, meta["k"])))]})
-    if task.name == "binary_add":
-        return pd.DataFrame({"input": ["1011 110"]})
-    from PIL import Image
-
-    image = task.load_split("val").images[0]
-    png = io.BytesIO()
-    Image.fromarray(image).save(png, format="PNG")
-    return pd.DataFrame({"image": [png.getvalue()]})
+    return pd.DataFrame(task.input_example(meta))
 
 
 def log_model(run_id: str, task: Task, meta: Mapping[str, Any], checkpoint: Path) -> str:
     """Log `checkpoint` as the MLflow model `model` of run `run_id`; return the logged model's id."""
-    from seqlab.tracking import configure_mlflow
+    from seqlab.tracking.runs import configure_mlflow
 
     mlflow = configure_mlflow()
     package = Path(seqlab.__file__).parent
@@ -129,8 +120,8 @@ def log_model(run_id: str, task: Task, meta: Mapping[str, Any], checkpoint: Path
         shutil.copytree(package, code, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         with mlflow.start_run(run_id=run_id):
             info = mlflow.pyfunc.log_model(
-                name=ARTIFACT_PATH, python_model=str(code / "pyfunc_entry.py"), artifacts={CHECKPOINT: str(checkpoint)},
-                code_paths=[str(code)], signature=signature(task.name), input_example=input_example(task, meta),
+                name=ARTIFACT_PATH, python_model=str(code / "tracking" / "pyfunc_entry.py"), artifacts={CHECKPOINT: str(checkpoint)},
+                code_paths=[str(code)], signature=signature(type(task)), input_example=input_example(task, meta),
                 pip_requirements=[f"{name}=={version(name)}" for name in REQUIREMENTS], model_config={"task": task.name},
             )
     return info.model_id
@@ -141,7 +132,7 @@ def download_checkpoint(uri: str, dest: Path) -> Path:
     downloaded under `dest`, for the project's own safe loader."""
     import yaml
 
-    from seqlab.tracking import configure_mlflow
+    from seqlab.tracking.runs import configure_mlflow
 
     mlflow = configure_mlflow()
     try:

@@ -21,7 +21,7 @@ def derive_seed(seed: int, *parts: str | int) -> int:
 
 
 def rank_seed(seed: int, rank: int) -> int:
-    """The seed of one training process (seqlab.distributed): rank 0 keeps the run's seed, so a single-process
+    """The seed of one training process (seqlab.training.distributed): rank 0 keeps the run's seed, so a single-process
     run is unchanged; the other ranks draw their own dropout from sub-seeds."""
     return seed if rank == 0 else derive_seed(seed, "rank", rank)
 

@@ -23,12 +23,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from seqlab import paths
-from seqlab.plots import line_plot
-from seqlab.sections import RunSection
-from seqlab.seeding import derive_seed
-from seqlab.storage import Arrays, load_arrays, save_arrays
-from seqlab.tasks.base import Answer, Evaluation, Task
+from seqlab.core import paths
+from seqlab.core.plots import line_plot
+from seqlab.core.sections import RunSection
+from seqlab.core.seeding import derive_seed
+from seqlab.core.storage import Arrays, load_arrays, save_arrays
+from seqlab.core.task import Answer, Evaluation, Task
 
 SPLITS = ("train", "val", "test", "generalization")
 TEST_SPLITS = ("test", "generalization")  # generalization: longer than any trained sequence

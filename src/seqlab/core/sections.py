@@ -2,7 +2,7 @@
 share (training, recurrent model) and the helpers for cross-key rules.
 
 Layering, so that nothing imports in a circle: this module knows no task. Task sections are built from it
-in seqlab.config (kth, binary_add) and seqlab.tasks.ocr.config (OCR), and seqlab.config assembles the
+in seqlab.core.config (kth, binary_add) and seqlab.tasks.ocr.config (OCR), and seqlab.core.config assembles the
 root `Params` from both. Nothing here imports torch or trdg, so `seqlab validate` starts fast.
 
 Every section is strict (no "3" -> 3 coercion, a bool is not a number; an int is accepted where a float
@@ -65,7 +65,7 @@ def python_kind(value: Any) -> str | None:
 
 
 class TrainConfig(Section):
-    """How one model is trained (seqlab.training): AdamW, per-step schedule, early stopping."""
+    """How one model is trained (seqlab.training.loop): AdamW, per-step schedule, early stopping."""
 
     epochs: PositiveInt
     batch_size: PositiveInt
@@ -75,8 +75,8 @@ class TrainConfig(Section):
     scheduler: Literal["constant", "cosine", "onecycle"]
     patience: PositiveInt  # epochs without validation improvement before stopping
     device: Literal["auto", "cpu", "cuda"]
-    precision: Literal["auto", "fp32", "bf16", "fp16"]  # bf16/fp16: mixed precision (seqlab.devices)
-    nproc: PositiveInt  # processes training together (seqlab.distributed); batch_size is split among them
+    precision: Literal["auto", "fp32", "bf16", "fp16"]  # bf16/fp16: mixed precision (seqlab.training.devices)
+    nproc: PositiveInt  # processes training together (seqlab.training.distributed); batch_size is split among them
 
 
 class RecurrentModelConfig(Section):

@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
-from seqlab.errors import SeqlabError
+from seqlab.core.errors import SeqlabError
 
 if TYPE_CHECKING:
-    from seqlab.tasks.base import Batch
+    from seqlab.core.task import Batch
 
 B = TypeVar("B", bound="Batch")
 

@@ -1,0 +1,97 @@
+"""Task registry: the one place that names the tasks. Each entry gives a task's name, where its Task class and
+its params section class live (module paths, imported lazily: each stage loads only its own task, and
+`seqlab validate` no torch), and its variants. Everything else about a task (headline metric, MLflow
+signature, how predict reads its inputs) is declared by its Task class.
+
+Adding a task: its module(s) under seqlab/tasks/, one `register(TaskEntry(...))` line below, its params.yaml
+section and its dvc.yaml stages (README "Adding a task").
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from seqlab.core.errors import SeqlabError
+from seqlab.core.paths import model_id
+
+if TYPE_CHECKING:
+    from seqlab.core.sections import Section
+    from seqlab.core.task import Task
+
+__all__ = ["TaskEntry", "check_variant", "config_class", "entries", "model_id", "register", "task_class",
+           "task_names", "variant_names"]
+
+
+@dataclass(frozen=True)
+class TaskEntry:
+    name: str  # params.yaml section, data/<name>, the `seqlab <command> <name>` argument
+    task: str  # "module:Class" of the Task subclass (may import torch)
+    config: str  # "module:Class" of its params section (a seqlab.core.sections.Section; torch-free)
+    variants: tuple[str, ...] = ()  # models of the task, each with its own section <name>.<variant>
+    default_variant: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.variants and self.default_variant not in self.variants:
+            raise ValueError(f"task {self.name}: default variant {self.default_variant!r} is not one of {self.variants}")
+
+
+_REGISTRY: dict[str, TaskEntry] = {}
+
+
+def register(entry: TaskEntry) -> None:
+    """Add (or replace) a task; its section joins params.yaml's validation from the next load_params on."""
+    _REGISTRY[entry.name] = entry
+
+
+register(TaskEntry("kth", "seqlab.tasks.sequence.kth:KthTask", "seqlab.tasks.sequence.config:KthConfig"))
+register(TaskEntry("binary_add", "seqlab.tasks.sequence.binary_add:BinaryAddTask",
+                   "seqlab.tasks.sequence.config:BinaryAddConfig"))
+register(TaskEntry("ocr", "seqlab.tasks.ocr.task:OcrTask", "seqlab.tasks.ocr.config:OcrConfig",
+                   variants=("bilstm", "crnn"), default_variant="crnn"))
+
+
+def entries() -> tuple[TaskEntry, ...]:
+    return tuple(_REGISTRY.values())
+
+
+def task_names() -> tuple[str, ...]:
+    return tuple(_REGISTRY)
+
+
+def variant_names() -> tuple[str, ...]:
+    """Every task's variants (the --variant choices; check_variant says which task has which)."""
+    return tuple(dict.fromkeys(v for e in _REGISTRY.values() for v in e.variants))
+
+
+def entry(name: str) -> TaskEntry:
+    if name not in _REGISTRY:
+        raise SeqlabError(f"unknown task {name!r} (choose from {', '.join(_REGISTRY)})")
+    return _REGISTRY[name]
+
+
+def _load(ref: str) -> type:
+    module, _, cls = ref.partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def task_class(name: str) -> type[Task]:
+    return _load(entry(name).task)
+
+
+def config_class(name: str) -> type[Section]:
+    return _load(entry(name).config)
+
+
+def check_variant(name: str, variant: str | None) -> str | None:
+    """The variant a command means: the default one for tasks that have variants, none for the others."""
+    known = entry(name)
+    if not known.variants:
+        if variant:
+            raise SeqlabError(f"task {name} has no variants (got --variant {variant})")
+        return None
+    variant = variant or known.default_variant
+    if variant not in known.variants:
+        raise SeqlabError(f"unknown {name} variant {variant!r} (choose from {', '.join(known.variants)})")
+    return variant
