@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import torch
 
+from seqlab.core.errors import SeqlabError
 from seqlab.training import distributed
 from seqlab.training.devices import Precision, configure_cudnn, pick_device, pick_precision
-from seqlab.core.errors import SeqlabError
 
 # --- device and precision ---------------------------------------------------------------------------
 
