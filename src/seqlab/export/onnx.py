@@ -28,6 +28,8 @@ import contextlib
 import inspect
 import io
 import json
+import os
+import sys
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -148,8 +150,10 @@ def to_onnx(model: nn.Module, example: tuple[torch.Tensor, ...], shown: str) -> 
     sig = signature(model)
     axes = {k: v for k, v in sig.dynamic_axes.items() if k in sig.inputs + sig.outputs}
     buffer = io.BytesIO()
-    with _LayerTracker(model) as tracker, floor_division(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer warnings about Python bools of shapes: the checks of forward
+    # Quiet: tracer warnings about Python bools of shapes (forward's input checks), and the graph dump the
+    # exporter's C++ side prints on stdout when it fails (predict's answers go to stdout).
+    with _LayerTracker(model) as tracker, floor_division(), warnings.catch_warnings(), _stdout_silenced():
+        warnings.simplefilter("ignore")
         try:
             torch.onnx.export(model, example, buffer, input_names=list(sig.inputs), output_names=list(sig.outputs),
                               dynamic_axes=axes, opset_version=OPSET, dynamo=False, do_constant_folding=True)
@@ -266,6 +270,20 @@ def _layer_running(model: nn.Module, example: tuple[torch.Tensor, ...], op: str 
     with _LayerTracker(model) as tracker, Spy(), torch.no_grad(), contextlib.suppress(Exception):
         model(*example)
     return found[0] if found else None
+
+
+@contextlib.contextmanager
+def _stdout_silenced() -> Iterator[None]:
+    """File descriptor 1 goes to /dev/null meanwhile (C++ prints bypass sys.stdout)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _first_line(exc: BaseException) -> str:
