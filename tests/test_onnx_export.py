@@ -194,8 +194,6 @@ def test_predict_cli_with_onnxruntime_answers_like_torch(kth_export):
 @pytest.mark.slow
 def test_the_mlflow_onnx_model_loads_and_predicts_without_torch(kth_export, tmp_path):
     """Logged into a run of a local store, loaded by mlflow.pyfunc in a process where torch cannot be imported."""
-    from seqlab.export.mlflow_onnx import log_onnx_model
-
     _, onnx_file = kth_export
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     script = f"""

@@ -169,11 +169,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     import tempfile
 
+    from torch import nn
+
     from seqlab import paths
     from seqlab.evaluation import load_model
 
     with tempfile.TemporaryDirectory(prefix="seqlab-model-") as tmp:
         name = None
+        model: nn.Module
         if args.model and args.model.startswith(MODEL_URI_SCHEMES):
             from seqlab.mlflow_model import download_checkpoint
 

@@ -43,7 +43,7 @@ def log_onnx_model(run_id: str, path: Path) -> str:
     from seqlab.export.onnx import METADATA_CONFIG, METADATA_MODEL_ID
     from seqlab.tracking import configure_mlflow
 
-    mlflow = configure_mlflow()
+    configure_mlflow()
     import mlflow.onnx
 
     proto = onnx.load(str(path))

@@ -88,10 +88,10 @@ def example_batches(model: nn.Module, meta: dict[str, Any], input_size: int | No
     """Inputs to trace (the first) and to verify (the others): mixed widths or lengths in one batch, padding
     zero as collate and the sequence batches have it, and a batch of one."""
     gen = torch.Generator().manual_seed(0)
+    batches: list[tuple[torch.Tensor, ...]] = []
     if signature(model) is OCR_SIGNATURE:
         height = int(meta["height"])
         shapes = [[96, 61, 16], [203, 150, 33, 90, 17], [40]]
-        batches = []
         for widths in shapes:
             wpad = -(-max(widths) // 8) * 8
             images = torch.rand(len(widths), 1, height, wpad, generator=gen)
@@ -100,7 +100,6 @@ def example_batches(model: nn.Module, meta: dict[str, Any], input_size: int | No
             batches.append((images, torch.tensor(widths, dtype=torch.long)))
         return batches
     assert input_size is not None
-    batches = []
     for lengths in ([7, 3, 1], [12, 5, 1, 9], [2]):
         x = torch.rand(len(lengths), max(lengths), input_size, generator=gen)
         x *= (torch.arange(max(lengths))[None, :] < torch.tensor(lengths)[:, None]).float()[:, :, None]
@@ -155,7 +154,8 @@ def to_onnx(model: nn.Module, example: tuple[torch.Tensor, ...], shown: str) -> 
     with _LayerTracker(model) as tracker, floor_division(), warnings.catch_warnings(), _stdout_silenced():
         warnings.simplefilter("ignore")
         try:
-            torch.onnx.export(model, example, buffer, input_names=list(sig.inputs), output_names=list(sig.outputs),
+            torch.onnx.export(model, example, buffer,  # type: ignore[arg-type]  # a file object works too
+                              input_names=list(sig.inputs), output_names=list(sig.outputs),
                               dynamic_axes=axes, opset_version=OPSET, dynamo=False, do_constant_folding=True)
         except Exception as exc:  # noqa: BLE001 - the exporter raises many kinds; all become one line
             reason = _first_line(exc)
