@@ -7,9 +7,10 @@
     seqlab render-reserved               the OCR test splits in the reserved font families, data/ocr-reserved/
     seqlab train kth|binary_add|ocr [--variant bilstm|crnn]
     seqlab evaluate kth|binary_add|ocr [--variant bilstm|crnn]
+    seqlab export kth|binary_add|ocr [--variant bilstm|crnn]   models/<id>.onnx, checked against torch
     seqlab tesseract                     the Tesseract baseline on the OCR test splits
     seqlab predict kth|binary_add        lines on stdin -> one answer per line
-    seqlab predict ocr IMAGE...          path<TAB>text per image
+    seqlab predict ocr IMAGE...          path<TAB>text per image (--engine onnxruntime: the ONNX export)
     seqlab bench [--quick]               speed ratios measured side by side -> metrics/bench.json
 
 User errors (bad params, missing or corrupt files, unsafe checkpoints) print one line to stderr
@@ -122,6 +123,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from seqlab.core import paths
+    from seqlab.export.mlflow_onnx import attach_to_run
+    from seqlab.export.onnx import export_checkpoint
+    from seqlab.tracking.runs import server_outage
+
+    variant = check_variant(args.task, args.variant)
+    checkpoint = paths.model_path(model_id(args.task, variant))
+    report = export_checkpoint(checkpoint, args.task, checkpoint.with_suffix(".onnx"))
+    print(f"[{model_id(args.task, variant)}] {report.summary()}", file=sys.stderr)
+    with server_outage("rerun"):
+        attach_to_run(args.task, checkpoint, report.path)
+    return 0
+
+
 def cmd_tesseract(args: argparse.Namespace) -> int:
     from seqlab.core.config import load_params
     from seqlab.tracking.runs import check_tracking_server
@@ -152,18 +168,27 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     import tempfile
 
+    from torch import nn
+
     from seqlab.core import paths
     from seqlab.core.checkpoint import load_model
 
     with tempfile.TemporaryDirectory(prefix="seqlab-model-") as tmp:
         name = None
+        model: nn.Module
         if args.model and args.model.startswith(MODEL_URI_SCHEMES):
             from seqlab.tracking.mlflow_model import download_checkpoint
 
             checkpoint, name = download_checkpoint(args.model, Path(tmp)), args.model  # errors name the URI
         else:
             checkpoint = Path(args.model) if args.model else paths.model_path(model_id(args.task, check_variant(args.task, None)))
-        task, model, ckpt = load_model(checkpoint, args.task, name=name)
+        if args.engine == "onnxruntime":
+            from seqlab.export.runtime import load_for_predict
+
+            task, model, config = load_for_predict(checkpoint, args.task, name=name)
+        else:
+            task, model, ckpt = load_model(checkpoint, args.task, name=name)
+            config = ckpt["config"]
     if task.predict_from_args:
         if not args.inputs:
             raise SeqlabError(f"predict {args.task} needs one or more inputs (image paths)")
@@ -172,7 +197,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if args.inputs:
             raise SeqlabError(f"predict {args.task} reads its input lines from stdin, not arguments")
         inputs = sys.stdin
-    failures = task.predict(model, ckpt["config"]["meta"], inputs, sys.stdout, sys.stderr)
+    failures = task.predict(model, config["meta"], inputs, sys.stdout, sys.stderr)
     return 1 if failures else 0
 
 
@@ -196,6 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--variant", choices=variant_names(), help=f"model variant, for tasks that have them ({variants})")
         p.set_defaults(func=func)
 
+    p = sub.add_parser("export", help="export a trained model to models/<id>.onnx, checked against torch")
+    p.add_argument("task", choices=task_names())
+    p.add_argument("--variant", choices=variant_names(), help=f"model variant, for tasks that have them ({variants})")
+    p.set_defaults(func=cmd_export)
+
     p = sub.add_parser("fonts", help="write the OCR training-font manifest (data/ocr-fonts.json)")
     p.set_defaults(func=cmd_fonts, task="ocr")  # an OCR stage: reads ocr's section only
 
@@ -218,7 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("task", choices=task_names())
     p.add_argument("inputs", nargs="*", help="image paths (ocr); kth and binary_add read lines from stdin")
     p.add_argument("--model", help="checkpoint file, or an MLflow model URI such as models:/seqlab-kth@champion "
-                   "(default: the checkpoint the pipeline trained)")
+                   "(default: the checkpoint the pipeline trained); with --engine onnxruntime also an .onnx file")
+    p.add_argument("--engine", choices=("torch", "onnxruntime"), default="torch",
+                   help="torch (default), or onnxruntime on the model's ONNX export (models/<id>.onnx, made by "
+                   "`seqlab export`; a checkpoint without one is exported on the fly)")
     p.set_defaults(func=cmd_predict)
     return parser
 

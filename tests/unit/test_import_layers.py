@@ -23,7 +23,7 @@ PACKAGE_DIR = ROOT / "src" / "seqlab"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("core",),                               # config, checkpoints, the Task contract, the registry
     ("tasks.sequence", "tasks.ocr", "tracking"),  # each task family; MLflow store and model
-    ("training", "evaluation"),              # the train and evaluate stages
+    ("training", "evaluation", "export"),    # the train, evaluate and export stages
     ("bench",),                              # benchmarks of the pieces below
     ("cli",),                                # the command: imports each stage's folders lazily
 )

@@ -1,7 +1,7 @@
 """The shape of metrics/bench.json, built and checked here and nowhere else.
 
-A report is ``{"schema", "timestamp", "quick", "repeats", "machine", "sections"}``; each of the five
-sections is ``{"settings": {...}, "figures": {name: figure}}``. A measured figure is
+A report is ``{"schema", "timestamp", "quick", "repeats", "machine", "sections"}``; each of the six
+sections (a report from before `inference` existed has five) is ``{"settings": {...}, "figures": {name: figure}}``. A measured figure is
 
     {"ours": spread, "baseline": spread, "ratio": spread, "unit", "ours_label", "baseline_label",
      "better": "higher" | "lower", "target": float | None, "met": bool | None}
@@ -26,9 +26,10 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 SCHEMA = 1
-SECTIONS = ("training", "rendering", "ocr", "compute", "pipeline")
+SECTIONS = ("training", "rendering", "ocr", "inference", "compute", "pipeline")
+LATER_SECTIONS = ("inference",)  # a report written before these sections existed is still valid without them
 Better = Literal["higher", "lower"]
-PACKAGES = ("torch", "numpy", "pillow", "trdg", "tesserocr", "dvc", "opencv-python-headless")
+PACKAGES = ("torch", "numpy", "pillow", "trdg", "tesserocr", "dvc", "opencv-python-headless", "onnxruntime")
 
 
 class ReportError(ValueError):
@@ -106,7 +107,8 @@ def check_report(report: dict[str, Any]) -> None:
     datetime.datetime.fromisoformat(report["timestamp"])
     for key in ("cpu_model", "cpu_count", "torch_threads", "versions"):
         _require(key in report["machine"], f"machine info lacks {key!r}")
-    _require(sorted(report["sections"]) == sorted(SECTIONS),
+    required = [s for s in SECTIONS if s not in LATER_SECTIONS]
+    _require(set(required) <= set(report["sections"]) <= set(SECTIONS),
              f"sections {sorted(report['sections'])}, expected {sorted(SECTIONS)}")
     for section, body in report["sections"].items():
         _require(isinstance(body.get("settings"), dict), f"{section}: no settings")
@@ -141,7 +143,7 @@ def table(report: dict[str, Any]) -> list[str]:
     """Markdown rows: one per figure, ratio median with its range, each side's median, the target."""
     n = report["repeats"]
     lines = [f"| figure | ratio, median (min-max of {n}) | ours | baseline | target |", "|---|---|---|---|---|"]
-    for section in SECTIONS:
+    for section in (s for s in SECTIONS if s in report["sections"]):
         for name, fig in report["sections"][section]["figures"].items():
             if "skipped" in fig:
                 lines.append(f"| {section}: {name} | skipped: {fig['skipped']} | | | |")

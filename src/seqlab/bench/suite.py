@@ -1,4 +1,4 @@
-"""Run the five benchmarks in one process and write metrics/bench.json (see seqlab.bench.report for its shape).
+"""Run the six benchmarks in one process and write metrics/bench.json (see seqlab.bench.report for its shape).
 
 Sizes: the full run takes ~5 minutes on 2 idle cores; `--quick` (a smoke test: one repeat, tiny
 sizes, under a minute) checks that everything runs, and its ratios mean little (at 40 images the
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from seqlab.bench import compute, ocr, pipeline, rendering, training
+from seqlab.bench import compute, inference, ocr, pipeline, rendering, training
 from seqlab.bench.report import check_report, new_report, table
 from seqlab.core.config import Params
 from seqlab.core.storage import write_json
@@ -50,6 +50,9 @@ def run_suite(params: Params, sizes: Sizes, quick: bool, project: Path, out: Pat
         sections["rendering"], images, texts = rendering.run(params, sizes.repeats, sizes.images, work)
         _progress("ocr: CRNN vs Tesseract")
         sections["ocr"] = ocr.run(params, sizes.repeats, images[:sizes.ocr_images], texts[:sizes.ocr_images])
+        _progress("inference: torch eager vs onnxruntime (fp32, int8) vs Tesseract")
+        sections["inference"] = inference.run(params, sizes.repeats, images[:sizes.ocr_images],
+                                              texts[:sizes.ocr_images], work)
         _progress("compute: CRNN training step vs sgemm")
         sections["compute"] = compute.run(params, sizes.repeats, images, texts, sizes.crnn_batch, sizes.timed_steps,
                                           sizes.sgemm_n)
