@@ -153,25 +153,6 @@ def test_padded_bilstm_equals_packed_bidirectional_lstm(num_layers: int) -> None
     torch.testing.assert_close(got[valid], expected[valid], atol=1e-6, rtol=1e-5)
 
 
-def test_checkpoint_with_the_old_bidirectional_lstm_loads() -> None:
-    """A CRNN state dict written when its BiLSTM was one nn.LSTM (keys lstm.weight_ih_l0_reverse...) loads
-    into the current CRNN (from a parent module, so the hook sees the `lstm.` prefix) and reads the same."""
-    model = tiny("crnn").eval()
-    old = {}
-    for key, value in model.state_dict().items():
-        if key.startswith("lstm."):  # lstm.backward_layers.0.weight_ih_l0 -> lstm.weight_ih_l0_reverse
-            _, side, layer, name = key.split(".")
-            key = f"lstm.{name.removesuffix('_l0')}_l{layer}" + ("_reverse" if side == "backward_layers" else "")
-        old[key] = value.clone()
-    assert "lstm.weight_hh_l0_reverse" in old
-    torch.manual_seed(5)
-    fresh = MODELS["crnn"](NUM_CLASSES, HEIGHT, **TINY["crnn"]).eval()
-    fresh.load_state_dict(old)
-    images, widths = torch.rand(2, 1, HEIGHT, 23), torch.tensor([23, 9])
-    with torch.no_grad():
-        assert torch.equal(fresh(images, widths)[0], model(images, widths)[0])
-
-
 @pytest.mark.parametrize("variant", ["bilstm", "bilstm-stride", "crnn", "crnn-max"])
 def test_batch_padding_does_not_change_outputs_with_two_layers(variant: str) -> None:
     """Every sample of a batch reads the same when the batch is padded wider (eval mode), with stacked layers."""

@@ -22,8 +22,7 @@ from seqlab.tasks.base import Task
 def load_model(path: str | Path, task_name: str, *, name: str | None = None) -> tuple[Task, nn.Module, dict[str, Any]]:
     """Rebuild a trained model from nothing but its checkpoint (config and meta live inside it).
 
-    The config's model dict holds the constructor's arguments; a checkpoint written before an argument
-    existed leaves it out, and the constructor's default applies. `name`: what errors call the checkpoint
+    The config's model dict holds the constructor's arguments. `name`: what errors call the checkpoint
     (default: its path).
     """
     ckpt = load_checkpoint(path, task_name, name=name)
@@ -85,7 +84,7 @@ def _attach_to_run(task: Task, model_file: Path, metrics: dict[str, Any], files:
     """
     from seqlab.checkpoint import MODEL_TAG, file_digest
     from seqlab.model_registry import register
-    from seqlab.tracking import Tracker, experiment_name, find_run, flatten, has_logged_model
+    from seqlab.tracking import Tracker, experiment_name, find_run, flatten
 
     run_id = find_run(experiment_name(task.name), MODEL_TAG, file_digest(model_file))
     if run_id is None:  # e.g. a model restored from DVC's cache whose run lives in another store
@@ -98,7 +97,4 @@ def _attach_to_run(task: Task, model_file: Path, metrics: dict[str, Any], files:
     for f in files:
         tracker.log_artifact(f, "evaluation")
     tracker.finish()
-    if not has_logged_model(run_id):  # trained before runs logged MLflow models
-        print(f"note: MLflow run {run_id} has no MLflow model; {task.model_id} is not registered", file=sys.stderr)
-        return
     print(f"[{task.model_id}] {register(run_id, task.name, task.model_id, flat).summary()}", file=sys.stderr)

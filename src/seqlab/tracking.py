@@ -117,12 +117,6 @@ def find_run(experiment: str, tag: str, value: str) -> str | None:
     return runs[0].info.run_id if runs else None
 
 
-def has_logged_model(run_id: str) -> bool:
-    """Whether run `run_id` logged an MLflow model (MLflow 3 records it among the run's outputs)."""
-    run = _retry(lambda: _client().get_run(run_id))
-    return bool(run.outputs and run.outputs.model_outputs)
-
-
 def check_tracking_server() -> None:
     """Fail within seconds, before training, when a remote tracking server does not answer."""
     uri = tracking_uri()
@@ -242,8 +236,6 @@ class Tracker:
     def _experiment_id(self, name: str) -> str:
         exp = _retry(lambda: self.client.get_experiment_by_name(name))
         if exp is not None:
-            if EXPERIMENT_KIND[0] not in exp.tags:  # made before seqlab marked its experiments
-                _retry(lambda: self.client.set_experiment_tag(exp.experiment_id, *EXPERIMENT_KIND))
             return exp.experiment_id
         # Not "is MLFLOW_TRACKING_URI set": mlflow.set_tracking_uri sets it, and MLflow's default artifact
         # root is ./mlruns under the cwd, which for a queued experiment is a temp dir that DVC deletes.

@@ -29,9 +29,6 @@ from seqlab.tasks.ocr.report import evaluate_recognizer
 if TYPE_CHECKING:
     from seqlab.tasks.ocr.config import AugmentConfig, OcrDataConfig
 
-LEGACY_VARIANTS = {"rnn": "bilstm"}  # names in checkpoints written before the rename
-
-
 class OcrTask(Task):
     name = "ocr"
     variants = VARIANTS["ocr"]
@@ -57,7 +54,7 @@ class OcrTask(Task):
     @classmethod
     def from_checkpoint(cls, config: Mapping[str, Any]) -> Self:
         variant, meta = config["variant"], config["meta"]
-        return cls(LEGACY_VARIANTS.get(variant, variant), Charset.from_name(meta["charset"]), height=int(meta["height"]))
+        return cls(variant, Charset.from_name(meta["charset"]), height=int(meta["height"]))
 
     # --- data -----------------------------------------------------------------------------
     @classmethod
