@@ -131,8 +131,8 @@ def test_constructor_defaults_and_errors() -> None:
 
 @pytest.mark.parametrize("num_layers", [1, 2])
 def test_padded_bilstm_equals_packed_bidirectional_lstm(num_layers: int) -> None:
-    """Loaded from an nn.LSTM(bidirectional=True) state dict (the load hook), it gives the packed LSTM's outputs
-    at every valid step, whatever the padding holds."""
+    """Given an nn.LSTM(bidirectional=True)'s weights (`weight_ih_l1_reverse` -> `backward_layers.1.weight_ih_l0`),
+    it gives the packed LSTM's outputs at every valid step, whatever the padding holds."""
     from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
     from seqlab.tasks.ocr.models import PaddedBiLSTM
@@ -140,8 +140,12 @@ def test_padded_bilstm_equals_packed_bidirectional_lstm(num_layers: int) -> None
     torch.manual_seed(0)
     reference = torch.nn.LSTM(6, 5, num_layers=num_layers, bidirectional=True).eval()
     padded = PaddedBiLSTM(6, 5, num_layers=num_layers).eval()
-    missing, unexpected = padded.load_state_dict(reference.state_dict())  # strict: every key renamed
-    assert not missing and not unexpected
+    renamed = {}
+    for key, value in reference.state_dict().items():
+        kind, _, layer = key.rpartition("_l")
+        side = "backward_layers" if layer.endswith("_reverse") else "forward_layers"
+        renamed[f"{side}.{layer.removesuffix('_reverse')}.{kind}_l0"] = value
+    padded.load_state_dict(renamed)  # strict: every key matched
     lengths = torch.tensor([11, 7, 1, 4])
     x = torch.randn(11, 4, 6)  # (T, B, F); steps past each length are garbage, not zeros
     with torch.no_grad():
