@@ -12,6 +12,7 @@ server is probed before any training so an outage fails fast with a clear messag
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -26,6 +27,7 @@ from filelock import FileLock
 
 from seqlab.errors import SeqlabError
 from seqlab.paths import repo_root, state_dir
+from seqlab.storage import write_json
 
 PROBE_TIMEOUT_S = 5.0
 # The experiment tag MLflow 3's UI reads to pick an experiment's landing page; unset, it opens the GenAI
@@ -115,6 +117,32 @@ def find_run(experiment: str, tag: str, value: str) -> str | None:
     runs = _retry(lambda: client.search_runs([exp.experiment_id], f"tags.`{tag}` = '{value}'",
                                              order_by=["attributes.start_time DESC"], max_results=1))
     return runs[0].info.run_id if runs else None
+
+
+def training_run_file(model_id: str) -> Path:
+    """Where the train stage leaves the id of the MLflow run that trained `model_id` (beside the resume files:
+    local, never in git or DVC, like the store the id belongs to)."""
+    return state_dir() / "runs" / f"{model_id}.json"
+
+
+def remember_training_run(model_id: str, model_digest: str, run_id: str) -> None:
+    """Hand the run id on to the evaluate stage (the checkpoint holds none: same params, same bytes)."""
+    write_json(training_run_file(model_id), {"model_digest": model_digest, "run_id": run_id})
+
+
+def training_run(experiment: str, model_id: str, model_tag: str, model_digest: str) -> str | None:
+    """The run that trained the model file of digest `model_digest`: the id the train stage left when it is
+    for this file and in this store, else the newest run of `experiment` tagged `model_tag=model_digest`
+    (e.g. a model restored from DVC's cache), else None."""
+    try:
+        left = json.loads(training_run_file(model_id).read_text())
+        if left["model_digest"] == model_digest:
+            run_id = str(left["run_id"])
+            _client().get_run(run_id)  # raises when the run is not in this store
+            return run_id
+    except Exception:  # no file, a damaged one, another store: search instead
+        pass
+    return find_run(experiment, model_tag, model_digest)
 
 
 def check_tracking_server() -> None:

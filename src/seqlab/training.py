@@ -38,7 +38,15 @@ from seqlab.sections import RunSection, TrainConfig
 from seqlab.seeding import derive_seed, rank_seed, rng_state, seed_everything, set_rng_state
 from seqlab.storage import write_json
 from seqlab.tasks.base import Task
-from seqlab.tracking import MODEL_ID_TAG, Tracker, check_tracking_server, experiment_name, run_name, run_tags
+from seqlab.tracking import (
+    MODEL_ID_TAG,
+    Tracker,
+    check_tracking_server,
+    experiment_name,
+    remember_training_run,
+    run_name,
+    run_tags,
+)
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, kind: str, total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
@@ -346,7 +354,9 @@ def _write_outputs(task: Task, model: torch.nn.Module, config: dict[str, Any], s
     if tracker:
         from seqlab.mlflow_model import log_model
 
-        tracker.set_tags({MODEL_TAG: file_digest(model_file)})  # how evaluate finds this run
+        digest = file_digest(model_file)
+        tracker.set_tags({MODEL_TAG: digest})  # how evaluate finds this run without the id below
+        remember_training_run(task.model_id, digest, tracker.run_id)  # how evaluate gets this run's id
         tracker.log_metrics({f"final_{k}": v for k, v in summary.items() if k != "parameters"})
         tracker.log_metrics({"parameters": summary["parameters"]})
         for f in (out / "history.csv", out / "history.png"):
