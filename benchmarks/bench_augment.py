@@ -79,7 +79,7 @@ def contact_sheet(path: str, images: list[np.ndarray], gray: torch.Tensor, width
     outputs = []
     for epoch in range(epochs):
         gen = torch.Generator().manual_seed(seed * 1000 + epoch)
-        outputs.append(augment(gray[:rows], widths[:rows], sample_params(seed, epoch, range(rows)), gen,
+        outputs.append(augment(gray[:rows], widths[:rows], sample_params(seed * 1000 + epoch, range(rows)), gen,
                                CONFIG))
     normalised = [(normalize(g, w), w) for g, w in outputs[:2]]
     lines = []
@@ -115,7 +115,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     images, words = make_batch(random.Random(args.seed))
     gray, widths = pad(images)
-    params = sample_params(args.seed, 1, range(BATCH))
+    params = sample_params(args.seed, range(BATCH))
 
     def augment_step() -> tuple[torch.Tensor, torch.Tensor]:
         out, new_widths = augment(gray, widths, params, torch.Generator().manual_seed(1), CONFIG)
@@ -138,7 +138,7 @@ def main() -> None:
 
     model.train()
     ms = {
-        "sample_params": median_ms(lambda: sample_params(args.seed, 1, range(BATCH)), args.repeats),
+        "sample_params": median_ms(lambda: sample_params(args.seed, range(BATCH)), args.repeats),
         "normalize (eval path)": median_ms(lambda: normalize(gray, widths), args.repeats),
         "augment + normalize": median_ms(augment_step, args.repeats),
         "CRNN train step": median_ms(train_step, args.repeats),

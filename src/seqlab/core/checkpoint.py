@@ -80,8 +80,7 @@ def load_checkpoint(path: str | Path, task: str | None = None, *, name: str | No
 def load_model(path: str | Path, task_name: str, *, name: str | None = None) -> tuple[Task, nn.Module, dict[str, Any]]:
     """Rebuild a trained model from nothing but its checkpoint (config and meta live inside it).
 
-    The config's model dict holds the constructor's arguments; a checkpoint written before an argument
-    existed leaves it out, and the constructor's default applies. `name`: what errors call the checkpoint
+    The config's model dict holds the constructor's arguments. `name`: what errors call the checkpoint
     (default: its path).
     """
     ckpt = load_checkpoint(path, task_name, name=name)

@@ -52,15 +52,16 @@ def _attach_to_run(task: Task, model_file: Path, metrics: dict[str, Any], files:
     """Log test metrics and plots into the MLflow run that trained this model, when the store has it, and
     register its MLflow model as a new version (champion if its test metric is the best so far).
 
-    The run is found by the model file's digest (a tag set by training), so the checkpoint itself holds
-    no run id and identical params give byte-identical models. Metric names are eval.json's keys
+    The train stage hands the run id on beside the resume files, for the model file's digest; without it
+    (a model restored from DVC's cache) the run is searched for by that digest (a tag set by training). The
+    checkpoint itself holds no run id, so identical params give byte-identical models. Metric names are eval.json's keys
     (`test.cer`, `generalization.accuracy`), the same for every model of a task and for Tesseract.
     """
     from seqlab.core.checkpoint import MODEL_TAG, file_digest
     from seqlab.evaluation.model_registry import register
-    from seqlab.tracking.runs import Tracker, experiment_name, find_run, flatten, has_logged_model
+    from seqlab.tracking.runs import Tracker, experiment_name, flatten, training_run
 
-    run_id = find_run(experiment_name(task.name), MODEL_TAG, file_digest(model_file))
+    run_id = training_run(experiment_name(task.name), task.model_id, MODEL_TAG, file_digest(model_file))
     if run_id is None:  # e.g. a model restored from DVC's cache whose run lives in another store
         print(f"note: no MLflow run in this store trained {model_file}; test metrics are in metrics/ only",
               file=sys.stderr)
@@ -71,7 +72,4 @@ def _attach_to_run(task: Task, model_file: Path, metrics: dict[str, Any], files:
     for f in files:
         tracker.log_artifact(f, "evaluation")
     tracker.finish()
-    if not has_logged_model(run_id):  # trained before runs logged MLflow models
-        print(f"note: MLflow run {run_id} has no MLflow model; {task.model_id} is not registered", file=sys.stderr)
-        return
     print(f"[{task.model_id}] {register(run_id, task, flat).summary()}", file=sys.stderr)

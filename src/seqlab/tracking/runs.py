@@ -12,6 +12,7 @@ server is probed before any training so an outage fails fast with a clear messag
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -26,6 +27,7 @@ from filelock import FileLock
 
 from seqlab.core.errors import SeqlabError
 from seqlab.core.paths import repo_root, state_dir
+from seqlab.core.storage import write_json
 
 PROBE_TIMEOUT_S = 5.0
 # The experiment tag MLflow 3's UI reads to pick an experiment's landing page; unset, it opens the GenAI
@@ -117,10 +119,30 @@ def find_run(experiment: str, tag: str, value: str) -> str | None:
     return runs[0].info.run_id if runs else None
 
 
-def has_logged_model(run_id: str) -> bool:
-    """Whether run `run_id` logged an MLflow model (MLflow 3 records it among the run's outputs)."""
-    run = _retry(lambda: _client().get_run(run_id))
-    return bool(run.outputs and run.outputs.model_outputs)
+def training_run_file(model_id: str) -> Path:
+    """Where the train stage leaves the id of the MLflow run that trained `model_id` (beside the resume files:
+    local, never in git or DVC, like the store the id belongs to)."""
+    return state_dir() / "runs" / f"{model_id}.json"
+
+
+def remember_training_run(model_id: str, model_digest: str, run_id: str) -> None:
+    """Hand the run id on to the evaluate stage (the checkpoint holds none: same params, same bytes)."""
+    write_json(training_run_file(model_id), {"model_digest": model_digest, "run_id": run_id})
+
+
+def training_run(experiment: str, model_id: str, model_tag: str, model_digest: str) -> str | None:
+    """The run that trained the model file of digest `model_digest`: the id the train stage left when it is
+    for this file and in this store, else the newest run of `experiment` tagged `model_tag=model_digest`
+    (e.g. a model restored from DVC's cache), else None."""
+    try:
+        left = json.loads(training_run_file(model_id).read_text())
+        if left["model_digest"] == model_digest:
+            run_id = str(left["run_id"])
+            _client().get_run(run_id)  # raises when the run is not in this store
+            return run_id
+    except Exception:  # no file, a damaged one, another store: search instead
+        pass
+    return find_run(experiment, model_tag, model_digest)
 
 
 def check_tracking_server() -> None:
@@ -242,8 +264,6 @@ class Tracker:
     def _experiment_id(self, name: str) -> str:
         exp = _retry(lambda: self.client.get_experiment_by_name(name))
         if exp is not None:
-            if EXPERIMENT_KIND[0] not in exp.tags:  # made before seqlab marked its experiments
-                _retry(lambda: self.client.set_experiment_tag(exp.experiment_id, *EXPERIMENT_KIND))
             return exp.experiment_id
         # Not "is MLFLOW_TRACKING_URI set": mlflow.set_tracking_uri sets it, and MLflow's default artifact
         # root is ./mlruns under the cwd, which for a queued experiment is a temp dir that DVC deletes.

@@ -21,6 +21,7 @@ import json
 import math
 import sys
 import time
+from dataclasses import dataclass, field, fields
 from functools import partial
 from itertools import islice
 from pathlib import Path
@@ -32,7 +33,7 @@ from tqdm import tqdm
 from seqlab.core import paths
 from seqlab.core.checkpoint import MODEL_TAG, file_digest, load_checkpoint, save_checkpoint
 from seqlab.core.plots import line_plot, write_csv
-from seqlab.core.sections import RunSection
+from seqlab.core.sections import RunSection, TrainConfig
 from seqlab.core.seeding import derive_seed, rank_seed, rng_state, seed_everything, set_rng_state
 from seqlab.core.storage import write_json
 from seqlab.core.task import Task
@@ -41,6 +42,7 @@ from seqlab.tracking.runs import (
     Tracker,
     check_tracking_server,
     experiment_name,
+    remember_training_run,
     run_name,
     run_tags,
 )
@@ -106,11 +108,84 @@ def _improved(value: float, best: float | None, mode: str) -> bool:
     return value < best - 1e-12 if mode == "min" else value > best + 1e-12
 
 
+@dataclass
+class LoopState:
+    """Where the epoch loop is: what the resume checkpoint carries (as a dict, fields in this order) so that a
+    killed run goes on where it stopped."""
+
+    epoch: int = 0  # the last finished epoch
+    history: list[dict[str, Any]] = field(default_factory=list)  # one record per finished epoch
+    best: float | None = None  # the best value of the task's monitored metric so far
+    best_epoch: int = 0
+    bad_epochs: int = 0  # epochs since the last improvement
+    best_state: dict[str, torch.Tensor] | None = None  # the best epoch's weights (rank 0 only)
+    run_id: str | None = None  # the MLflow run, resumed with the loop
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}  # not asdict: that deep-copies the weights
+
+
+@dataclass
+class Run:
+    """Everything a training run set up before its first epoch: placement, data, model and optimisation."""
+
+    task: Task
+    seed: int
+    cfg: TrainConfig
+    world: distributed.World
+    device: torch.device
+    precision: Precision
+    setup: dict[str, str]  # device, precision, world size, backend, threads, cudnn: tagged on the MLflow run
+    train_data: Any
+    val_data: Any
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler | None
+    batch_size: int  # per rank
+    steps_per_epoch: int
+    config: dict[str, Any]  # what the checkpoint keeps of the run (model: constructor args)
+    resume_path: Path
+
+
 def train(task: Task, seed: int, section: RunSection) -> dict[str, Any]:
     """Train `task` as `section` says on its train split, select on val, write model, metrics and plots;
     return the summary. The checkpoint keeps the run's config as plain dicts (model: constructor args)."""
-    cfg = section.train
     check_tracking_server()  # fail fast, before loading data or spending time on training
+    run = _set_up(task, seed, section)
+    state = _resume(run)
+    # After the resume: DDP starts every rank from rank 0's weights.
+    net = distributed.wrap(run.model, run.world, run.device)
+    tracker = _start_tracking(run, state, section)
+    started = time.perf_counter()
+    try:
+        for epoch in range(state.epoch + 1, run.cfg.epochs + 1):
+            if state.bad_epochs >= run.cfg.patience:
+                break  # resumed after an early stop: an uninterrupted run stopped here too
+            record = _run_epoch(run, net, epoch)
+            _select(run, state, record)
+            if tracker:
+                tracker.log_metrics({k: v for k, v in record.items() if k != "epoch" and v is not None}, step=epoch)
+            _save_resume(run, state)
+            if state.bad_epochs >= run.cfg.patience:
+                if run.world.is_main:
+                    print(f"[{task.model_id}] early stop: no {task.monitor} improvement for {run.cfg.patience} epochs",
+                          file=sys.stderr)
+                break
+    except BaseException:
+        if tracker:  # a kill -9 never gets here; the run stays RUNNING and is resumed next time
+            # Best effort: when the tracking server is what failed, this fails too, and the error to report
+            # is the first one (the run then stays RUNNING, and the rerun resumes it).
+            with contextlib.suppress(Exception):
+                tracker.finish("KILLED" if not isinstance(sys.exc_info()[1], Exception) else "FAILED")
+        raise
+    return _finish(run, state, tracker, started)
+
+
+def _set_up(task: Task, seed: int, section: RunSection) -> Run:
+    """Device and precision, seeds, the process group, data, model, optimizer and schedule, the checkpoint's
+    config and the resume file's name (in this order: the model's initial weights come from the seeded RNG)."""
+    cfg = section.train
     world = distributed.current_world()
     device = distributed.rank_device(pick_device(cfg.device), world)
     precision = pick_precision(cfg.precision, device)
@@ -120,7 +195,7 @@ def train(task: Task, seed: int, section: RunSection) -> dict[str, Any]:
 
     train_data, val_data = task.load_split("train"), task.load_split("val")
     meta = task.data_meta(train_data)
-    model_args = section.model.model_dump()
+    model_args = section.model.model_dump()  # the constructor's arguments, kept in the checkpoint as a dict
     model = task.build_model(model_args, meta).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     batch_size = distributed.rank_batch_size(cfg.batch_size, world)  # cfg.batch_size is the global batch
@@ -140,110 +215,118 @@ def train(task: Task, seed: int, section: RunSection) -> dict[str, Any]:
     # Keyed by the whole section too: what the checkpoint's config leaves out (OCR's augmentation) still
     # changes the run, and a resume file of other settings must not be picked up.
     key = _fingerprint([config, section.model_dump()], data_files)
-    resume_path = paths.state_dir() / "resume" / f"{task.model_id}-{key}.pt"
-
-    state: dict[str, Any] = {"epoch": 0, "history": [], "best": None, "best_epoch": 0, "bad_epochs": 0,
-                             "best_state": None, "run_id": None}
-    if resume_path.exists():
-        ckpt = load_checkpoint(resume_path, task.name)
-        model.load_state_dict(ckpt["model_state"])
-        optimizer.load_state_dict(ckpt["optimizer_state"])
-        scheduler.load_state_dict(ckpt["scheduler_state"])
-        set_rng_state(ckpt["rank_rng_states"][world.rank] if world.size > 1 else ckpt["rng_state"])
-        if scaler is not None:
-            scaler.load_state_dict(ckpt["scaler_state"])
-        state = ckpt["loop_state"]
-        if world.is_main:
-            print(f"[{task.model_id}] resuming after epoch {state['epoch']} from {resume_path}", file=sys.stderr)
-    net = distributed.wrap(model, world, device)  # after the resume: DDP starts every rank from rank 0's weights
-
     setup = {"device": str(device), "precision": precision.name, "world_size": str(world.size),
              "backend": distributed.backend_name(world), "threads_per_rank": str(torch.get_num_threads()), **cudnn}
-    tracker = None
-    if world.is_main:
-        print(f"[{task.model_id}] " + ", ".join(f"{k} {v}" for k, v in setup.items() if not k.startswith("cudnn")),
-              file=sys.stderr)
-        tracker = Tracker(experiment_name(task.name), run_id=state["run_id"], run_name=run_name(task.model_id, task.variant),
-                          params={"seed": seed, **section.model_dump()},
-                          tags={**run_tags(f"train@{task.model_id}"), MODEL_ID_TAG: task.model_id,
-                                **{f"seqlab.{k}": v for k, v in setup.items()}})
-        state["run_id"] = tracker.run_id
+    return Run(task, seed, cfg, world, device, precision, setup, train_data, val_data, model, optimizer, scheduler,
+               scaler, batch_size, steps_per_epoch, config, paths.state_dir() / "resume" / f"{task.model_id}-{key}.pt")
 
-    started = time.perf_counter()
-    try:
-        for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
-            if state["bad_epochs"] >= cfg.patience:
-                break  # resumed after an early stop: an uninterrupted run stopped here too
-            t0 = time.perf_counter()
-            model.train()
-            gen = torch.Generator().manual_seed(derive_seed(seed, "epoch", epoch))
-            loss_sum, count, samples = torch.zeros((), dtype=torch.float64, device=device), 0, 0
-            batches = islice(task.rank_batches(train_data, batch_size, gen, world.rank, world.size), steps_per_epoch)
-            bar = tqdm(batches, total=steps_per_epoch, leave=False, desc=f"{task.model_id} epoch {epoch}/{cfg.epochs}",
-                       mininterval=1.0, file=sys.stderr, disable=not world.is_main)
-            for batch in bar:
-                batch = to_device(batch, device)
-                loss = train_step(task, net, batch, optimizer, scheduler, cfg.grad_clip, precision, scaler)
-                loss_sum += loss.detach()  # summed where it is: reading it each step would wait for a GPU
-                count += 1
-                samples += batch.size
-            train_seconds = time.perf_counter() - t0
-            total, steps, seen = distributed.sum_over_ranks([loss_sum.item(), count, samples], world, device)
-            model.eval()
-            val = distributed.from_main(lambda: _validate(task, model, val_data, device, world), world)
-            record = {"epoch": epoch, "train_loss": total / max(steps, 1), **val,
-                      "lr": optimizer.param_groups[0]["lr"], "epoch_seconds": time.perf_counter() - t0,
-                      "train_samples_per_s": seen / train_seconds if seen else None}
-            state["history"].append(record)
-            value = val[task.monitor]
-            if _improved(value, state["best"], task.monitor_mode):
-                state.update(best=value, best_epoch=epoch, bad_epochs=0, best_state=copy.deepcopy(
-                    {k: v.cpu() for k, v in model.state_dict().items()}) if world.is_main else None)
-            else:
-                state["bad_epochs"] += 1
-            state["epoch"] = epoch
-            if world.is_main:
-                print(f"[{task.model_id}] epoch {epoch}: " + ", ".join(
-                    f"{k}={v:.4g}" for k, v in record.items() if k != "epoch" and isinstance(v, float)),
-                    file=sys.stderr)
-            if tracker:
-                tracker.log_metrics({k: v for k, v in record.items() if k != "epoch" and v is not None}, step=epoch)
-            rank_rng_states = distributed.gather(rng_state(), world)  # each rank's dropout goes on where it was
-            if world.is_main:
-                resume: dict[str, Any] = {
-                    "task": task.name, "variant": task.variant, "config": config,
-                    "model_state": model.state_dict(), "optimizer_state": optimizer.state_dict(),
-                    "scheduler_state": scheduler.state_dict(), "rng_state": rng_state(), "loop_state": state}
-                if world.size > 1:
-                    resume["rank_rng_states"] = rank_rng_states
-                if scaler is not None:
-                    resume["scaler_state"] = scaler.state_dict()
-                save_checkpoint(resume_path, resume)
-            if state["bad_epochs"] >= cfg.patience:
-                if world.is_main:
-                    print(f"[{task.model_id}] early stop: no {task.monitor} improvement for {cfg.patience} epochs",
-                          file=sys.stderr)
-                break
-    except BaseException:
-        if tracker:  # a kill -9 never gets here; the run stays RUNNING and is resumed next time
-            # Best effort: when the tracking server is what failed, this fails too, and the error to report
-            # is the first one (the run then stays RUNNING, and the rerun resumes it).
-            with contextlib.suppress(Exception):
-                tracker.finish("KILLED" if not isinstance(sys.exc_info()[1], Exception) else "FAILED")
-        raise
 
-    if world.is_main:
-        model.load_state_dict(state["best_state"])
-    best = next(r for r in state["history"] if r["epoch"] == state["best_epoch"])
-    summary = {"best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
-               "train_seconds": round(sum(r["epoch_seconds"] for r in state["history"]), 3),
+def _resume(run: Run) -> LoopState:
+    """The loop state of the resume file, with model, optimizer, schedule, scaler and RNG restored; a fresh
+    state when there is none."""
+    if not run.resume_path.exists():
+        return LoopState()
+    ckpt = load_checkpoint(run.resume_path, run.task.name)
+    run.model.load_state_dict(ckpt["model_state"])
+    run.optimizer.load_state_dict(ckpt["optimizer_state"])
+    run.scheduler.load_state_dict(ckpt["scheduler_state"])
+    set_rng_state(ckpt["rank_rng_states"][run.world.rank] if run.world.size > 1 else ckpt["rng_state"])
+    if run.scaler is not None:
+        run.scaler.load_state_dict(ckpt["scaler_state"])
+    state = LoopState(**ckpt["loop_state"])
+    if run.world.is_main:
+        print(f"[{run.task.model_id}] resuming after epoch {state.epoch} from {run.resume_path}", file=sys.stderr)
+    return state
+
+
+def _start_tracking(run: Run, state: LoopState, section: RunSection) -> Tracker | None:
+    """Rank 0's MLflow run (the resumed one, if any; its id goes into the loop state); None on other ranks."""
+    if not run.world.is_main:
+        return None
+    task = run.task
+    print(f"[{task.model_id}] " + ", ".join(f"{k} {v}" for k, v in run.setup.items() if not k.startswith("cudnn")),
+          file=sys.stderr)
+    tracker = Tracker(experiment_name(task.name), run_id=state.run_id, run_name=run_name(task.model_id, task.variant),
+                      params={"seed": run.seed, **section.model_dump()},
+                      tags={**run_tags(f"train@{task.model_id}"), MODEL_ID_TAG: task.model_id,
+                            **{f"seqlab.{k}": v for k, v in run.setup.items()}})
+    state.run_id = tracker.run_id
+    return tracker
+
+
+def _run_epoch(run: Run, net: torch.nn.Module, epoch: int) -> dict[str, Any]:
+    """One epoch of training on every rank, then validation on rank 0; the epoch's history record."""
+    task, world, device, cfg = run.task, run.world, run.device, run.cfg
+    t0 = time.perf_counter()
+    run.model.train()
+    gen = torch.Generator().manual_seed(derive_seed(run.seed, "epoch", epoch))
+    loss_sum, count, samples = torch.zeros((), dtype=torch.float64, device=device), 0, 0
+    batches = islice(task.rank_batches(run.train_data, run.batch_size, gen, world.rank, world.size), run.steps_per_epoch)
+    bar = tqdm(batches, total=run.steps_per_epoch, leave=False, desc=f"{task.model_id} epoch {epoch}/{cfg.epochs}",
+               mininterval=1.0, file=sys.stderr, disable=not world.is_main)
+    for batch in bar:
+        batch = to_device(batch, device)
+        loss = train_step(task, net, batch, run.optimizer, run.scheduler, cfg.grad_clip, run.precision, run.scaler)
+        loss_sum += loss.detach()  # summed where it is: reading it each step would wait for a GPU
+        count += 1
+        samples += batch.size
+    train_seconds = time.perf_counter() - t0
+    total, steps, seen = distributed.sum_over_ranks([loss_sum.item(), count, samples], world, device)
+    run.model.eval()
+    val = distributed.from_main(lambda: _validate(task, run.model, run.val_data, device, world), world)
+    return {"epoch": epoch, "train_loss": total / max(steps, 1), **val,
+            "lr": run.optimizer.param_groups[0]["lr"], "epoch_seconds": time.perf_counter() - t0,
+            "train_samples_per_s": seen / train_seconds if seen else None}
+
+
+def _select(run: Run, state: LoopState, record: dict[str, Any]) -> None:
+    """Record the epoch; keep its weights when the monitored metric improved, else count a bad epoch."""
+    task, epoch = run.task, record["epoch"]
+    state.history.append(record)
+    value = record[task.monitor]
+    if _improved(value, state.best, task.monitor_mode):
+        state.best, state.best_epoch, state.bad_epochs = value, epoch, 0
+        state.best_state = copy.deepcopy({k: v.cpu() for k, v in run.model.state_dict().items()}) \
+            if run.world.is_main else None
+    else:
+        state.bad_epochs += 1
+    state.epoch = epoch
+    if run.world.is_main:
+        print(f"[{task.model_id}] epoch {epoch}: " + ", ".join(
+            f"{k}={v:.4g}" for k, v in record.items() if k != "epoch" and isinstance(v, float)), file=sys.stderr)
+
+
+def _save_resume(run: Run, state: LoopState) -> None:
+    """The resume checkpoint after an epoch (rank 0 writes it; every rank's RNG state goes in)."""
+    rank_rng_states = distributed.gather(rng_state(), run.world)  # each rank's dropout goes on where it was
+    if not run.world.is_main:
+        return
+    resume: dict[str, Any] = {
+        "task": run.task.name, "variant": run.task.variant, "config": run.config,
+        "model_state": run.model.state_dict(), "optimizer_state": run.optimizer.state_dict(),
+        "scheduler_state": run.scheduler.state_dict(), "rng_state": rng_state(), "loop_state": state.as_dict()}
+    if run.world.size > 1:
+        resume["rank_rng_states"] = rank_rng_states
+    if run.scaler is not None:
+        resume["scaler_state"] = run.scaler.state_dict()
+    save_checkpoint(run.resume_path, resume)
+
+
+def _finish(run: Run, state: LoopState, tracker: Tracker | None, started: float) -> dict[str, Any]:
+    """The best epoch's weights and summary; rank 0 writes the outputs and drops the resume file."""
+    task, model, world = run.task, run.model, run.world
+    if world.is_main and state.best_state is not None:  # rank 0 holds the best weights
+        model.load_state_dict(state.best_state)
+    best = next(r for r in state.history if r["epoch"] == state.best_epoch)
+    summary = {"best_epoch": state.best_epoch, "epochs_run": state.epoch,
+               "train_seconds": round(sum(r["epoch_seconds"] for r in state.history), 3),
                **{k: v for k, v in best.items() if k.startswith("val_")},
                "parameters": sum(p.numel() for p in model.parameters())}
     if world.is_main:
-        _write_outputs(task, model, config, state, summary, tracker)
-        resume_path.unlink(missing_ok=True)
-        print(f"[{task.model_id}] done in {time.perf_counter() - started:.1f}s: best epoch {state['best_epoch']}, "
-              f"{task.monitor}={state['best']:.4g}", file=sys.stderr)
+        _write_outputs(task, model, run.config, state, summary, tracker)
+        run.resume_path.unlink(missing_ok=True)
+        print(f"[{task.model_id}] done in {time.perf_counter() - started:.1f}s: best epoch {state.best_epoch}, "
+              f"{task.monitor}={state.best:.4g}", file=sys.stderr)
     distributed.stop(world)
     return summary
 
@@ -254,25 +337,27 @@ def _validate(task: Task, model: torch.nn.Module, data: Any, device: torch.devic
         return task.validation_metrics(model, data, device)
 
 
-def _write_outputs(task: Task, model: torch.nn.Module, config: dict, state: dict, summary: dict,
-                   tracker: Tracker | None) -> None:
+def _write_outputs(task: Task, model: torch.nn.Module, config: dict[str, Any], state: LoopState,
+                   summary: dict[str, Any], tracker: Tracker | None) -> None:
     model_file = paths.model_path(task.model_id)
     save_checkpoint(model_file, {
         "task": task.name, "variant": task.variant, "config": config,
         "model_state": {k: v.cpu() for k, v in model.state_dict().items()},
-        "meta": {"best_epoch": state["best_epoch"]},  # no run id: same params must give the same bytes
+        "meta": {"best_epoch": state.best_epoch},  # no run id: same params must give the same bytes
     })
     out = paths.metrics_dir(task.model_id)
     write_json(out / "train.json", summary)
     history = [{k: v for k, v in r.items() if k not in ("epoch_seconds", "train_samples_per_s")}
-               for r in state["history"]]
+               for r in state.history]
     write_csv(out / "history.csv", history)
     loss_keys = [k for k in history[0] if k.endswith("loss")]
     line_plot(out / "history.png", history, "epoch", loss_keys, f"{task.model_id}: loss per epoch", "loss", logy=True)
     if tracker:
         from seqlab.tracking.mlflow_model import log_model
 
-        tracker.set_tags({MODEL_TAG: file_digest(model_file)})  # how evaluate finds this run
+        digest = file_digest(model_file)
+        tracker.set_tags({MODEL_TAG: digest})  # how evaluate finds this run without the id below
+        remember_training_run(task.model_id, digest, tracker.run_id)  # how evaluate gets this run's id
         tracker.log_metrics({f"final_{k}": v for k, v in summary.items() if k != "parameters"})
         tracker.log_metrics({"parameters": summary["parameters"]})
         for f in (out / "history.csv", out / "history.png"):

@@ -254,3 +254,26 @@ def test_server_dying_mid_training_fails_in_one_line_and_the_rerun_resumes(tmp_p
         assert sorted({m["step"] for m in history["metrics"]}) == list(range(1, EPOCHS + 1))
     finally:
         server.stop()
+
+
+def test_evaluate_takes_the_run_id_the_train_stage_left(tmp_path, monkeypatch):
+    """The id train left is used when it is for this model file and in this store; otherwise the digest search."""
+    import seqlab.tracking as tracking
+
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+
+    class Store:
+        def get_run(self, run_id: str) -> None:
+            if run_id != "r1":
+                raise LookupError(run_id)  # what a client raises for a run of another store
+
+    monkeypatch.setattr(tracking, "_client", Store)
+    monkeypatch.setattr(tracking, "find_run", lambda experiment, tag, value: f"searched:{value}")
+    assert tracking.training_run("seqlab-kth", "kth", "tag", "d1") == "searched:d1"  # nothing left
+    tracking.remember_training_run("kth", "d1", "r1")
+    assert tracking.training_run("seqlab-kth", "kth", "tag", "d1") == "r1"
+    assert tracking.training_run("seqlab-kth", "kth", "tag", "d2") == "searched:d2"  # another model file
+    tracking.remember_training_run("kth", "d1", "r9")
+    assert tracking.training_run("seqlab-kth", "kth", "tag", "d1") == "searched:d1"  # not in this store
+    tracking.training_run_file("kth").write_text("{")
+    assert tracking.training_run("seqlab-kth", "kth", "tag", "d1") == "searched:d1"  # damaged

@@ -205,25 +205,6 @@ def test_params_type_is_the_root():
 
 # --- checkpoints of the previous code ----------------------------------------------------------------------
 
-def test_checkpoint_of_the_previous_code_loads(tmp_path):
-    """Before the rename: variant "rnn", and a model dict without the keys added since (defaults apply)."""
-    from seqlab.core.checkpoint import load_model
-
-    torch.manual_seed(0)
-    old_args = {"hidden_size": 8, "num_layers": 1, "projection": 4}
-    model = MODELS["bilstm"](num_classes=4, height=16, **old_args)
-    config = {"task": "ocr", "variant": "rnn", "seed": 0, "model": old_args, "train": {},
-              "meta": {"charset": "abc", "height": 16}}
-    path = tmp_path / "ocr-rnn.pt"
-    save_checkpoint(path, {"task": "ocr", "variant": "rnn", "config": config, "model_state": model.state_dict(),
-                           "meta": {}})
-    task, loaded, _ = load_model(path, "ocr")
-    assert task.variant == "bilstm" and task.model_id == "ocr-bilstm" and task.charset.chars == "abc"
-    assert loaded.downsample == 4  # the constructor's default stride
-    images, widths = torch.rand(2, 1, 16, 12), torch.tensor([12, 7])
-    assert torch.equal(loaded(images, widths)[0], model.eval()(images, widths)[0])
-
-
 def test_binary_add_checkpoint_before_the_loss_param_loads(tmp_path):
     from seqlab.core.checkpoint import load_model
 

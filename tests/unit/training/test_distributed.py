@@ -160,7 +160,7 @@ def test_ocr_shards_build_only_their_batches_and_keep_width_buckets():
 @pytest.mark.parametrize("scaled", [False, True])
 def test_mixed_precision_step_trains(scaled):
     """bf16 autocast (CPU's stands in for CUDA's) and the scaler's path: a finite loss, fp32 weights that move."""
-    from seqlab.training import make_scheduler, train_step
+    from seqlab.training.loop import make_scheduler, train_step
 
     task, data = _kth_split(64)
     torch.manual_seed(0)

@@ -94,8 +94,18 @@ class WidthBucketSampler(Sampler[list[int]]):
             yield batches[i]
 
 
+@dataclass(frozen=True)
+class BatchAugmentation:
+    """How to augment one training batch: a sample's augmentation depends on (seed, its index in the split),
+    the batch's noise on (seed, number) only."""
+
+    config: AugmentConfig
+    seed: int  # the epoch's seed (the training loop derives one per epoch)
+    number: int  # the batch's number in the epoch
+
+
 def collate(images: Sequence[np.ndarray], labels: Sequence[Sequence[int]], pad_multiple: int = 4,
-            index: Sequence[int] | None = None, augmentation: tuple[AugmentConfig, int, int] | None = None) -> OcrBatch:
+            index: Sequence[int] | None = None, augmentation: BatchAugmentation | None = None) -> OcrBatch:
     """Pad a list of uint8 (H, W) images to one normalised batch.
 
     Args:
@@ -103,8 +113,7 @@ def collate(images: Sequence[np.ndarray], labels: Sequence[Sequence[int]], pad_m
         labels: class indices of each image (charset index + 1; 0 is the CTC blank).
         pad_multiple: pad the batch width up to a multiple of this (>= the model's ``downsample``).
         index: each image's position in its split (default 0..B-1), so outputs can be put back in order.
-        augmentation: (config, seed, batch number) to augment a training batch first; a sample's
-            augmentation depends on (seed, its index) and the noise on (seed, batch number) only.
+        augmentation: to augment a training batch first.
     """
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
@@ -120,12 +129,12 @@ def collate(images: Sequence[np.ndarray], labels: Sequence[Sequence[int]], pad_m
     gray = torch.from_numpy(batch)
     widths = torch.tensor([im.shape[1] for im in images], dtype=torch.long)
     positions = torch.tensor(range(len(images)) if index is None else index, dtype=torch.long)
-    if augmentation is not None and augmentation[0].enabled:
-        config, seed, number = augmentation
+    if augmentation is not None and augmentation.config.enabled:
+        seed = augmentation.seed
         need = torch.tensor([MIN_COLUMNS_PER_CTC_STEP * ctc_min_length(lab) for lab in labels])
-        gray, widths = augment(gray, widths, sample_params(seed, 0, positions),
-                               torch.Generator().manual_seed(derive_seed(seed, "augment", number)), config,
-                               min_widths=need, pad_multiple=pad_multiple)
+        gray, widths = augment(gray, widths, sample_params(seed, positions),
+                               torch.Generator().manual_seed(derive_seed(seed, "augment", augmentation.number)),
+                               augmentation.config, min_widths=need, pad_multiple=pad_multiple)
     flat = [c for lab in labels for c in lab]
     ink, widths = pad_margins(normalize(gray, widths), widths, round(MARGIN * gray.shape[2]), pad_multiple)
     return OcrBatch(
@@ -157,7 +166,8 @@ def iterate_batches(data: OcrSplit, batch_size: int, generator: torch.Generator 
     for number, idx in enumerate(sampler):
         if number % world != rank:
             continue
-        augmentation = (augment_config, seed, number) if augment_config and generator is not None else None
+        augmentation = BatchAugmentation(augment_config, seed, number) if augment_config and generator is not None \
+            else None
         yield collate([data.images[i] for i in idx], [data.labels[i] for i in idx], pad_multiple, index=idx,
                       augmentation=augmentation)
 

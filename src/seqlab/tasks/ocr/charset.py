@@ -10,8 +10,6 @@ The default, ``english``, is printed English: digits, a-z, A-Z, the punctuation 
 The space is a character like any other, so one model reads a word or a line of words. Every named
 charset ends with it: its class index is ``len(chars)`` (37 in digits_lower, 77 in english). Labels are normalised
 to single spaces between words and none at either end ("  two   words " -> "two words").
-Checkpoints written before the space existed store the named charset's characters without it;
-:meth:`Charset.from_name` reads those back as that charset without the space (the old class count).
 """
 
 from __future__ import annotations
@@ -60,14 +58,11 @@ class Charset:
         """A named charset (english, digits_lower, alnum, printable) or an explicit string of characters.
 
         An explicit string equal to a named set's characters is that set (with its case folding),
-        so a charset saved as its characters loads back with the same behaviour; the characters of a
-        named set without its space (checkpoints older than the space) give that set without the space.
+        so a charset saved as its characters loads back with the same behaviour.
         """
         for name, (chars, caseless) in NAMED_CHARSETS.items():
             if name_or_chars in (name, chars):
                 return cls(name, chars, caseless)
-            if name_or_chars == chars.rstrip(SPACE):
-                return cls(name, name_or_chars, caseless)
         return cls(name_or_chars, name_or_chars)
 
     @property

@@ -53,7 +53,6 @@ class PaddedBiLSTM(nn.Module):
         self.forward_layers = nn.ModuleList(_lstm(n, hidden_size) for n in sizes)
         self.backward_layers = nn.ModuleList(_lstm(n, hidden_size) for n in sizes)
         self.dropout = nn.Dropout(dropout if num_layers > 1 else 0.0)
-        self._register_load_state_dict_pre_hook(self._from_bidirectional)
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
         index = reverse_within_lengths(lengths.clamp(min=1), x.shape[0])
@@ -65,19 +64,6 @@ class PaddedBiLSTM(nn.Module):
             back, _ = bwd(x.gather(0, rev))
             x = torch.cat([ahead, back.gather(0, index[:, :, None].expand(-1, -1, back.shape[2]))], dim=2)
         return x
-
-    @staticmethod
-    def _from_bidirectional(state: dict[str, Tensor], prefix: str, *_: object) -> None:
-        """Load checkpoints written when this was one nn.LSTM(bidirectional=True): `weight_ih_l1_reverse`
-        becomes `backward_layers.1.weight_ih_l0`, and so on."""
-        for key in [k for k in state if k.startswith(prefix) and "." not in k[len(prefix):]]:
-            name = key[len(prefix):]
-            kind, _sep, layer = name.rpartition("_l")
-            reverse = layer.endswith("_reverse")
-            layer = layer.removesuffix("_reverse")
-            if kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh") and layer.isdigit():
-                side = "backward_layers" if reverse else "forward_layers"
-                state[f"{prefix}{side}.{layer}.{kind}_l0"] = state.pop(key)
 
 
 def _ctc_frames(logits: Tensor, lengths: Tensor, frames: int) -> tuple[Tensor, Tensor]:

@@ -366,20 +366,8 @@ def generate(
     rendered = render_images(all_specs, cfg, workers, progress)
     render_seconds = time.perf_counter() - render_start
 
-    stats: dict[str, Any] = {"counts": {}, "mean_width": {}, "retries": rendered.retries}
-    offset = 0
-    for split in SPLITS:
-        split_specs = specs[split]
-        images = rendered.images[offset : offset + len(split_specs)]
-        offset += len(split_specs)
-        labels = [charset.normalize(s.text) for s in split_specs]
-        split_fonts = [s.font for s in split_specs]
-        save_split(out_dir / f"{split}.npz", images, labels, split_fonts, cfg.height, [s.kind for s in split_specs])
-        if split == "train":
-            contact_sheet(out_dir / "contact_sheet.png", images, labels, split_fonts)
-        stats["counts"][split] = len(images)
-        stats["mean_width"][split] = round(float(np.mean([im.shape[1] for im in images])), 2)
-
+    stats: dict[str, Any] = {**_save_splits(out_dir, specs, rendered.images, charset, cfg.height),
+                             "retries": rendered.retries}
     stats.update(
         charset=charset.name,
         chars=charset.chars,
@@ -393,4 +381,24 @@ def generate(
         seconds=round(time.perf_counter() - start, 2),
         images_per_s=round(len(all_specs) / max(render_seconds, 1e-9), 1),
     )
+    return stats
+
+
+def _save_splits(out_dir: Path, specs: dict[str, list[ImageSpec]], images: list[np.ndarray], charset: Charset,
+                 height: int) -> dict[str, Any]:
+    """Write each split's share of `images` (rendered in SPLITS order) and the train contact sheet; their
+    counts and mean widths."""
+    stats: dict[str, Any] = {"counts": {}, "mean_width": {}}
+    offset = 0
+    for split in SPLITS:
+        split_specs = specs[split]
+        split_images = images[offset : offset + len(split_specs)]
+        offset += len(split_specs)
+        labels = [charset.normalize(s.text) for s in split_specs]
+        split_fonts = [s.font for s in split_specs]
+        save_split(out_dir / f"{split}.npz", split_images, labels, split_fonts, height, [s.kind for s in split_specs])
+        if split == "train":
+            contact_sheet(out_dir / "contact_sheet.png", split_images, labels, split_fonts)
+        stats["counts"][split] = len(split_images)
+        stats["mean_width"][split] = round(float(np.mean([im.shape[1] for im in split_images])), 2)
     return stats

@@ -29,9 +29,6 @@ from seqlab.tasks.ocr.report import evaluate_recognizer
 if TYPE_CHECKING:
     from seqlab.tasks.ocr.config import AugmentConfig, OcrDataConfig
 
-LEGACY_VARIANTS = {"rnn": "bilstm"}  # names in checkpoints written before the rename
-
-
 class OcrTask(Task):
     name = "ocr"
     variants = entry("ocr").variants
@@ -55,13 +52,13 @@ class OcrTask(Task):
     def for_training(cls, section: RunSection, variant: str | None) -> Self:
         if variant is None:
             raise ValueError(f"an OCR training run needs a variant ({', '.join(cls.variants)})")
-        meta = ocr_data.read_meta(paths.data_dir(cls.name))
+        meta = ocr_data.read_meta(paths.data_dir(cls.name))  # read once: data_meta hands these on to the checkpoint
         return cls(variant, Charset.from_name(meta["charset"]), getattr(section, "augment", None), int(meta["height"]))
 
     @classmethod
     def from_checkpoint(cls, config: Mapping[str, Any]) -> Self:
         variant, meta = config["variant"], config["meta"]
-        return cls(LEGACY_VARIANTS.get(variant, variant), Charset.from_name(meta["charset"]), height=int(meta["height"]))
+        return cls(variant, Charset.from_name(meta["charset"]), height=int(meta["height"]))
 
     # --- data -----------------------------------------------------------------------------
     @classmethod
@@ -89,8 +86,7 @@ class OcrTask(Task):
 
     # --- model ----------------------------------------------------------------------------
     def data_meta(self, data: OcrSplit) -> dict[str, Any]:
-        meta = ocr_data.read_meta(self.data_dir)
-        return {"charset": meta["charset"], "height": meta["height"]}
+        return {"charset": self.charset.chars, "height": self.height}  # as meta.json has them
 
     def build_model(self, model: Mapping[str, Any], meta: Mapping[str, Any]) -> nn.Module:
         return MODELS[self.variant](num_classes=len(meta["charset"]) + 1, height=meta["height"], **model)
@@ -115,17 +111,17 @@ class OcrTask(Task):
 
     # --- predict --------------------------------------------------------------------------
     def answers(self, model: nn.Module, meta: Mapping[str, Any], inputs: Iterable[str]) -> Iterator[Answer]:
-        """Image paths in, read as one batch; an unreadable file is refused, the rest still read."""
+        """Image paths in, read as one batch; an unreadable file is refused, the rest still read. The charset
+        and height are this task's, built from the same checkpoint's `meta` (from_checkpoint)."""
         from seqlab.tasks.ocr.images import ImageReadError, load_word_image
 
         paths_in, images, errors = list(inputs), [], {}
         for i, path in enumerate(paths_in):
             try:
-                images.append(load_word_image(path, meta["height"]))
+                images.append(load_word_image(path, self.height))
             except ImageReadError as exc:
                 errors[i] = str(exc)
-        texts = iter(CtcReader(model, Charset.from_name(meta["charset"]), torch.device("cpu")).read(images)
-                     if images else [])
+        texts = iter(CtcReader(model, self.charset, torch.device("cpu")).read(images) if images else [])
         for i, path in enumerate(paths_in):
             yield Answer(path, None, errors[i]) if i in errors else Answer(path, next(texts), None)
 

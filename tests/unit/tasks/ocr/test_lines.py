@@ -30,12 +30,6 @@ def test_labels_keep_one_space_between_words() -> None:
     assert ids[2] == len(CHARSET) and CHARSET.decode(ids) == "ab cd"
 
 
-def test_checkpoint_charsets_from_before_the_space_load_as_they_were() -> None:
-    old = Charset.from_name("0123456789abcdefghijklmnopqrstuvwxyz")  # meta.json of an older checkpoint
-    assert old.name == "digits_lower" and old.caseless and len(old) == 36 and not old.has_space
-    assert old.normalize("ABC") == "abc"
-
-
 def test_other_whitespace_is_refused() -> None:
     with pytest.raises(ValueError, match="whitespace"):
         Charset("tabbed", "ab\t ")
