@@ -71,7 +71,7 @@ def test_no_test_split_no_grid() -> None:
 
 
 def test_splits_with_kinds_are_scored_by_kind() -> None:
-    """Per-kind rows for splits that record kinds; in eval.json only a compact CER per kind."""
+    """Per-kind rows for splits that record kinds, as a table only: a split's figures stay scalars."""
     texts = ["London", "2048", "b0ok", "qzx", "paris", "Two words", "A window of prose"]
     kinds = ["dictionary", "number", "mixed", "random", "dictionary", "words", "prose"]
     preds = ["london", "2049", "b0ok", "", "paris", "Two words", "A window of prose"]
@@ -90,9 +90,7 @@ def test_splits_with_kinds_are_scored_by_kind() -> None:
         {"split": "test", "kind": "random", "count": 1, "cer": 1.0, "cer_nocase": 1.0, "word_accuracy": 0.0},
         {"split": "test", "kind": "words", "count": 1, "cer": 0.0, "cer_nocase": 0.0, "word_accuracy": 1.0},
     ]
-    assert metrics["test"]["cer_by_kind"] == {"dictionary": 1 / 11, "mixed": 0.0, "number": 0.25, "prose": 0.0,
-                                              "random": 1.0, "words": 0.0}
-    assert set(metrics["test_heldout_fonts"]) == EVAL_KEYS  # no kinds, no per-kind figures
+    assert set(metrics["test"]) == set(metrics["test_heldout_fonts"]) == EVAL_KEYS  # with kinds or without
 
 
 def test_ctc_evaluation_reads_native_height_scans_as_predict_would(tmp_path, monkeypatch) -> None:
