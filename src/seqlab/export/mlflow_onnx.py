@@ -51,7 +51,9 @@ def log_onnx_model(run_id: str, path: Path) -> str:
     props = {p.key: p.value for p in proto.metadata_props}
     metadata = {"seqlab_model_id": props[METADATA_MODEL_ID], "seqlab_config": json.loads(props[METADATA_CONFIG])}
     # By id, not under mlflow.start_run(run_id), which would reopen the finished training run and end it again:
-    # its duration in the UI would then run up to the export.
+    # its duration in the UI would then run up to the export. With no active run, MLflow files the logged model
+    # under the current experiment, which must be the run's for `runs:/<run id>/onnx` to find it.
+    mlflow.set_experiment(experiment_id=mlflow.MlflowClient().get_run(run_id).info.experiment_id)
     info = mlflow.onnx.log_model(proto, name=ARTIFACT_PATH, run_id=run_id, input_example=input_example(path),
                                  pip_requirements=[f"{n}=={version(n)}" for n in REQUIREMENTS],
                                  metadata=metadata, save_as_external_data=False,

@@ -226,10 +226,10 @@ def test_champion_moves_only_when_the_metric_improves(kth_repo, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")  # restored after the test (mlflow exports it)
     (kth_run,) = mlflow_runs(db, "seqlab-kth")
     best = float(version_tags(db, "seqlab-kth", 1)["seqlab.test_value"])
-    worse = register(kth_run["id"], kth, {"test.accuracy": best - 0.25})
+    worse = register(kth_run["id"], kth, best - 0.25)
     assert (worse.version, worse.promoted, worse.champion_before) == ("3", False, pytest.approx(best))
     assert champion_version(db, "seqlab-kth") == 1
-    better = register(kth_run["id"], kth, {"test.accuracy": best + 0.25})
+    better = register(kth_run["id"], kth, best + 0.25)
     assert (better.version, better.promoted) == ("4", True)
     assert champion_version(db, "seqlab-kth") == 4
 
