@@ -400,7 +400,7 @@ def learning_curve(metrics: Metrics, model_id: str) -> list[str]:
 
 def tables(metrics: Metrics) -> str:
     sections = [
-        ["*Printed by `python scripts/results_table.py` (`make results` writes it here) from `metrics/*.json`; "
+        ["*Printed by `python scripts/results_table.py` (`make results` writes it here) from `metrics/`; "
          "`tests/unit/scripts/test_readme_results.py` fails when this block differs.*"],
         results_table(metrics),
         ["**OCR by test split: word images** (CER is case-sensitive on the full charset; in brackets the "
