@@ -32,7 +32,7 @@ from seqlab.core.paths import repo_root, state_dir
 from seqlab.core.results import HEADLINE_FILE, SPLITS_FILE
 from seqlab.core.storage import write_json
 
-if TYPE_CHECKING:  # a type only: core.task imports torch, which `seqlab train` checks the server before
+if TYPE_CHECKING:  # a type only: core.task imports torch, and `seqlab train` probes the server before torch loads
     from seqlab.core.task import Reference
 
 PROBE_TIMEOUT_S = 5.0
@@ -244,7 +244,7 @@ def log_results(run: RunLog, files: Sequence[Path]) -> None:
     same names for every model of a task); splits.json and the CSV breakdowns as tables, which the UI shows as
     tables instead of a chart per figure; eval.json and the images as artifacts."""
     for f in files:
-        if f.name == HEADLINE_FILE:
+        if f.name == HEADLINE_FILE:  # its figures, and the file itself below
             run.log_metrics(flatten(json.loads(f.read_text())))
         if f.name == SPLITS_FILE or f.suffix == ".csv":
             run.log_table(f, f"{EVALUATION_DIR}/{f.stem}.json")
