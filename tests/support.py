@@ -7,16 +7,20 @@ outside pytest's tmp dirs. Fixtures live in tests/conftest.py; import these as `
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
 import os
 import re
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -322,3 +326,65 @@ def one_error_line(proc: subprocess.CompletedProcess) -> str:
     lines = err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("seqlab: error: "), err[-3000:]
     return lines[0]
+
+
+# --- mlflow models serve -----------------------------------------------------------------------------
+
+SERVE_READY_S = 180.0  # ~10 s on an idle machine; generous for a busy one
+
+
+def readme_serve_example(index: int = 0) -> tuple[str, list[str]]:
+    """(the `mlflow models serve` line, the curl lines) of README's `index`-th serving example (0: the pyfunc
+    model's, 1: the ONNX model's)."""
+    text = (REPO / "README.md").read_text()
+    block = [b for b in re.findall(r"```bash\n(.*?)```", text, re.S) if "mlflow models serve" in b][index]
+    lines = block.strip().splitlines()
+    serve = next(line for line in lines if "mlflow models serve" in line)
+    return serve, [line for line in lines if line.startswith("curl ")]
+
+
+@contextlib.contextmanager
+def served(command: str, root: Path, env: dict[str, str], port: int) -> Iterator[subprocess.Popen]:
+    """Run a serve command line in its own process group; wait (bounded) until /ping answers; stop the group."""
+    proc = subprocess.Popen(["bash", "-c", command.rstrip(" &")], cwd=root, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + SERVE_READY_S
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"{command} exited with {proc.returncode}: {proc.stderr.read()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, f"{command}: no answer on port {port} after {SERVE_READY_S:.0f} s"
+            time.sleep(0.5)
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=30)
+        end = time.monotonic() + 30
+        while _group_members(proc.pid) and time.monotonic() < end:
+            time.sleep(0.2)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _group_members(pgid: int) -> list:
+    sys.path.insert(0, str(TOOLS))  # the process-group helper of the MLflow server tool
+    from mlflow_server import group_members
+
+    return group_members(pgid)
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (the MLflow server tool's)."""
+    sys.path.insert(0, str(TOOLS))
+    from mlflow_server import free_port as pick
+
+    return pick()

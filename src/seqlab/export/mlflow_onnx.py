@@ -13,6 +13,7 @@ import json
 import sys
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,6 +37,24 @@ def input_example(path: Path) -> dict[str, np.ndarray]:
     return example
 
 
+def signature(path: Path) -> Any:
+    """The MLflow signature of the graph at `path`: every input and output as a tensor of its ONNX dtype, dynamic
+    axes as -1. The scoring server converts JSON requests to these dtypes (JSON numbers alone would arrive as
+    int64 or float64, which onnxruntime refuses)."""
+    import onnx
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    graph = onnx.load(str(path)).graph
+
+    def specs(values: Any) -> Schema:
+        return Schema([TensorSpec(onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type),
+                                  tuple(d.dim_value if d.HasField("dim_value") else -1
+                                        for d in v.type.tensor_type.shape.dim), v.name) for v in values])
+
+    return ModelSignature(inputs=specs(graph.input), outputs=specs(graph.output))
+
+
 def log_onnx_model(run_id: str, path: Path) -> str:
     """Log the ONNX file at `path` as the MLflow model `onnx` of run `run_id`, leaving the run's status and end
     time as they are; return the logged model's id."""
@@ -55,6 +74,7 @@ def log_onnx_model(run_id: str, path: Path) -> str:
     # under the current experiment, which must be the run's for `runs:/<run id>/onnx` to find it.
     mlflow.set_experiment(experiment_id=mlflow.MlflowClient().get_run(run_id).info.experiment_id)
     info = mlflow.onnx.log_model(proto, name=ARTIFACT_PATH, run_id=run_id, input_example=input_example(path),
+                                 signature=signature(path),
                                  pip_requirements=[f"{n}=={version(n)}" for n in REQUIREMENTS],
                                  metadata=metadata, save_as_external_data=False,
                                  onnx_session_options={"intra_op_num_threads": 2, "execution_mode": "sequential",

@@ -10,29 +10,32 @@ process that imports mlflow and pandas, not seqlab.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
-import os
-import re
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 from PIL import Image, ImageDraw
 
-from tests.support import REPO, SANDBOX, mlflow_runs, run, sandbox_env, tiny_params
+from tests.support import (
+    REPO,
+    SANDBOX,
+    mlflow_runs,
+    readme_serve_example,
+    run,
+    sandbox_env,
+    served,
+    tiny_params,
+)
 
 sys.path.insert(0, str(REPO / "tools"))  # the process-group helpers of the MLflow server tool
-from mlflow_server import free_port, group_members  # noqa: E402
+from mlflow_server import free_port  # noqa: E402
 
 pytestmark = pytest.mark.slow  # the fixtures train kth through the CLI and start fresh Python processes
 
@@ -146,51 +149,6 @@ def test_predict_takes_the_registered_champion(kth_repo):
 
 
 # --- mlflow models serve -----------------------------------------------------------------------------
-
-SERVE_READY_S = 180.0  # ~10 s on an idle machine; generous for a busy one
-
-
-def readme_serve_example() -> tuple[str, list[str]]:
-    """(the `mlflow models serve` line, the curl lines) of README's serving example, each followed by the
-    comment line that gives its answer."""
-    text = (REPO / "README.md").read_text()
-    block = next(b for b in re.findall(r"```bash\n(.*?)```", text, re.S) if "mlflow models serve" in b)
-    lines = block.strip().splitlines()
-    serve = next(line for line in lines if "mlflow models serve" in line)
-    return serve, [line for line in lines if line.startswith("curl ")]
-
-
-@contextlib.contextmanager
-def served(command: str, root: Path, env: dict[str, str], port: int) -> Iterator[subprocess.Popen]:
-    """Run a serve command line in its own process group; wait (bounded) until /ping answers; stop the group."""
-    proc = subprocess.Popen(["bash", "-c", command.rstrip(" &")], cwd=root, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        deadline = time.monotonic() + SERVE_READY_S
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"{command} exited with {proc.returncode}: {proc.stderr.read()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, f"{command}: no answer on port {port} after {SERVE_READY_S:.0f} s"
-            time.sleep(0.5)
-        yield proc
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=30)
-        end = time.monotonic() + 30
-        while group_members(proc.pid) and time.monotonic() < end:
-            time.sleep(0.2)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
 
 def test_served_model_answers_the_readmes_curl_and_refuses_unknown_columns(kth_repo):
     serve, (good, bad) = readme_serve_example()

@@ -10,6 +10,7 @@ beside its checkpoint is refused. The MLflow model of an export loads and predic
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -28,7 +29,7 @@ from seqlab.tasks.ocr.charset import Charset
 from seqlab.tasks.ocr.ctc import CtcReader
 from seqlab.tasks.sequence.common import SequenceTask, iterate_batches
 from seqlab.training.loop import train_step
-from tests.support import REPO, load_raw_params
+from tests.support import REPO, free_port, load_raw_params, readme_serve_example, served
 
 CHARSET = "abcdefghijklmnopqrstuvwxyz0123456789"
 OCR_MODELS = {"crnn": {"channels": [8, 16], "hidden_size": 16, "num_layers": 1, "downsample": 4, "pool": "stride",
@@ -228,3 +229,15 @@ print(json.dumps({{k: np.asarray(v).tolist() for k, v in out.items()}}))
     x[0, :, 3] = 1
     x[1, :4, 7] = 1
     assert np.abs(logits - onnx_model(x, torch.tensor([6, 4])).numpy()).max() == 0
+
+    # README's serving lines, on this store and a free port: the served logits are onnxruntime's
+    serve, (curl,) = readme_serve_example(1)
+    port = free_port()
+    serve = serve.replace("$PWD", str(tmp_path)).replace("<run id>", run_id).replace("5002", str(port))
+    with served(serve, tmp_path, {**env, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}, port):
+        answer = subprocess.run(["bash", "-c", curl.replace("5002", str(port))], capture_output=True, text=True,
+                                check=True).stdout
+    served_logits = np.array(json.loads(answer)["predictions"]["logits"])
+    x = torch.zeros(1, 3, 10)
+    x[0, [0, 1, 2], [9, 7, 0]] = 1
+    assert np.abs(served_logits - onnx_model(x, torch.tensor([3])).numpy()).max() < 1e-6
