@@ -191,8 +191,8 @@ def _processes_with(marker: str) -> list[int]:
 @pytest.mark.e2e
 def test_kill_9_under_ddp_then_rerun_matches_uninterrupted(tmp_path, data_dir):
     params = _params(2)
-    # Many short epochs: the kill lands after epoch 1's checkpoint, and the ranks, which poll for their
-    # launcher every 0.5 s, would have to outlive it by 10 epochs to finish the run.
+    # Many short epochs: the kill lands after epoch 1's checkpoint, and the ranks, which die with their
+    # launcher (PR_SET_PDEATHSIG), would have to outlive it by 10 epochs to finish the run.
     epochs = 12
     params["kth"]["train"].update(epochs=epochs, patience=epochs)
     reference = _workspace(tmp_path / "reference", params)
