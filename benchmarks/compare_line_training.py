@@ -79,7 +79,7 @@ def main() -> int:
             seconds["train"] = _run(["train", "ocr", "--variant", "crnn"], work, env)
             _run(["evaluate", "ocr", "--variant", "crnn"], work, env)
             results[name] = {"train_images": count, "line_share": share, "seconds": seconds,
-                             "eval": json.loads((work / "metrics/ocr-crnn/eval.json").read_text())}
+                             "eval": {r["split"]: r for r in json.loads((work / "metrics/ocr-crnn/splits.json").read_text())}}
             print(f"{name}: {count} images, line share {share}, train {seconds['train']:.0f} s", file=sys.stderr)
     print("| split | " + " | ".join(f"{n} ({c['train_images']} images)" for n, c in results.items()) + " |")
     print("|---|" + "---|" * len(results))

@@ -5,9 +5,10 @@
     python scripts/results_table.py --check README.md  # exit 1 with a diff when that block is stale
     python scripts/results_table.py --check README.md --rev HEAD  # ... against the metrics committed at HEAD
 
-Every figure comes from metrics/<id>/{train,eval}.json (written by `dvc repro`) and
-metrics/pipeline_times.json (written by scripts/timed_repro.py); the targets and their thresholds are
-metrics/targets.yaml, and whether each is met is computed from the figures. A missing file or split prints "—" instead of failing, so the tables can be printed while
+Every figure comes from metrics/<id>/ (written by `dvc repro`): splits.json (every figure of each test split;
+eval.json, what `dvc metrics show` prints, holds the headline ones of these), by_kind.csv, train.json
+and history.csv (a row per epoch); and from metrics/pipeline_times.json (written by scripts/timed_repro.py).
+The targets and their thresholds are metrics/targets.yaml, and whether each is met is computed from the figures. A missing file or split prints "—" instead of failing, so the tables can be printed while
 the pipeline is still being rerun. tests/unit/scripts/test_readme_results.py runs `--check`: the README must match
 the metrics in the working tree or, after `make pipeline` retrained on another machine (float noise in
 the last digits: README *Results*), the metrics committed at HEAD, which are what the README documents.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import difflib
+import io
 import json
 import subprocess
 import sys
@@ -39,10 +41,13 @@ BENCH = METRICS / "bench.json"  # written by `seqlab bench`
 TARGETS = METRICS / "targets.yaml"  # the targets and their thresholds, edited by hand
 MISSING = "—"
 
-# The metrics files read, by name relative to metrics/ without ".json".
-FILES = ("kth/eval", "kth/train", "binary_add/eval", "binary_add/train", "ocr-crnn/eval", "ocr-crnn/train",
-         "ocr-bilstm/eval", "ocr-bilstm/train", "ocr-tesseract/eval", "pipeline_times", "baselines/ocr-crnn-words",
-         "ocr-architectures/results")
+# The metrics files read, by path relative to metrics/; each is known by that path without its extension.
+FILES = ("kth/splits.json", "kth/train.json", "kth/history.csv",
+         "binary_add/splits.json", "binary_add/train.json", "binary_add/history.csv",
+         "ocr-crnn/splits.json", "ocr-crnn/by_kind.csv", "ocr-crnn/train.json", "ocr-crnn/history.csv",
+         "ocr-bilstm/splits.json", "ocr-bilstm/by_kind.csv", "ocr-bilstm/train.json", "ocr-bilstm/history.csv",
+         "ocr-tesseract/splits.json", "ocr-tesseract/by_kind.csv",
+         "pipeline_times.json", "baselines/ocr-crnn-words.json", "ocr-architectures/results.json")
 OCR_MODELS = {"ocr-crnn": "ocr crnn", "ocr-bilstm": "ocr bilstm", "ocr-tesseract": "Tesseract 5"}
 OCR_SPLITS = {
     "test": "trdg, training fonts",
@@ -60,7 +65,7 @@ KINDS = ("dictionary", "number", "mixed", "random")  # word kinds (seqlab.tasks.
 KIND_SPLITS = ("test", "test_reserved", "test_reserved_degraded")
 SEQUENCE_TASKS = ("kth", "binary_add")
 
-Metrics = dict[str, Any]  # file name (as in FILES) -> its parsed JSON; missing files are absent
+Metrics = dict[str, Any]  # file name (as in FILES, without extension) -> its contents (parse); missing files are absent
 
 
 @dataclass(frozen=True)
@@ -72,16 +77,41 @@ class Target:
 
 def load_metrics(root: Path = METRICS, rev: str | None = None) -> Metrics:
     """The metrics files in `root`, or as committed at git revision `rev` (the README documents those)."""
-    if rev is None:
-        return {name: json.loads((root / f"{name}.json").read_text())
-                for name in FILES if (root / f"{name}.json").is_file()}
     found = {}
     for name in FILES:
-        spec = f"{rev}:{(root / f'{name}.json').relative_to(ROOT).as_posix()}"
-        shown = subprocess.run(["git", "show", spec], cwd=ROOT, capture_output=True, text=True)
-        if shown.returncode == 0:
-            found[name] = json.loads(shown.stdout)
+        if rev is None:
+            text = (root / name).read_text() if (root / name).is_file() else None
+        else:
+            shown = subprocess.run(["git", "show", f"{rev}:{(root / name).relative_to(ROOT).as_posix()}"], cwd=ROOT,
+                                   capture_output=True, text=True)
+            text = shown.stdout if shown.returncode == 0 else None
+        if text is not None:
+            found[name.rsplit(".", 1)[0]] = parse(name, text)
     return found
+
+
+def parse(name: str, text: str) -> Any:
+    """A metrics file's contents: JSON as it is, but splits.json as {split: figures}; a CSV as its rows (numbers
+    as numbers), except by_kind.csv as {split: {kind: row}}."""
+    if not name.endswith(".csv"):
+        data = json.loads(text)
+        return {r["split"]: r for r in data} if name.endswith("/splits.json") else data
+    rows = [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(io.StringIO(text))]
+    if not name.endswith("/by_kind.csv"):
+        return rows
+    kinds: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        kinds.setdefault(row["split"], {})[row["kind"]] = row
+    return kinds
+
+
+def _number(text: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def get(metrics: Metrics, name: str, *keys: str) -> Any:
@@ -109,8 +139,10 @@ def cer_and_accuracy(split: dict | None) -> str:
 
 
 def training_cost(metrics: Metrics, model_id: str) -> str:
-    t = metrics.get(f"{model_id}/train")
-    return MISSING if t is None else f"{t['train_seconds']:.0f} s, {t['epochs_run']} epochs, {t['parameters']:,} params"
+    t, history = metrics.get(f"{model_id}/train"), metrics.get(f"{model_id}/history")
+    if t is None or history is None:
+        return MISSING
+    return f"{t['train_seconds']:.0f} s, {len(history)} epochs, {t['parameters']:,} params"  # a history row per epoch
 
 
 def table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -122,14 +154,14 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def results_table(metrics: Metrics) -> list[str]:
     rows = []
-    kth = metrics.get("kth/eval")
+    kth = metrics.get("kth/splits")
     if kth is None:
         rows.append(["kth", MISSING, MISSING, MISSING, training_cost(metrics, "kth")])
     else:
         test, gen = kth["test"], kth["generalization"]
         rows.append(["kth", f"test, lengths {test['min_len']}-{test['max_len']}", f"accuracy {pct(test['accuracy'])}",
                      f"lengths {gen['min_len']}-{gen['max_len']}: {pct(gen['accuracy'])}", training_cost(metrics, "kth")])
-    add = metrics.get("binary_add/eval")
+    add = metrics.get("binary_add/splits")
     if add is None:
         rows.append(["binary_add", MISSING, MISSING, MISSING, training_cost(metrics, "binary_add")])
     else:
@@ -139,10 +171,10 @@ def results_table(metrics: Metrics) -> list[str]:
                      f"{gen['min_bits']}-{gen['max_bits']} bits: exact {pct(gen['exact_match'])}",
                      training_cost(metrics, "binary_add")])
     for model_id, label in OCR_MODELS.items():
-        test = get(metrics, f"{model_id}/eval", "test")
+        test = get(metrics, f"{model_id}/splits", "test")
         split = MISSING if test is None else f"test ({test['count']} words)"
         in_range = MISSING if test is None else f"{cer_and_accuracy(test)}, {test['words_per_s']:.0f} words/s"
-        beyond = f"reserved families: {cer_and_accuracy(get(metrics, f'{model_id}/eval', 'test_reserved'))}"
+        beyond = f"reserved families: {cer_and_accuracy(get(metrics, f'{model_id}/splits', 'test_reserved'))}"
         cost = "no training (pretrained `eng` model)" if model_id == "ocr-tesseract" else training_cost(metrics, model_id)
         rows.append([label, split, in_range, beyond, cost])
     return table(["model", "split", "in range", "beyond training", "training"], rows)
@@ -152,7 +184,7 @@ def split_headers(metrics: Metrics, splits: dict[str, str], unit: str) -> list[s
     """A column header per split: its name, what it is, and its size as the first model that has it says."""
     headers = []
     for split, what in splits.items():
-        counts = [get(metrics, f"{m}/eval", split, "count") for m in OCR_MODELS]
+        counts = [get(metrics, f"{m}/splits", split, "count") for m in OCR_MODELS]
         size = next((f", {n} {unit}" for n in counts if n is not None), "")
         headers.append(f"`{split}` ({what}{size})")
     return headers
@@ -160,11 +192,11 @@ def split_headers(metrics: Metrics, splits: dict[str, str], unit: str) -> list[s
 
 def ocr_table(metrics: Metrics) -> list[str]:
     header = ["model", *split_headers(metrics, OCR_SPLITS, "words"), "words/s on `test`", "speed vs Tesseract"]
-    tesseract_speed = get(metrics, "ocr-tesseract/eval", "test", "words_per_s")
+    tesseract_speed = get(metrics, "ocr-tesseract/splits", "test", "words_per_s")
     rows = []
     for model_id, label in OCR_MODELS.items():
-        row = [label] + [cer_and_accuracy(get(metrics, f"{model_id}/eval", split)) for split in OCR_SPLITS]
-        test = get(metrics, f"{model_id}/eval", "test")
+        row = [label] + [cer_and_accuracy(get(metrics, f"{model_id}/splits", split)) for split in OCR_SPLITS]
+        test = get(metrics, f"{model_id}/splits", "test")
         if test is None:
             row += [MISSING, MISSING]
         else:
@@ -184,10 +216,10 @@ def lines_table(metrics: Metrics) -> list[str]:
     header = ["model", *split_headers(metrics, LINE_SPLITS, "lines"), "lines/s on `test_reserved_lines`"]
     rows = []
     for model_id, label in OCR_MODELS.items():
-        psm = get(metrics, f"{model_id}/eval", "test_reserved_lines", "psm")
+        psm = get(metrics, f"{model_id}/splits", "test_reserved_lines", "psm")
         row = [label + ("" if psm is None else f" (PSM {psm})")]
-        row += [cer_and_wer(get(metrics, f"{model_id}/eval", split)) for split in LINE_SPLITS]
-        speed = get(metrics, f"{model_id}/eval", "test_reserved_lines", "words_per_s")
+        row += [cer_and_wer(get(metrics, f"{model_id}/splits", split)) for split in LINE_SPLITS]
+        speed = get(metrics, f"{model_id}/splits", "test_reserved_lines", "words_per_s")
         rows.append(row + [MISSING if speed is None else f"{speed:.0f}"])
     return table(header, rows)
 
@@ -197,9 +229,9 @@ def kinds_table(metrics: Metrics) -> list[str]:
     rows = []
     for model_id, label in OCR_MODELS.items():
         for split in KIND_SPLITS:
-            by_kind = get(metrics, f"{model_id}/eval", split, "cer_by_kind")
+            by_kind = get(metrics, f"{model_id}/by_kind", split)
             if by_kind is not None:
-                rows.append([label, f"`{split}`", *(pct(by_kind.get(k)) for k in KINDS)])
+                rows.append([label, f"`{split}`", *(pct(get(by_kind, k, "cer")) for k in KINDS)])
     return table(["model", "split", *KINDS], rows) if rows else ["No per-kind figures yet: `dvc repro` writes them."]
 
 
@@ -234,14 +266,14 @@ NOT_MEASURED: Measure = (MISSING, None)
 
 
 def _accuracy(metrics: Metrics, *, at_least: float) -> Measure:
-    kth = get(metrics, "kth/eval", "test")
+    kth = get(metrics, "kth/splits", "test")
     if kth is None:
         return NOT_MEASURED
     return f"{pct(kth['accuracy'])} (lengths {kth['min_len']}-{kth['max_len']})", kth["accuracy"] >= at_least
 
 
 def _length_generalization(metrics: Metrics, *, at_least: float) -> Measure:
-    kth, gen = get(metrics, "kth/eval", "test"), get(metrics, "kth/eval", "generalization")
+    kth, gen = get(metrics, "kth/splits", "test"), get(metrics, "kth/splits", "generalization")
     if kth is None or gen is None:
         return NOT_MEASURED
     return (f"{pct(gen['accuracy'])} (lengths {gen['min_len']}-{gen['max_len']})",
@@ -249,7 +281,7 @@ def _length_generalization(metrics: Metrics, *, at_least: float) -> Measure:
 
 
 def _exact_match_beyond_training(metrics: Metrics, *, at_least: float) -> Measure:
-    gen = get(metrics, "binary_add/eval", "generalization")
+    gen = get(metrics, "binary_add/splits", "generalization")
     if gen is None:
         return NOT_MEASURED
     return f"{pct(gen['exact_match'])} ({gen['min_bits']}-{gen['max_bits']} bits, {gen['n']:,} sums)", \
@@ -257,15 +289,15 @@ def _exact_match_beyond_training(metrics: Metrics, *, at_least: float) -> Measur
 
 
 def _cer_below_tesseract(metrics: Metrics, *, split: str) -> Measure:
-    crnn = get(metrics, "ocr-crnn/eval", split, "cer")
-    tesseract = get(metrics, "ocr-tesseract/eval", split, "cer")
+    crnn = get(metrics, "ocr-crnn/splits", split, "cer")
+    tesseract = get(metrics, "ocr-tesseract/splits", split, "cer")
     if crnn is None or tesseract is None:
         return NOT_MEASURED
     return f"CRNN {pct(crnn)} vs Tesseract {pct(tesseract)}", crnn < tesseract
 
 
 def _nocase_cer_no_worse_than_baseline(metrics: Metrics, *, split: str) -> Measure:
-    now = get(metrics, "ocr-crnn/eval", split)
+    now = get(metrics, "ocr-crnn/splits", split)
     before = get(metrics, "baselines/ocr-crnn-words", "eval", split, "cer")
     if now is None or before is None:
         return NOT_MEASURED
@@ -273,15 +305,15 @@ def _nocase_cer_no_worse_than_baseline(metrics: Metrics, *, split: str) -> Measu
 
 
 def _case_cer_ratio(metrics: Metrics, *, split: str, max_ratio: float) -> Measure:
-    now = get(metrics, "ocr-crnn/eval", split)
+    now = get(metrics, "ocr-crnn/splits", split)
     if now is None:
         return NOT_MEASURED
     return f"{pct(now['cer'])} vs {pct(now['cer_nocase'])}", now["cer"] <= max_ratio * now["cer_nocase"]
 
 
 def _speed_vs_tesseract(metrics: Metrics, *, split: str, min_ratio: float) -> Measure:
-    crnn = get(metrics, "ocr-crnn/eval", split)
-    tesseract = get(metrics, "ocr-tesseract/eval", split)
+    crnn = get(metrics, "ocr-crnn/splits", split)
+    tesseract = get(metrics, "ocr-tesseract/splits", split)
     if crnn is None or tesseract is None:
         return NOT_MEASURED
     ratio = crnn["words_per_s"] / tesseract["words_per_s"]
@@ -353,24 +385,22 @@ def times_table(metrics: Metrics) -> list[str]:
     return [f"Measured by {how} on {times['cpu_count']} CPUs:", "", *table(["stage", "time"], rows)]
 
 
-def learning_curve(model_id: str, root: Path = METRICS) -> list[str]:
+def learning_curve(metrics: Metrics, model_id: str) -> list[str]:
     """Validation CER after each epoch of one model's run, with the training minutes spent so far (the
     run's train_seconds spread evenly over its epochs: history.csv keeps no wall-clock, so reruns are
     byte-identical)."""
-    history, train = root / model_id / "history.csv", root / model_id / "train.json"
-    if not history.is_file() or not train.is_file():
-        return [f"No {history} yet."]
-    with history.open() as fh:
-        rows = list(csv.DictReader(fh))
-    per_epoch = json.loads(train.read_text())["train_seconds"] / max(1, len(rows))
+    rows, train = metrics.get(f"{model_id}/history"), metrics.get(f"{model_id}/train")
+    if rows is None or train is None:
+        return [f"No metrics/{model_id}/history.csv yet."]
+    per_epoch = train["train_seconds"] / max(1, len(rows))
     return table(["epoch", "training minutes", "val CER", "val word acc"],
-                 [[r["epoch"], f"{int(r['epoch']) * per_epoch / 60:.1f}", pct(float(r["val_cer"])),
-                   pct(float(r["val_word_accuracy"]), 1)] for r in rows])
+                 [[str(r["epoch"]), f"{r['epoch'] * per_epoch / 60:.1f}", pct(r["val_cer"]),
+                   pct(r["val_word_accuracy"], 1)] for r in rows])
 
 
 def tables(metrics: Metrics) -> str:
     sections = [
-        ["*Printed by `python scripts/results_table.py` (`make results` writes it here) from `metrics/*.json`; "
+        ["*Printed by `python scripts/results_table.py` (`make results` writes it here) from `metrics/`; "
          "`tests/unit/scripts/test_readme_results.py` fails when this block differs.*"],
         results_table(metrics),
         ["**OCR by test split: word images** (CER is case-sensitive on the full charset; in brackets the "
@@ -384,7 +414,7 @@ def tables(metrics: Metrics) -> str:
          "follows from it, README *OCR architectures*)", "", *architectures_table(metrics)],
         ["**Targets**", "", *targets_table(metrics)],
         ["**CRNN validation CER against training time** (one onecycle schedule; `val` is trdg-rendered in the "
-         "training fonts, so it tracks `test`, not the reserved splits)", "", *learning_curve("ocr-crnn")],
+         "training fonts, so it tracks `test`, not the reserved splits)", "", *learning_curve(metrics, "ocr-crnn")],
         ["**Pipeline time per stage**", "", *times_table(metrics)],
     ]
     return "\n\n".join("\n".join(lines) for lines in sections)

@@ -144,14 +144,14 @@ def cmd_tesseract(args: argparse.Namespace) -> int:
 
     params = load_params(args.params, args.task)
     check_tracking_server()
-    from seqlab.core import paths
-    from seqlab.tasks.ocr.tesseract import MODEL_ID, run_tesseract_stage
-    from seqlab.tracking.runs import log_baseline_run, server_outage
+    from seqlab.tasks.ocr.tesseract import reference, run_tesseract_stage
+    from seqlab.tracking.runs import log_reference_run, server_outage
 
-    metrics = run_tesseract_stage(params.ocr.tesseract.word_psm, params.ocr.tesseract.line_psm)
-    files = sorted(f for f in paths.metrics_dir(MODEL_ID).iterdir() if f.suffix in (".json", ".csv", ".png"))
+    run_tesseract_stage(params.ocr.tesseract.word_psm, params.ocr.tesseract.line_psm)
+    baseline = reference()
+    assert baseline is not None  # the stage just wrote its files
     with server_outage("rerun"):
-        log_baseline_run("ocr", MODEL_ID, params.ocr.tesseract.model_dump(), metrics, files)  # beside the OCR models
+        log_reference_run("ocr", baseline)  # beside the OCR models; `seqlab evaluate ocr` logs it too when missing
     return 0
 
 

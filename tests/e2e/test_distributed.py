@@ -7,6 +7,7 @@ The unit tests of the same modules are tests/unit/training/test_distributed.py.
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 import sqlite3
@@ -87,8 +88,11 @@ def _runs(root: Path) -> list[tuple[str, str]]:
         db.close()
 
 
-def _train_json(root: Path, model_id: str) -> dict:
-    return yaml.safe_load((root / "metrics" / model_id / "train.json").read_text())
+def _summary(root: Path, model_id: str) -> dict:
+    """The best epoch's validation figures (its history.csv row; the checkpoint names it) and the epochs run."""
+    rows = list(csv.DictReader((root / "metrics" / model_id / "history.csv").open()))
+    best = torch.load(root / "models" / f"{model_id}.pt", weights_only=True)["meta"]["best_epoch"]
+    return {**{k: float(v) for k, v in rows[best - 1].items()}, "epochs_run": len(rows)}
 
 
 # (train args, model id, {metric: (relative tolerance, absolute tolerance)}). Measured: kth and binary_add
@@ -106,7 +110,7 @@ QUALITY = [
 def test_two_gloo_ranks_train_one_run_with_single_process_quality(tmp_path, data_dir, args, model_id, tolerances):
     single = _trained(tmp_path, data_dir, 1, *args)
     double = _trained(tmp_path, data_dir, 2, *args)
-    one, two = _train_json(single, model_id), _train_json(double, model_id)
+    one, two = _summary(single, model_id), _summary(double, model_id)
     for metric, (rel, absolute) in tolerances.items():
         assert two[metric] == pytest.approx(one[metric], rel=rel, abs=absolute), (metric, one, two)
     assert two["epochs_run"] == one["epochs_run"]
@@ -187,8 +191,8 @@ def _processes_with(marker: str) -> list[int]:
 @pytest.mark.e2e
 def test_kill_9_under_ddp_then_rerun_matches_uninterrupted(tmp_path, data_dir):
     params = _params(2)
-    # Many short epochs: the kill lands after epoch 1's checkpoint, and the ranks, which poll for their
-    # launcher every 0.5 s, would have to outlive it by 10 epochs to finish the run.
+    # Many short epochs: the kill lands after epoch 1's checkpoint, and the ranks, which die with their
+    # launcher (PR_SET_PDEATHSIG), would have to outlive it by 10 epochs to finish the run.
     epochs = 12
     params["kth"]["train"].update(epochs=epochs, patience=epochs)
     reference = _workspace(tmp_path / "reference", params)

@@ -71,8 +71,8 @@ def test_exp_show_and_mlflow_tell_the_same_story(exp_repo, workspace_exp, temp_e
         assert data["params"]["params.yaml"]["data"]["binary_add"]["train"]["lr"] == lr
         train = data["metrics"]["metrics/binary_add/train.json"]["data"]
         test = data["metrics"]["metrics/binary_add/eval.json"]["data"]["test"]
-        assert run["metrics"]["final_val_loss"] == pytest.approx(train["val_loss"])
-        assert run["metrics"]["final_best_epoch"] == train["best_epoch"]
+        assert run["metrics"]["final_train_seconds"] == pytest.approx(train["train_seconds"])
+        assert run["metrics"]["parameters"] == train["parameters"]
         assert run["metrics"]["test.exact_match"] == pytest.approx(test["exact_match"])
 
 

@@ -41,6 +41,11 @@ def by_length_means(path: Path, column: str) -> dict[str, tuple[float, int]]:
     return {split: (s / n, int(n)) for split, (s, n) in totals.items()}
 
 
+def splits(repo: Path, model: str) -> dict[str, dict]:
+    """metrics/<model>/splits.json (every figure of each test split), by split."""
+    return {r["split"]: r for r in json.loads((repo / f"metrics/{model}/splits.json").read_text())}
+
+
 @pytest.fixture(scope="module")
 def reproduced(sandbox) -> subprocess.CompletedProcess:
     root, env = sandbox
@@ -50,16 +55,19 @@ def reproduced(sandbox) -> subprocess.CompletedProcess:
 def test_repro_writes_sane_metrics(repo, reproduced):
     stages = ran_stages(reproduced.stdout)
     assert {"validate", "generate@kth", "train@kth", "evaluate@kth", "train@binary_add"} <= stages
-    # eval.json's rates are the per-length table's, weighted by count (the table is what the plot shows)
+    # the splits' rates are the per-length table's, weighted by count (the table is what the plot shows)
     for task, headline, n in (("kth", "accuracy", 100), ("binary_add", "exact_match", 60)):
-        metrics = json.loads((repo / f"metrics/{task}/eval.json").read_text())
+        metrics = splits(repo, task)
         means = by_length_means(repo / f"metrics/{task}/by_length.csv", headline)
         assert means["test"][1] == metrics["test"]["n"] == n
         for split, (mean, count) in means.items():
             assert metrics[split][headline] == pytest.approx(mean, abs=1e-6) and count == metrics[split]["n"]
-    kth = json.loads((repo / "metrics/kth/eval.json").read_text())
+        # eval.json: the headline alone, on both splits
+        assert json.loads((repo / f"metrics/{task}/eval.json").read_text()) == {
+            split: {headline: metrics[split][headline]} for split in ("test", "generalization")}
+    kth = splits(repo, "kth")
     assert kth["generalization"]["min_len"] > kth["test"]["max_len"]
-    add = json.loads((repo / "metrics/binary_add/eval.json").read_text())
+    add = splits(repo, "binary_add")
     assert add["test"]["exact_match"] <= add["test"]["bit_accuracy"]  # an exact sum has every bit right
     assert add["generalization"]["max_bits"] <= 32 < add["generalization"]["max_bits"] * 2
     history = (repo / "metrics/kth/history.csv").read_text().splitlines()
@@ -67,12 +75,21 @@ def test_repro_writes_sane_metrics(repo, reproduced):
     assert (repo / "metrics/kth/by_length.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_metrics_show_fits_a_terminal(sandbox, reproduced):
+    """`dvc metrics show` prints a column per key of every metrics file: a few headline figures, not breakdowns."""
+    root, env = sandbox
+    shown = run(["dvc", "metrics", "show"], root, {**env, "COLUMNS": "100000"}).stdout.splitlines()
+    assert len(shown) == 10 and max(map(len, shown)) <= 200, "\n".join(shown)
+
+
 def test_repro_runs_ocr_end_to_end(repo, reproduced):
     stages = ran_stages(reproduced.stdout)
     assert {"ocr-generate", "ocr-train@bilstm", "ocr-train@crnn", "ocr-evaluate@bilstm", "ocr-evaluate@crnn",
             "ocr-tesseract"} <= stages
     for model in ("ocr-bilstm", "ocr-crnn", "ocr-tesseract"):
-        m = json.loads((repo / f"metrics/{model}/eval.json").read_text())
+        m = splits(repo, model)
+        assert json.loads((repo / f"metrics/{model}/eval.json").read_text()) == {
+            split: {"cer": m[split]["cer"]} for split in ("test", "test_reserved")}
         table = repo / f"metrics/{model}/by_length.csv"  # our models' evaluate stage writes it, Tesseract's not
         words = by_length_means(table, "word_accuracy") if model != "ocr-tesseract" else None
         for split, n in (("test", 16), ("test_heldout_fonts", 16)):
@@ -92,7 +109,7 @@ def test_repro_trains_and_scores_lines(repo, reproduced):
     texts = load_arrays(repo / "data/ocr/train.npz")["texts"].tolist()
     assert any(" " in t for t in texts) and any(" " not in t for t in texts)  # lines.share 0.5: both kinds
     for model in ("ocr-bilstm", "ocr-crnn", "ocr-tesseract"):
-        m = json.loads((repo / f"metrics/{model}/eval.json").read_text())
+        m = splits(repo, model)
         for split, n in (("test_lines", 8), ("test_reserved_lines", 8), ("test_reserved_lines_degraded", 8),
                          ("test_reserved_scans", 8)):
             assert m[split]["count"] == n and {"cer", "wer"} <= set(m[split]), m

@@ -47,11 +47,21 @@ class Answer(NamedTuple):
 
 
 class Evaluation(NamedTuple):
-    """What a task's test scoring returns; seqlab.evaluation.evaluate writes it to metrics/<model id>/."""
+    """What a task's test scoring returns; seqlab.core.results writes it to metrics/<model id>/ (eval.json holds
+    the headline figure of the task's headline splits, splits.json every figure of every split)."""
 
-    metrics: dict[str, Any]  # eval.json
-    tables: dict[str, Table]  # <name>.csv
+    metrics: dict[str, dict[str, Any]]  # test split -> its figures (scalars: breakdowns are tables)
+    tables: dict[str, Table]  # <name>.csv: breakdowns by length, kind...
     figures: dict[str, Figure]  # file name -> drawing, usually a plot of one of the tables
+
+
+class Reference(NamedTuple):
+    """A model of a task's MLflow experiment that this project does not train (OCR: the Tesseract baseline): its
+    figures are files in metrics/<model_id>/ (seqlab.core.results' layout), written by its own stage."""
+
+    model_id: str
+    params: dict[str, Any]  # what the run logs as params, as recorded in its files
+    files: list[Path]  # eval.json first, then its tables and figures
 
 
 class Task(ABC):
@@ -61,6 +71,9 @@ class Task(ABC):
     # The test metric a version is judged by (eval.json's key, dotted: "test.cer") and its better direction.
     headline_metric: ClassVar[str]
     headline_mode: ClassVar[str]  # "min" or "max"
+    # The splits whose headline figure eval.json holds (`dvc metrics show`, the MLflow run's metrics): the ones a
+    # person compares runs by. Every figure of every split is in splits.json.
+    headline_splits: ClassVar[tuple[str, ...]] = ("test",)
     # `seqlab predict`: inputs are command-line arguments (e.g. image paths), else lines on stdin.
     predict_from_args: ClassVar[bool] = False
     # The MLflow model's input columns, name -> (MLflow type "string" or "binary", required). A row's input is
@@ -130,7 +143,13 @@ class Task(ABC):
     # --- evaluation and predict -----------------------------------------------------------
     @abstractmethod
     def evaluate(self, model: nn.Module, device: torch.device) -> Evaluation:
-        """Test metrics (nested dict for eval.json), named tables and figures."""
+        """Each test split's figures, named tables (breakdowns) and figures."""
+
+    def references(self) -> list[Reference]:
+        """Models of this task's experiment trained elsewhere, whose files the evaluate stage logs into MLflow
+        beside this task's models when the store lacks them (a stage whose outputs are git-tracked and up to
+        date never runs on a fresh clone, so it cannot log them itself)."""
+        return []
 
     @abstractmethod
     def answers(self, model: nn.Module, meta: Mapping[str, Any], inputs: Iterable[str]) -> Iterator[Answer]:

@@ -10,7 +10,6 @@ models:/seqlab-kth@champion` then always means the best model evaluated so far.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from seqlab.core.task import Task
 from seqlab.tracking.mlflow_model import ARTIFACT_PATH
@@ -46,15 +45,15 @@ def beats(value: float, best: float | None, mode: str) -> bool:
     return value < best if mode == "min" else value > best
 
 
-def register(run_id: str, task: Task, metrics: dict[str, Any]) -> Registration:
+def register(run_id: str, task: Task, value: float) -> Registration:
     """Register run `run_id`'s model as a new version of `seqlab-<task's model id>`, tagged with the task's
-    headline metric (Task.headline_metric) from `metrics` (flat names as logged), and give it the champion
-    alias if it beats the holder (in Task.headline_mode's direction)."""
+    headline metric (Task.headline_metric) and its `value`, and give it the champion alias if it beats the
+    holder (in Task.headline_mode's direction)."""
     mlflow = configure_mlflow()
     from mlflow.exceptions import MlflowException
 
     metric, mode = task.headline_metric, task.headline_mode
-    value = float(metrics[metric])
+    value = float(value)
     name = registered_name(task.model_id)
     client = mlflow.MlflowClient()
     # One decision at a time: parallel queued experiments evaluate versions of the same model.

@@ -56,7 +56,8 @@ def signature(path: Path) -> Any:
 
 
 def log_onnx_model(run_id: str, path: Path) -> str:
-    """Log the ONNX file at `path` as the MLflow model `onnx` of run `run_id`; return the logged model's id."""
+    """Log the ONNX file at `path` as the MLflow model `onnx` of run `run_id`, leaving the run's status and end
+    time as they are; return the logged model's id."""
     import onnx
 
     from seqlab.export.onnx import METADATA_CONFIG, METADATA_MODEL_ID
@@ -68,13 +69,16 @@ def log_onnx_model(run_id: str, path: Path) -> str:
     proto = onnx.load(str(path))
     props = {p.key: p.value for p in proto.metadata_props}
     metadata = {"seqlab_model_id": props[METADATA_MODEL_ID], "seqlab_config": json.loads(props[METADATA_CONFIG])}
-    with mlflow.start_run(run_id=run_id):
-        info = mlflow.onnx.log_model(proto, name=ARTIFACT_PATH, input_example=input_example(path),
-                                     signature=signature(path),
-                                     pip_requirements=[f"{n}=={version(n)}" for n in REQUIREMENTS],
-                                     metadata=metadata, save_as_external_data=False,
-                                     onnx_session_options={"intra_op_num_threads": 2, "execution_mode": "sequential",
-                                                           "graph_optimization_level": 99})
+    # By id, not under mlflow.start_run(run_id), which would reopen the finished training run and end it again:
+    # its duration in the UI would then run up to the export. With no active run, MLflow files the logged model
+    # under the current experiment, which must be the run's for `runs:/<run id>/onnx` to find it.
+    mlflow.set_experiment(experiment_id=mlflow.MlflowClient().get_run(run_id).info.experiment_id)
+    info = mlflow.onnx.log_model(proto, name=ARTIFACT_PATH, run_id=run_id, input_example=input_example(path),
+                                 signature=signature(path),
+                                 pip_requirements=[f"{n}=={version(n)}" for n in REQUIREMENTS],
+                                 metadata=metadata, save_as_external_data=False,
+                                 onnx_session_options={"intra_op_num_threads": 2, "execution_mode": "sequential",
+                                                       "graph_optimization_level": 99})
     return str(info.model_id)
 
 

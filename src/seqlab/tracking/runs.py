@@ -12,22 +12,28 @@ server is probed before any training so an outage fails fast with a clear messag
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock
 
 from seqlab.core.errors import SeqlabError
 from seqlab.core.paths import repo_root, state_dir
+from seqlab.core.results import HEADLINE_FILE, SPLITS_FILE
 from seqlab.core.storage import write_json
+
+if TYPE_CHECKING:  # a type only: core.task imports torch, and `seqlab train` probes the server before torch loads
+    from seqlab.core.task import Reference
 
 PROBE_TIMEOUT_S = 5.0
 # The experiment tag MLflow 3's UI reads to pick an experiment's landing page; unset, it opens the GenAI
@@ -36,6 +42,8 @@ PROBE_TIMEOUT_S = 5.0
 # `genai_development` the same way, with set_experiment_tag).
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 MODEL_ID_TAG = "seqlab.model_id"  # on each run: which model of the task's experiment it is (kth, ocr-crnn, ...)
+EVAL_DIGEST_TAG = "seqlab.eval_digest"  # on a reference run: sha256 of the eval.json it was logged from
+EVALUATION_DIR = "evaluation"  # a run's artifact folder for its evaluation's files
 
 
 def experiment_name(task: str) -> str:
@@ -230,51 +238,57 @@ def run_name(model_id: str, variant: str | None) -> str:
     return f"{exp}-{variant}" if variant else exp
 
 
-def log_baseline_run(task: str, model_id: str, params: Mapping[str, Any], metrics: Mapping[str, Any],
-                     files: list[Path]) -> str:
-    """One finished run for a reference that trains no model of ours (Tesseract), in the task's experiment
-    beside the trained models, with their metric names (eval.json's keys); returns its id."""
-    tracker = Tracker(experiment_name(task), run_name=run_name(model_id, model_id.removeprefix(f"{task}-")),
-                      params=params, tags={**run_tags(model_id), MODEL_ID_TAG: model_id})
-    tracker.log_metrics(flatten(metrics))
+def log_results(run: RunLog, files: Sequence[Path]) -> None:
+    """An evaluation's files (seqlab.core.results' layout) into `run`, under evaluation/: eval.json's figures as
+    the run's metrics, named by its keys (`test.cer`, `generalization.accuracy`: what a person compares, the
+    same names for every model of a task); splits.json and the CSV breakdowns as tables, which the UI shows as
+    tables instead of a chart per figure; eval.json and the images as artifacts."""
     for f in files:
-        tracker.log_artifact(f, "evaluation")
-    tracker.finish()
+        if f.name == HEADLINE_FILE:  # its figures, and the file itself below
+            run.log_metrics(flatten(json.loads(f.read_text())))
+        if f.name == SPLITS_FILE or f.suffix == ".csv":
+            run.log_table(f, f"{EVALUATION_DIR}/{f.stem}.json")
+        else:
+            run.log_artifact(f, EVALUATION_DIR)
+
+
+def log_reference_run(task: str, reference: Reference) -> str | None:
+    """Log `reference` (a model this project does not train, e.g. Tesseract) as a finished run of the task's
+    experiment, beside the trained models, unless the store has one for the same figures: its runs are tagged
+    with the digest of the eval.json they were logged from. The new run's id, or None when it was there."""
+    digest = hashlib.sha256(reference.files[0].read_bytes()).hexdigest()
+    with _reference_lock():  # parallel evaluate stages (queued experiments) would both find none and log it
+        if find_run(experiment_name(task), EVAL_DIGEST_TAG, digest) is not None:
+            return None
+        tracker = Tracker(experiment_name(task), run_name=run_name(reference.model_id,
+                                                                   reference.model_id.removeprefix(f"{task}-")),
+                          params=reference.params,
+                          tags={**run_tags(reference.model_id), MODEL_ID_TAG: reference.model_id, EVAL_DIGEST_TAG: digest})
+        log_results(tracker, reference.files)
+        tracker.finish()
     return tracker.run_id
 
 
-class Tracker:
-    """A thin handle on one MLflow run: start or resume, batched metric logging, artifacts."""
+@contextmanager
+def _reference_lock() -> Iterator[None]:
+    """Serialize logging reference runs in a SQLite store (not store_lock: find_run takes that one)."""
+    if not tracking_uri().startswith("sqlite:"):
+        yield
+        return
+    lock = state_dir() / "mlflow-references.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(lock):
+        yield
 
-    def __init__(self, experiment: str, run_id: str | None = None, *, run_name: str | None = None,
-                 params: Mapping[str, Any] | None = None, tags: Mapping[str, str] | None = None) -> None:
+
+class RunLog:
+    """A handle on an existing run, by id, that logs into it and leaves its status and end time alone: the
+    evaluate and export stages add to the finished training run, whose duration stays the training's."""
+
+    def __init__(self, run_id: str, client: Any = None) -> None:
         self.mlflow = configure_mlflow()
-        self.client = _client()
-        if run_id is None:
-            with store_lock():
-                exp_id = self._experiment_id(experiment)
-            run = _retry(lambda: self.client.create_run(exp_id, run_name=run_name, tags=dict(tags or {})))
-            self.run_id = run.info.run_id
-            if params:
-                self.log_params(params)
-        else:
-            self.run_id = run_id
-            _retry(lambda: self.client.update_run(run_id, status="RUNNING"))
-
-    def _experiment_id(self, name: str) -> str:
-        exp = _retry(lambda: self.client.get_experiment_by_name(name))
-        if exp is not None:
-            return exp.experiment_id
-        # Not "is MLFLOW_TRACKING_URI set": mlflow.set_tracking_uri sets it, and MLflow's default artifact
-        # root is ./mlruns under the cwd, which for a queued experiment is a temp dir that DVC deletes.
-        artifacts = (repo_root() / "mlartifacts").as_uri() if tracking_uri() == default_uri() else None
-        try:
-            return _retry(lambda: self.client.create_experiment(name, artifact_location=artifacts,
-                                                                tags=dict([EXPERIMENT_KIND])))
-        except Exception as exc:  # another process created it first (a remote server has no lock)
-            if "already exists" not in str(exc) and "RESOURCE_ALREADY_EXISTS" not in str(exc):
-                raise
-            return self.client.get_experiment_by_name(name).experiment_id
+        self.client = client or _client()
+        self.run_id = run_id
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
@@ -298,6 +312,59 @@ class Tracker:
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         if Path(path).exists():
             _retry(lambda: self.client.log_artifact(self.run_id, str(path), artifact_path))
+
+    def log_table(self, table: Path, artifact_file: str) -> None:
+        """A CSV file or a JSON list of records as an MLflow table at `artifact_file` (a .json path), as
+        MlflowClient.log_table writes one (pandas' split-oriented JSON, listed in the run's
+        mlflow.loggedArtifacts tag, which the UI reads to show it as a table). Unlike log_table, a second call
+        replaces the file instead of appending its rows: evaluating a model twice must not double its tables."""
+        import pandas as pd
+        from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS
+
+        frame = pd.read_csv(table) if table.suffix == ".csv" else pd.DataFrame(json.loads(table.read_text()))
+        folder, _, name = artifact_file.rpartition("/")
+        with tempfile.TemporaryDirectory(prefix="seqlab-table-") as tmp:
+            frame.to_json(Path(tmp) / name, orient="split", index=False)
+            self.log_artifact(Path(tmp) / name, folder or None)
+        logged = json.loads(_retry(lambda: self.client.get_run(self.run_id)).data.tags.get(MLFLOW_LOGGED_ARTIFACTS, "[]"))
+        entry = {"path": artifact_file, "type": "table"}
+        if entry not in logged:
+            self.set_tags({MLFLOW_LOGGED_ARTIFACTS: json.dumps([*logged, entry])})
+
+
+class Tracker(RunLog):
+    """A run this process starts, or reopens to resume a training run after a crash: RUNNING until finish(),
+    which sets its end time."""
+
+    def __init__(self, experiment: str, run_id: str | None = None, *, run_name: str | None = None,
+                 params: Mapping[str, Any] | None = None, tags: Mapping[str, str] | None = None) -> None:
+        client = _client()
+        if run_id is None:
+            with store_lock():
+                exp_id = self._experiment_id(client, experiment)
+            run_id = _retry(lambda: client.create_run(exp_id, run_name=run_name, tags=dict(tags or {}))).info.run_id
+            super().__init__(run_id, client)
+            if params:
+                self.log_params(params)
+        else:
+            super().__init__(run_id, client)
+            _retry(lambda: client.update_run(run_id, status="RUNNING"))
+
+    @staticmethod
+    def _experiment_id(client: Any, name: str) -> str:
+        exp = _retry(lambda: client.get_experiment_by_name(name))
+        if exp is not None:
+            return exp.experiment_id
+        # Not "is MLFLOW_TRACKING_URI set": mlflow.set_tracking_uri sets it, and MLflow's default artifact
+        # root is ./mlruns under the cwd, which for a queued experiment is a temp dir that DVC deletes.
+        artifacts = (repo_root() / "mlartifacts").as_uri() if tracking_uri() == default_uri() else None
+        try:
+            return _retry(lambda: client.create_experiment(name, artifact_location=artifacts,
+                                                           tags=dict([EXPERIMENT_KIND])))
+        except Exception as exc:  # another process created it first (a remote server has no lock)
+            if "already exists" not in str(exc) and "RESOURCE_ALREADY_EXISTS" not in str(exc):
+                raise
+            return client.get_experiment_by_name(name).experiment_id
 
     def finish(self, status: str = "FINISHED") -> None:
         _retry(lambda: self.client.set_terminated(self.run_id, status=status))

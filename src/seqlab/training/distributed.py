@@ -204,8 +204,14 @@ def stop(world: World) -> None:
 
 def _die_with_launcher() -> None:
     """torchrun starts each rank in its own session, so a kill -9 of the stage's process group would leave the
-    ranks training on, unsupervised: a rank exits as soon as its launcher is gone."""
+    ranks training on, unsupervised: a rank dies with its launcher. On Linux the kernel sends it SIGKILL when
+    the launcher exits (PR_SET_PDEATHSIG, the launcher's main thread started it); elsewhere a thread watches
+    for the rank being re-parented."""
     launcher = os.getppid()
+    if _kill_me_with_parent():
+        if os.getppid() != launcher:  # the launcher died before the request took effect
+            os._exit(1)
+        return
 
     def watch() -> None:
         while os.getppid() == launcher:
@@ -213,6 +219,20 @@ def _die_with_launcher() -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="seqlab-launcher-watch", daemon=True).start()
+
+
+def _kill_me_with_parent() -> bool:
+    """Ask Linux to SIGKILL this process when its parent exits; False where that is not available."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    pr_set_pdeathsig = 1  # <linux/prctl.h>
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
 
 
 def backend_name(world: World) -> str:

@@ -49,6 +49,11 @@ from seqlab.tracking.runs import (
 from seqlab.training import distributed
 from seqlab.training.devices import Precision, configure_cudnn, pick_device, pick_precision, to_device
 
+# train.json, a metrics file of `dvc metrics show` (which prints a column per key of every metrics file): the
+# model's size and its training time. The rest of the summary (epochs run, the best one and its validation
+# figures) is in history.csv, a row per epoch, and in the MLflow run's final_* metrics.
+TRAIN_METRICS = ("parameters", "train_seconds")
+
 
 def make_scheduler(optimizer: torch.optim.Optimizer, kind: str, total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
     """Per-step schedules: constant, cosine decay with a short warm-up, or one-cycle."""
@@ -346,7 +351,7 @@ def _write_outputs(task: Task, model: torch.nn.Module, config: dict[str, Any], s
         "meta": {"best_epoch": state.best_epoch},  # no run id: same params must give the same bytes
     })
     out = paths.metrics_dir(task.model_id)
-    write_json(out / "train.json", summary)
+    write_json(out / "train.json", {k: summary[k] for k in TRAIN_METRICS})
     history = [{k: v for k, v in r.items() if k not in ("epoch_seconds", "train_samples_per_s")}
                for r in state.history]
     write_csv(out / "history.csv", history)

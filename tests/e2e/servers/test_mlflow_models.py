@@ -184,10 +184,10 @@ def test_champion_moves_only_when_the_metric_improves(kth_repo, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")  # restored after the test (mlflow exports it)
     (kth_run,) = mlflow_runs(db, "seqlab-kth")
     best = float(version_tags(db, "seqlab-kth", 1)["seqlab.test_value"])
-    worse = register(kth_run["id"], kth, {"test.accuracy": best - 0.25})
+    worse = register(kth_run["id"], kth, best - 0.25)
     assert (worse.version, worse.promoted, worse.champion_before) == ("3", False, pytest.approx(best))
     assert champion_version(db, "seqlab-kth") == 1
-    better = register(kth_run["id"], kth, {"test.accuracy": best + 0.25})
+    better = register(kth_run["id"], kth, best + 0.25)
     assert (better.version, better.promoted) == ("4", True)
     assert champion_version(db, "seqlab-kth") == 4
 
@@ -228,7 +228,10 @@ from seqlab.core.checkpoint import load_model
 from seqlab.tracking.mlflow_model import log_model
 from seqlab.tasks.ocr.data import save_split
 from seqlab.tasks.ocr.models import CRNN
-from seqlab.tracking.runs import Tracker, log_baseline_run
+from seqlab.core.results import write_results
+from seqlab.core.task import Evaluation
+from seqlab.tasks.ocr.tesseract import reference
+from seqlab.tracking.runs import Tracker, log_reference_run
 
 torch.manual_seed(0)
 args = {{"channels": [8, 16], "hidden_size": 16, "num_layers": 1, "downsample": 4, "pool": "stride",
@@ -245,7 +248,10 @@ task, _, _ = load_model("ocr-crnn.pt", "ocr")
 tracker = Tracker("seqlab-ocr", run_name="tiny-crnn")
 log_model(tracker.run_id, task, meta, __import__("pathlib").Path("ocr-crnn.pt"))
 tracker.finish()
-log_baseline_run("ocr", "ocr-tesseract", {{"word_psm": 8}}, {{"test": {{"cer": 0.25, "count": 1}}}}, [])
+# the files of the tesseract stage, then its run as the stage (or an OCR evaluate stage) logs it
+write_results(__import__("pathlib").Path("metrics/ocr-tesseract"),
+              Evaluation({{"test": {{"cer": 0.25, "count": 1, "psm": 8}}}}, {{}}, {{}}), "test.cer", ("test",))
+log_reference_run("ocr", reference())
 print(tracker.run_id)
 """
     images = []

@@ -54,15 +54,13 @@ def test_evaluate_prints_the_headline_metric_per_split():
     from seqlab.core.registry import task_class
     from seqlab.evaluation.evaluate import headline
 
-    metrics = {"test": {"cer": 0.0512, "wer": 0.2, "count": 10}, "test_reserved_lines": {"cer": 0.25, "count": 5},
-               "by_length": {"3": 0.5}}
+    metrics = {"test": {"cer": 0.0512, "wer": 0.2, "count": 10}, "test_reserved_lines": {"cer": 0.25, "count": 5}}
     assert headline(task_class("ocr"), "ocr-crnn", metrics).splitlines() == [
-        "[ocr-crnn] cer by split (all figures: metrics/ocr-crnn/eval.json)",
+        "[ocr-crnn] cer by split (all figures: metrics/ocr-crnn/splits.json)",
         "  test                 0.0512",
         "  test_reserved_lines  0.2500",
     ]
-    kth = headline(task_class("kth"), "kth", {"test": {"accuracy": 0.99, "n": 5}, "generalization": {"accuracy": 0.9},
-                                  "accuracy_by_length": {"3": 1.0}})
+    kth = headline(task_class("kth"), "kth", {"test": {"accuracy": 0.99, "n": 5}, "generalization": {"accuracy": 0.9}})
     assert kth.splitlines()[1:] == ["  test            0.9900", "  generalization  0.9000"]
 
 

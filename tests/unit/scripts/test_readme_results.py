@@ -41,13 +41,13 @@ def _ocr_eval(cer: float, reserved: float, degraded: float, words_per_s: float, 
 # Every target met at its limit: 99.9%, 99%, 100%, lines/scans below Tesseract, reserved words no worse than the
 # words-only baseline case-insensitively and case-sensitive <= 1.5x that, 5x Tesseract's speed, 3 min, 25 min.
 GOOD = {
-    "kth/eval": {"test": {"accuracy": 0.9995, "min_len": 3, "max_len": 10},
+    "kth/splits": {"test": {"accuracy": 0.9995, "min_len": 3, "max_len": 10},
                  "generalization": {"accuracy": 0.99, "min_len": 11, "max_len": 20}},
-    "binary_add/eval": {"test": {"exact_match": 1.0, "bit_accuracy": 1.0, "min_bits": 1, "max_bits": 16},
+    "binary_add/splits": {"test": {"exact_match": 1.0, "bit_accuracy": 1.0, "min_bits": 1, "max_bits": 16},
                         "generalization": {"exact_match": 1.0, "min_bits": 18, "max_bits": 128, "n": 100}},
-    "ocr-crnn/eval": _ocr_eval(cer=0.005, reserved=0.015, degraded=0.03, words_per_s=1000.0, lines=0.015),
-    "ocr-bilstm/eval": _ocr_eval(cer=0.03, reserved=0.05, degraded=0.08, words_per_s=1500.0, lines=0.1),
-    "ocr-tesseract/eval": _ocr_eval(cer=0.10, reserved=0.02, degraded=0.03, words_per_s=200.0, lines=0.016),
+    "ocr-crnn/splits": _ocr_eval(cer=0.005, reserved=0.015, degraded=0.03, words_per_s=1000.0, lines=0.015),
+    "ocr-bilstm/splits": _ocr_eval(cer=0.03, reserved=0.05, degraded=0.08, words_per_s=1500.0, lines=0.1),
+    "ocr-tesseract/splits": _ocr_eval(cer=0.10, reserved=0.02, degraded=0.03, words_per_s=200.0, lines=0.016),
     "baselines/ocr-crnn-words": {"eval": {"test_reserved": {"cer": 0.010}, "test_reserved_degraded": {"cer": 0.020}}},
     "pipeline_times": {"stages": {"validate": 2.0, "train@kth": 60.0, "train@binary_add": 100.0, "ocr-train@crnn": 900.0},
                        "total_seconds": 1500.0, "cpu_count": 2, "forced": True},
@@ -68,8 +68,7 @@ def _changed(path: tuple[str, ...], value: object) -> dict:
 
 
 def test_readme_block_matches_metrics():
-    missing = [f"metrics/{name}.json" for name in results_table.FILES
-               if not (REPO / "metrics" / f"{name}.json").is_file()]
+    missing = [f"metrics/{name}" for name in results_table.FILES if not (REPO / "metrics" / name).is_file()]
     if missing:
         pytest.skip(f"metrics files missing (run `dvc repro` and `make timed-repro`): {', '.join(missing)}")
     proc = subprocess.run([sys.executable, str(SCRIPT), "--check", "README.md"], cwd=REPO,
@@ -87,18 +86,18 @@ def test_all_targets_met_at_their_limits():
 
 
 @pytest.mark.parametrize("path, value, goal", [
-    (("kth/eval", "test", "accuracy"), 0.998, "kth test accuracy"),
-    (("kth/eval", "generalization", "accuracy"), 0.989, "twice the longest trained length"),
-    (("kth/eval", "generalization", "max_len"), 19, "twice the longest trained length"),
-    (("binary_add/eval", "generalization", "exact_match"), 0.9999, "binary_add exact match"),
-    (("ocr-crnn/eval", "test_reserved_lines", "cer"), 0.016, "`test_reserved_lines` below"),  # a tie
-    (("ocr-tesseract/eval", "test_reserved_lines_degraded", "cer"), 0.014, "`test_reserved_lines_degraded`"),
-    (("ocr-tesseract/eval", "test_reserved_scans", "cer"), 0.015, "`test_reserved_scans`"),
-    (("ocr-crnn/eval", "test_reserved", "cer_nocase"), 0.0101, "`test_reserved`: case-insensitive"),
+    (("kth/splits", "test", "accuracy"), 0.998, "kth test accuracy"),
+    (("kth/splits", "generalization", "accuracy"), 0.989, "twice the longest trained length"),
+    (("kth/splits", "generalization", "max_len"), 19, "twice the longest trained length"),
+    (("binary_add/splits", "generalization", "exact_match"), 0.9999, "binary_add exact match"),
+    (("ocr-crnn/splits", "test_reserved_lines", "cer"), 0.016, "`test_reserved_lines` below"),  # a tie
+    (("ocr-tesseract/splits", "test_reserved_lines_degraded", "cer"), 0.014, "`test_reserved_lines_degraded`"),
+    (("ocr-tesseract/splits", "test_reserved_scans", "cer"), 0.015, "`test_reserved_scans`"),
+    (("ocr-crnn/splits", "test_reserved", "cer_nocase"), 0.0101, "`test_reserved`: case-insensitive"),
     (("baselines/ocr-crnn-words", "eval", "test_reserved_degraded", "cer"), 0.0199,
      "`test_reserved_degraded`: case-insensitive"),
-    (("ocr-crnn/eval", "test_reserved", "cer"), 0.0151, "`test_reserved`: case-sensitive"),
-    (("ocr-tesseract/eval", "test", "words_per_s"), 201.0, "5x Tesseract"),
+    (("ocr-crnn/splits", "test_reserved", "cer"), 0.0151, "`test_reserved`: case-sensitive"),
+    (("ocr-tesseract/splits", "test", "words_per_s"), 201.0, "5x Tesseract"),
     (("pipeline_times", "stages", "train@binary_add"), 120.0, "kth + binary_add"),
     (("pipeline_times", "total_seconds"), 1501.0, "whole default"),
 ])
@@ -111,7 +110,7 @@ def test_each_target_can_be_missed(path, value, goal):
 
 def test_missing_figures_are_neither_met_nor_missed():
     metrics = copy.deepcopy(GOOD)
-    del metrics["pipeline_times"], metrics["ocr-crnn/eval"]["test_reserved_scans"]
+    del metrics["pipeline_times"], metrics["ocr-crnn/splits"]["test_reserved_scans"]
     met = _met(metrics)
     assert [g for g, m in met.items() if m is None] == [
         "CRNN case-sensitive CER on `test_reserved_scans` below Tesseract's (PSM 7)",
@@ -132,7 +131,7 @@ def test_readme_is_checked_against_the_committed_metrics_after_a_rerun(tmp_path)
     """`make pipeline` on another machine changes the metrics in their last digits; the README documents
     the committed ones, so `--check --rev HEAD` is what the block is held to then."""
     head = results_table.load_metrics(rev="HEAD")
-    assert set(head) <= set(results_table.FILES)
+    assert set(head) <= {name.rsplit(".", 1)[0] for name in results_table.FILES}
     here = results_table.load_metrics()
     assert set(head) == set(here) or not head  # the same files as the working tree, read from git
 
@@ -146,3 +145,14 @@ def test_write_then_check_round_trip(tmp_path, monkeypatch):
     text = readme.read_text()
     assert text.startswith("# x\n\nbefore\n\n") and text.endswith("\n\nafter\n") and "old figures" not in text
     assert results_table.main(["--check", str(readme)]) == 0
+
+
+def test_detail_files_are_read_by_split_and_by_kind():
+    """splits.json and by_kind.csv (seqlab.core.results) hold what eval.json leaves out; they are read keyed."""
+    splits = results_table.parse("kth/splits.json", '[{"split": "test", "accuracy": 1.0, "n": 5}]')
+    assert splits == {"test": {"split": "test", "accuracy": 1.0, "n": 5}}
+    kinds = results_table.parse("ocr-crnn/by_kind.csv", "split,kind,count,cer\ntest,number,4,0.25\n")
+    assert kinds == {"test": {"number": {"split": "test", "kind": "number", "count": 4, "cer": 0.25}}}
+    history = results_table.parse("kth/history.csv", "epoch,val_loss\n1,0.5\n2,0.25\n")
+    assert results_table.training_cost({"kth/train": {"train_seconds": 9.4, "parameters": 1234}, "kth/history": history},
+                                       "kth") == "9 s, 2 epochs, 1,234 params"

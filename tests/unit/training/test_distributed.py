@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import time
 from itertools import islice
 from pathlib import Path
 from types import SimpleNamespace
@@ -174,3 +177,42 @@ def test_mixed_precision_step_trains(scaled):
         assert torch.isfinite(loss)
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+_LAUNCHER = """
+import subprocess, sys, time
+subprocess.Popen([sys.executable, "-c", sys.argv[1]])
+time.sleep(600)
+"""
+_RANK = """
+import os, sys, time
+from seqlab.training.distributed import _die_with_launcher
+_die_with_launcher()
+print(os.getpid(), flush=True)
+time.sleep(600)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_rank_dies_with_its_launcher():
+    """kill -9 of the launcher (the stage's process) takes the rank with it: the kernel signals it, no polling."""
+    launcher = subprocess.Popen([sys.executable, "-c", _LAUNCHER, _RANK], stdout=subprocess.PIPE, text=True,
+                                start_new_session=True)
+    try:
+        rank = int(launcher.stdout.readline())  # the rank has armed its death signal
+        assert _alive(rank)
+    finally:
+        launcher.kill()  # SIGKILL: no handler of the launcher's runs
+        launcher.wait()
+    deadline = time.monotonic() + 60  # a bound for a hung test, not a timing claim
+    while _alive(rank):
+        assert time.monotonic() < deadline, f"rank {rank} outlived its launcher"
+        time.sleep(0.05)

@@ -1,9 +1,9 @@
 """Test figures for any OCR recognizer, computed one way: the CTC models and Tesseract get the same report.
 
 A recognizer is anything with ``read(images) -> texts``. :func:`evaluate_recognizer` times it on each
-test split and returns the eval.json metrics (CER, case-insensitive CER, word accuracy, 1-NED, words/s,
-threads, CER by text kind), the per-length, per-line-length and per-kind tables and the prediction grid
-(test images with prediction and truth, errors first) as a figure to draw; the caller decides where files go.
+test split and returns its figures (CER, case-insensitive CER, word accuracy, 1-NED, words/s, threads),
+the per-length, per-line-length and per-kind tables and the prediction grid (test images with prediction
+and truth, errors first) as a figure to draw; the caller decides where files go (seqlab.core.results).
 
 Text kinds (seqlab.tasks.ocr.data, `kinds`) tell dictionary words, numbers, letter-digit mixes and random
 strings apart, and lines of joined words from prose: a model that reads dictionary words well but random
@@ -28,6 +28,9 @@ from seqlab.tasks.ocr.data import LINE_SPLITS, OcrSplit
 from seqlab.tasks.ocr.metrics import by_words, cer, summarize, word_accuracy
 
 WORD_GRID_CELLS, LINE_GRID_CELLS = 60, 30  # a line cell is twice a word cell's width: the same area
+# eval.json's splits (seqlab.core.results): the training fonts' words and the reserved families' words, the
+# README's "in range" and "beyond training" columns. The other splits' CER is in splits.json.
+HEADLINE_METRIC, HEADLINE_SPLITS = "test.cer", ("test", "test_reserved")
 GRIDS = {"test": "predictions.png", "test_reserved_degraded": "predictions_reserved_degraded.png",
          "test_reserved_lines": "predictions_reserved_lines.png", "test_reserved_scans": "predictions_reserved_scans.png"}
 
@@ -39,9 +42,9 @@ class Recognizer(Protocol):
 
 
 def evaluate_recognizer(recognizer: Recognizer, splits: Mapping[str, OcrSplit], name: str) -> Evaluation:
-    """Read every split and score it: metrics per split, {"by_length": rows, "by_line_words": rows, "by_kind":
-    rows} (by_line_words for line splits, by number of words per line; by_kind and the metric `cer_by_kind`
-    for splits that record their text kinds), {"predictions.png": grid, ...}.
+    """Read every split and score it: figures per split, {"by_length": rows, "by_line_words": rows, "by_kind":
+    rows} (by_line_words for line splits, by number of words per line; by_kind for splits that record their
+    text kinds), {"predictions.png": grid, ...}.
 
     ``words_per_s`` is the wall-clock reading rate on ``threads`` = torch's thread count, the cores both
     our models and Tesseract are given. Prediction grids (errors first) show the splits in GRIDS.
@@ -62,9 +65,7 @@ def evaluate_recognizer(recognizer: Recognizer, splits: Mapping[str, OcrSplit], 
         if split in LINE_SPLITS:
             line_rows += [{"words": k, "split": split, **v} for k, v in by_words(preds, data.texts).items()]
         if data.kinds:
-            rows_of_split = by_kind(preds, data.texts, data.kinds)
-            metrics[split]["cer_by_kind"] = {r["kind"]: r["cer"] for r in rows_of_split}
-            kind_rows += [{"split": split, **r} for r in rows_of_split]
+            kind_rows += [{"split": split, **r} for r in by_kind(preds, data.texts, data.kinds)]
         if split in GRIDS:
             figures[GRIDS[split]] = partial(prediction_grid, images=data.images, preds=preds, truths=data.texts,
                                             title=f"{name} on {split}: errors first",

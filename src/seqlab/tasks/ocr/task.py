@@ -16,7 +16,7 @@ from torch import nn
 from seqlab.core import paths
 from seqlab.core.registry import entry
 from seqlab.core.sections import RunSection
-from seqlab.core.task import Answer, Evaluation, Task
+from seqlab.core.task import Answer, Evaluation, Reference, Task
 from seqlab.tasks.ocr import data as ocr_data
 from seqlab.tasks.ocr.batching import OcrBatch, iterate_batches
 from seqlab.tasks.ocr.charset import Charset
@@ -24,7 +24,8 @@ from seqlab.tasks.ocr.ctc import CtcReader, ctc_loss
 from seqlab.tasks.ocr.data import OcrSplit
 from seqlab.tasks.ocr.metrics import summarize
 from seqlab.tasks.ocr.models import MODELS
-from seqlab.tasks.ocr.report import evaluate_recognizer
+from seqlab.tasks.ocr.report import HEADLINE_METRIC, HEADLINE_SPLITS, evaluate_recognizer
+from seqlab.tasks.ocr.tesseract import reference
 
 if TYPE_CHECKING:
     from seqlab.tasks.ocr.config import AugmentConfig, OcrDataConfig
@@ -35,7 +36,7 @@ class OcrTask(Task):
     variant: str
     monitor = "val_cer"
     monitor_mode = "min"
-    headline_metric, headline_mode = "test.cer", "min"
+    headline_metric, headline_mode, headline_splits = HEADLINE_METRIC, "min", HEADLINE_SPLITS
     predict_from_args = True  # image paths
     # Encoded image bytes (PNG, JPEG...) or an image file's path.
     input_columns = {"image": ("binary", False), "path": ("string", False)}
@@ -108,6 +109,11 @@ class OcrTask(Task):
 
         splits = {name: fit_split(split, self.height) for name, split in ocr_data.load_test_splits(self.charset).items()}
         return evaluate_recognizer(CtcReader(model, self.charset, device), splits, self.model_id)
+
+    def references(self) -> list[Reference]:
+        """The Tesseract baseline, from the files its stage wrote (none before it ran)."""
+        baseline = reference()
+        return [] if baseline is None else [baseline]
 
     # --- predict --------------------------------------------------------------------------
     def answers(self, model: nn.Module, meta: Mapping[str, Any], inputs: Iterable[str]) -> Iterator[Answer]:

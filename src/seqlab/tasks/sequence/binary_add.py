@@ -129,7 +129,7 @@ class BinaryAddTask(SequenceTask):
 
     @classmethod
     def from_checkpoint(cls, config: Mapping[str, Any]) -> Self:
-        return cls(loss=config["train"].get("loss", "bce"))  # "bce" before the loss became a param
+        return cls(loss=config["train"]["loss"])
 
     @classmethod
     def length_range(cls, data: BinaryAddDataConfig) -> tuple[int, int, int]:

@@ -71,7 +71,7 @@ def test_no_test_split_no_grid() -> None:
 
 
 def test_splits_with_kinds_are_scored_by_kind() -> None:
-    """Per-kind rows for splits that record kinds; in eval.json only a compact CER per kind."""
+    """Per-kind rows for splits that record kinds, as a table only: a split's figures stay scalars."""
     texts = ["London", "2048", "b0ok", "qzx", "paris", "Two words", "A window of prose"]
     kinds = ["dictionary", "number", "mixed", "random", "dictionary", "words", "prose"]
     preds = ["london", "2049", "b0ok", "", "paris", "Two words", "A window of prose"]
@@ -90,9 +90,7 @@ def test_splits_with_kinds_are_scored_by_kind() -> None:
         {"split": "test", "kind": "random", "count": 1, "cer": 1.0, "cer_nocase": 1.0, "word_accuracy": 0.0},
         {"split": "test", "kind": "words", "count": 1, "cer": 0.0, "cer_nocase": 0.0, "word_accuracy": 1.0},
     ]
-    assert metrics["test"]["cer_by_kind"] == {"dictionary": 1 / 11, "mixed": 0.0, "number": 0.25, "prose": 0.0,
-                                              "random": 1.0, "words": 0.0}
-    assert set(metrics["test_heldout_fonts"]) == EVAL_KEYS  # no kinds, no per-kind figures
+    assert set(metrics["test"]) == set(metrics["test_heldout_fonts"]) == EVAL_KEYS  # with kinds or without
 
 
 def test_ctc_evaluation_reads_native_height_scans_as_predict_would(tmp_path, monkeypatch) -> None:
@@ -132,3 +130,31 @@ def test_ctc_evaluation_reads_native_height_scans_as_predict_would(tmp_path, mon
     assert "predictions_reserved_scans.png" in figures
     assert seen[list(TEST_SPLITS).index("test_reserved_scans")] == [fit_image(s, 32).shape for s in scans]
     assert all(h == 32 for shapes in seen for h, _ in shapes)
+
+
+def test_an_ocr_evaluation_is_written_as_headline_figures_and_details(tmp_path) -> None:
+    """What `seqlab evaluate ocr` leaves in metrics/ocr-<variant>/ (seqlab.core.results): eval.json holds the
+    CER of the headline splits alone, splits.json every figure of every split, by_kind.csv the kinds."""
+    import csv
+    import json
+
+    from seqlab.core.results import write_results
+    from seqlab.tasks.ocr.task import OcrTask
+
+    texts, kinds = ["ab", "2048"], ["dictionary", "number"]
+    splits = {name: _split(texts, seed, kinds) for seed, name in enumerate(("test", "test_reserved", "test_lines"))}
+    answers = {im.tobytes(): text for s in splits.values() for im, text in zip(s.images, s.texts, strict=True)}
+    answers[splits["test_reserved"].images[1].tobytes()] = "2049"
+    evaluation = evaluate_recognizer(Lookup(answers), splits, "Lookup")
+
+    files = write_results(tmp_path, evaluation, OcrTask.headline_metric, OcrTask.headline_splits)
+
+    assert json.loads((tmp_path / "eval.json").read_text()) == {"test": {"cer": 0.0}, "test_reserved": {"cer": 1 / 6}}
+    records = json.loads((tmp_path / "splits.json").read_text())
+    assert [r.pop("split") for r in records] == list(splits) and all(set(r) == EVAL_KEYS for r in records)
+    with (tmp_path / "by_kind.csv").open() as fh:
+        assert [(r["split"], r["kind"], float(r["cer"])) for r in csv.DictReader(fh)] == [
+            ("test", "dictionary", 0.0), ("test", "number", 0.0), ("test_reserved", "dictionary", 0.0),
+            ("test_reserved", "number", 0.25), ("test_lines", "dictionary", 0.0), ("test_lines", "number", 0.0)]
+    assert [f.name for f in files] == ["eval.json", "splits.json", "by_length.csv", "by_line_words.csv", "by_kind.csv",
+                                       "predictions.png"]

@@ -69,7 +69,7 @@ def test_stage_writes_eval_json_and_grid(tmp_path, monkeypatch) -> None:
 
     from seqlab.tasks.ocr.charset import Charset
     from seqlab.tasks.ocr.data import LINE_SPLITS, TEST_SPLITS, save_split, split_path, write_meta
-    from seqlab.tasks.ocr.tesseract import run_tesseract_stage
+    from seqlab.tasks.ocr.tesseract import reference, run_tesseract_stage
 
     monkeypatch.chdir(tmp_path)
     charset = Charset.from_name("digits_lower")
@@ -86,7 +86,9 @@ def test_stage_writes_eval_json_and_grid(tmp_path, monkeypatch) -> None:
             save_split(split_path(split), images, words, ["f.ttf"] * 3, 32)
     write_meta(tmp_path / "data/ocr", charset, 32)
     metrics = run_tesseract_stage(word_psm=8, line_psm=7)
-    written = json.loads((tmp_path / "metrics/ocr-tesseract/eval.json").read_text())
+    out = tmp_path / "metrics/ocr-tesseract"
+    assert json.loads((out / "eval.json").read_text()) == {s: {"cer": metrics[s]["cer"]} for s in ("test", "test_reserved")}
+    written = {r.pop("split"): r for r in json.loads((out / "splits.json").read_text())}
     assert written == json.loads(json.dumps(metrics))
     keys = {"count", "cer", "cer_nocase", "cer_alnum_nocase", "wer", "word_accuracy", "mean_ned_similarity", "words_per_s", "threads",
             "psm"}
@@ -95,6 +97,11 @@ def test_stage_writes_eval_json_and_grid(tmp_path, monkeypatch) -> None:
     assert written["test"]["count"] == 3 and written["test"]["cer"] < 0.5
     # single-line mode keeps the spaces between words (a whitelist without the space would drop them)
     assert written["test_lines"]["count"] == 2 and written["test_lines"]["wer"] < 0.5
+    baseline = reference()  # what the evaluate stage logs into MLflow: params as the files record them
+    assert baseline is not None and baseline.params == {"word_psm": 8, "line_psm": 7}
+    assert [f.name for f in baseline.files] == ["eval.json", "by_line_words.csv", "predictions.png",
+                                                "predictions_reserved_degraded.png", "predictions_reserved_lines.png",
+                                                "predictions_reserved_scans.png", "splits.json"]
     for grid in ("predictions.png", "predictions_reserved_degraded.png", "predictions_reserved_lines.png",
                  "predictions_reserved_scans.png", "by_line_words.csv"):
         assert (tmp_path / "metrics/ocr-tesseract" / grid).stat().st_size > 0
