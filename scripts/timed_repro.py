@@ -44,7 +44,7 @@ def expanded_stages(dvc_yaml: Path = ROOT / "dvc.yaml") -> list[tuple[str, dict]
     from dvc.repo import Repo
 
     with Repo(str(dvc_yaml.parent)) as repo:
-        resolved = load_file(repo, dvc_yaml.name).resolver.resolve()
+        resolved = load_file(repo, str(dvc_yaml.resolve())).resolver.resolve()  # absolute: not the cwd's
     return list(resolved.get("stages", {}).items())
 
 
