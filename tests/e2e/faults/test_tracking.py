@@ -258,7 +258,7 @@ def test_server_dying_mid_training_fails_in_one_line_and_the_rerun_resumes(tmp_p
 
 def test_evaluate_takes_the_run_id_the_train_stage_left(tmp_path, monkeypatch):
     """The id train left is used when it is for this model file and in this store; otherwise the digest search."""
-    import seqlab.tracking as tracking
+    import seqlab.tracking.runs as tracking
 
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))
 
