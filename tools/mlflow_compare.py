@@ -53,8 +53,10 @@ def latest_runs(base_url: str, experiment: str, count: int) -> tuple[str, list[d
 
 
 def compare_url(base_url: str, experiment_id: str, run_ids: list[str]) -> str:
-    # The UI's own route (getCompareRunPageRoute): JSON lists in the hash-router query string.
-    query = urllib.parse.urlencode({"runs": json.dumps(run_ids), "experiments": json.dumps([experiment_id])})
+    # The UI's own route (getCompareRunPageRoute): JSON lists in the hash-router query string; workflowType
+    # puts the sidebar on Model training, as `make ui`'s links do (tools/mlflow_ui.py says why).
+    query = urllib.parse.urlencode({"runs": json.dumps(run_ids), "experiments": json.dumps([experiment_id]),
+                                    "workflowType": "machine_learning"})
     return f"{base_url}/#/compare-runs?{query}"
 
 
