@@ -7,7 +7,8 @@
 
 Every figure comes from metrics/<id>/ (written by `dvc repro`): splits.json (every figure of each test split;
 eval.json, what `dvc metrics show` prints, holds the headline ones of these), by_kind.csv, train.json
-and history.csv (a row per epoch); and from metrics/pipeline_times.json (written by scripts/timed_repro.py).
+and history.csv (a row per epoch); from metrics/pipeline_times.json (written by scripts/timed_repro.py); and from
+metrics/float-spread.json (written by scripts/float_spread.py: the float noise between two runs).
 The targets and their thresholds are metrics/targets.yaml, and whether each is met is computed from the figures. A missing file or split prints "—" instead of failing, so the tables can be printed while
 the pipeline is still being rerun. tests/unit/scripts/test_readme_results.py runs `--check`: the README must match
 the metrics in the working tree or, after `make pipeline` retrained on another machine (float noise in
@@ -47,7 +48,8 @@ FILES = ("kth/splits.json", "kth/train.json", "kth/history.csv",
          "ocr-crnn/splits.json", "ocr-crnn/by_kind.csv", "ocr-crnn/train.json", "ocr-crnn/history.csv",
          "ocr-bilstm/splits.json", "ocr-bilstm/by_kind.csv", "ocr-bilstm/train.json", "ocr-bilstm/history.csv",
          "ocr-tesseract/splits.json", "ocr-tesseract/by_kind.csv",
-         "pipeline_times.json", "baselines/ocr-crnn-words.json", "ocr-architectures/results.json")
+         "pipeline_times.json", "baselines/ocr-crnn-words.json", "ocr-architectures/results.json",
+         "float-spread.json")
 OCR_MODELS = {"ocr-crnn": "ocr crnn", "ocr-bilstm": "ocr bilstm", "ocr-tesseract": "Tesseract 5"}
 OCR_SPLITS = {
     "test": "trdg, training fonts",
@@ -258,6 +260,24 @@ def architectures_table(metrics: Metrics) -> list[str]:
                     *(f"`{s}`" for s in splits)], rows)]
 
 
+def float_spread_table(metrics: Metrics) -> list[str]:
+    """The committed run's headline figures vs a rerun whose floats differ (scripts/float_spread.py)."""
+    spread = metrics.get("float-spread")
+    if spread is None:
+        return ["No metrics/float-spread.json yet: `python scripts/float_spread.py` writes it."]
+    rows = [[f["model"], f"`{f['split']}`", f["metric"], pct(f["reference"]), pct(f["other"]),
+             f"{100 * (f['other'] - f['reference']):+.2f}"] for f in spread["figures"]]
+    largest = {}
+    for f in spread["figures"]:
+        largest[f["model"]] = max(largest.get(f["model"], 0.0), abs(f["other"] - f["reference"]))
+    different, identical = spread["different_outputs"], spread["identical_outputs"]
+    return [f"The run committed at `{spread['reference_rev']}` vs a rerun of `{spread['other_rev']}` with "
+            f"{spread['label']}. Byte-identical in both: {', '.join(f'`{p}`' for p in identical) or 'nothing'}; "
+            f"different: {', '.join(f'`{p}`' for p in different) or 'nothing'}. Largest difference per model, "
+            f"in points: {', '.join(f'{m} {100 * d:.2f}' for m, d in largest.items())}.", "",
+            *table(["model", "split", "figure", "committed run", "rerun", "difference (points)"], rows)]
+
+
 # --- targets (metrics/targets.yaml) --------------------------------------------------------------------
 # Each rule measures one target: (what the table prints as measured, met). A figure it needs that is
 # missing gives (MISSING, None). The thresholds are keyword arguments from the target's entry.
@@ -416,6 +436,9 @@ def tables(metrics: Metrics) -> str:
         ["**CRNN validation CER against training time** (one onecycle schedule; `val` is trdg-rendered in the "
          "training fonts, so it tracks `test`, not the reserved splits)", "", *learning_curve(metrics, "ocr-crnn")],
         ["**Pipeline time per stage**", "", *times_table(metrics)],
+        ["**Float noise: the same pipeline with another floating-point reduction order** "
+         "(`python scripts/float_spread.py`; README *Results* says what is deterministic)", "",
+         *float_spread_table(metrics)],
     ]
     return "\n\n".join("\n".join(lines) for lines in sections)
 
