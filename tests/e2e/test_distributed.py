@@ -50,7 +50,7 @@ def _env(root: Path, **extra: str) -> dict[str, str]:
 
 
 def _seqlab(root: Path, *args: str, check: bool = True, **env: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run(["nice", "-n", "19", PY, "-m", "seqlab.cli", *args], cwd=root, env=_env(root, **env),
+    proc = subprocess.run([PY, "-m", "seqlab.cli", *args], cwd=root, env=_env(root, **env),
                           capture_output=True, text=True, timeout=1200)
     if check and proc.returncode != 0:
         raise AssertionError(f"seqlab {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
@@ -202,7 +202,7 @@ def test_kill_9_under_ddp_then_rerun_matches_uninterrupted(tmp_path, data_dir):
     _seqlab(reference, "train", "kth")
 
     marker = f"SEQLAB_TEST_RUN={uuid.uuid4()}"
-    proc = subprocess.Popen(["nice", "-n", "19", PY, "-m", "seqlab.cli", "train", "kth"], cwd=killed,
+    proc = subprocess.Popen([PY, "-m", "seqlab.cli", "train", "kth"], cwd=killed,
                             env=_env(killed, **dict([marker.split("=")])), start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
