@@ -21,11 +21,21 @@ from typing import Any
 
 import yaml
 
+from seqlab.core import paths, registry
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "metrics" / "float-spread.json"
-# model id -> the figure compared on each of its splits (each task's headline metric, seqlab.core.task)
-HEADLINE = {"kth": "accuracy", "binary_add": "exact_match", "ocr-bilstm": "cer", "ocr-crnn": "cer"}
 COMPARED_OUTS = ("data/", "models/")
+
+
+def headline_metrics() -> dict[str, str]:
+    """Model id -> the figure compared on each of its splits: its Task's headline metric, without the split."""
+    found = {}
+    for entry in registry.entries():
+        metric = registry.task_class(entry.name).headline_metric.split(".", 1)[1]  # "test.cer" -> "cer"
+        for variant in entry.variants or (None,):
+            found[paths.model_id(entry.name, variant)] = metric
+    return found
 
 
 def locked_md5s(checkout: Path) -> dict[str, str]:
@@ -38,7 +48,7 @@ def locked_md5s(checkout: Path) -> dict[str, str]:
 def headline_figures(checkout: Path) -> dict[tuple[str, str], float]:
     """(model id, split) -> that model's headline figure on that split, from metrics/<id>/splits.json."""
     found = {}
-    for model_id, metric in HEADLINE.items():
+    for model_id, metric in headline_metrics().items():
         path = checkout / "metrics" / model_id / "splits.json"
         if not path.is_file():
             raise SystemExit(f"float_spread: {path} is missing: run `dvc repro` in {checkout} first")
@@ -49,6 +59,7 @@ def headline_figures(checkout: Path) -> dict[tuple[str, str], float]:
 
 def spread(reference: Path, other: Path, label: str) -> dict[str, Any]:
     ours, theirs = headline_figures(reference), headline_figures(other)
+    metric = headline_metrics()
     ref_md5, other_md5 = locked_md5s(reference), locked_md5s(other)
     shared = sorted(set(ref_md5) & set(other_md5))
     return {
@@ -57,7 +68,7 @@ def spread(reference: Path, other: Path, label: str) -> dict[str, Any]:
         "other_rev": _rev(other),
         "identical_outputs": [p for p in shared if ref_md5[p] == other_md5[p]],
         "different_outputs": [p for p in shared if ref_md5[p] != other_md5[p]],
-        "figures": [{"model": model_id, "split": split, "metric": HEADLINE[model_id],
+        "figures": [{"model": model_id, "split": split, "metric": metric[model_id],
                      "reference": ours[(model_id, split)], "other": theirs[(model_id, split)]}
                     for model_id, split in ours if (model_id, split) in theirs],
     }

@@ -273,8 +273,9 @@ def float_spread_table(metrics: Metrics) -> list[str]:
     different, identical = spread["different_outputs"], spread["identical_outputs"]
     return [f"The run committed at `{spread['reference_rev']}` vs a rerun of `{spread['other_rev']}` with "
             f"{spread['label']}. Byte-identical in both: {', '.join(f'`{p}`' for p in identical) or 'nothing'}; "
-            f"different: {', '.join(f'`{p}`' for p in different) or 'nothing'}. Largest difference per model, "
-            f"in points: {', '.join(f'{m} {100 * d:.2f}' for m, d in largest.items())}.", "",
+            f"different: {', '.join(f'`{p}`' for p in different) or 'nothing'}."
+            + (f" Largest difference per model, in points: {', '.join(f'{m} {100 * d:.2f}' for m, d in largest.items())}."
+               if largest else ""), "",
             *table(["model", "split", "figure", "committed run", "rerun", "difference (points)"], rows)]
 
 
