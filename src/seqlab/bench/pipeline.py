@@ -83,20 +83,19 @@ def same_shape_pipeline(project: Path, path: Path) -> Path:
         return names.setdefault(original, f"f/{len(names)}")
 
     stages: dict[str, Any] = {}
-    outs_of: dict[str, list[str]] = {}
+    produced: set[str] = set()  # files some stage writes; the rest are written here, as inputs
     defined = set(yaml.safe_load((project / "dvc.yaml").read_text())["stages"])
     for name, stage in lock["stages"].items():
         if name.split("@")[0] not in defined:  # DVC leaves removed stages in the lock file
             continue
         outs = [file_for(o["path"]) for o in stage.get("outs", [])]
-        outs_of[name] = outs
+        produced.update(outs)
         entry: dict[str, Any] = {"cmd": "touch " + " ".join(outs) if outs else "true",
                                  "deps": [file_for(d["path"]) for d in stage.get("deps", [])], "outs": outs}
         keys = sorted(stage.get("params", {}).get("params.yaml", {}))
         if keys:
             entry["params"] = keys
         stages[re.sub(r"\W", "_", name)] = entry
-    produced = {f for outs in outs_of.values() for f in outs}
     (path / "f").mkdir(exist_ok=True)
     for original, name in names.items():
         if name not in produced:
