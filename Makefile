@@ -1,9 +1,9 @@
-# Two entry points (see README): `make pipeline` and `make test`. Both build the venv first.
+# Two entry points (README.md): `make pipeline` and `make test`. Both build the venv first.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# The torch build `make install` puts in the venv (README "Installation"). cpu (default): PyTorch's CPU
+# The torch build `make install` puts in the venv (docs/development.md "Installation"). cpu (default): PyTorch's CPU
 # index serves 2.13.0+cpu, which satisfies the torch==2.13.0 pin (a local wheel of that build, where pip
 # finds one, does too). cuda: PyPI's own torch 2.13.0 wheel, built against CUDA 13.0 (its metadata
 # requires cuda-toolkit 13.0.3), several GB. TORCH_INDEX=<url> names another PyTorch index (cu126...).
@@ -62,8 +62,8 @@ timed-repro: install  ## rerun every stage (dvc repro -f, stage by stage), times
 plots: install  ## `dvc plots show` as a page that draws offline (Vega inlined) -> dvc_plots/index.html
 	$(BIN)/python tools/dvc_plots.py show
 
-results: install  ## write README.md's results block from metrics/*.json
-	$(BIN)/python scripts/results_table.py --write README.md
+results: install  ## regenerate the results blocks of README.md, docs/results.md, docs/benchmarks.md from metrics/
+	$(BIN)/python scripts/results_table.py --write README.md docs/results.md docs/benchmarks.md
 
 bench: install  ## benchmark suite, each figure a ratio measured in one run -> metrics/bench.json (idle machine)
 	$(BIN)/seqlab bench

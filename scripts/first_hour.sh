@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# A new user's first hour, as README "Quick start" promises it: a fresh clone, `make pipeline`, then
+# A new user's first hour, as README.md "Quick start" promises it: a fresh clone, `make pipeline`, then
 # `make test`, in that order, on this machine with its own floats (the pipeline retrains every model, so
-# metrics/ may differ in the last digits from the committed ones; the README check compares against HEAD).
+# metrics/ may differ in the last digits from the committed ones; the results-block check compares against HEAD).
 #
 #   scripts/first_hour.sh [--keep] [REPO]     (REPO: what to clone, default this checkout's HEAD)
 #

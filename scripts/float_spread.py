@@ -6,7 +6,7 @@ OTHER_CHECKOUT is a clone of this repository in which `dvc repro` ran under some
 changes the order of floating-point reductions (another machine, another thread count). The script compares
 each model's headline figure on every test split (metrics/<id>/splits.json) and which data and model
 files came out byte-identical (the md5s in both dvc.lock files), and writes metrics/float-spread.json;
-scripts/results_table.py prints it in README *Results*. It is a record of one measurement, not a pipeline
+scripts/results_table.py prints it in docs/results.md. It is a record of one measurement, not a pipeline
 output: rerun it after a retrain to refresh it.
 """
 
@@ -82,7 +82,7 @@ def _rev(checkout: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("other", type=Path, help="a clone of this repository where `dvc repro` ran")
-    parser.add_argument("--label", required=True, help="what differed in that run, as the README shows it")
+    parser.add_argument("--label", required=True, help="what differed in that run, as docs/results.md shows it")
     parser.add_argument("--reference", type=Path, default=ROOT, help="the checkout compared against (this one)")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)

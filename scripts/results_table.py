@@ -1,18 +1,22 @@
-"""Print the README's results tables (markdown) from metrics/*.json, and keep README.md equal to them.
+"""Print the results tables (markdown) from metrics/*.json, and keep the documents that show them equal to them.
 
-    python scripts/results_table.py                    # print the tables
-    python scripts/results_table.py --write README.md  # replace the blocks between the results (and bench) markers
-    python scripts/results_table.py --check README.md  # exit 1 with a diff when that block is stale
-    python scripts/results_table.py --check README.md --rev HEAD  # ... against the metrics committed at HEAD
+    python scripts/results_table.py                     # print the tables
+    python scripts/results_table.py --write README.md docs/results.md docs/benchmarks.md  # regenerate their blocks
+    python scripts/results_table.py --check README.md docs/results.md docs/benchmarks.md  # exit 1 with a diff if stale
+    python scripts/results_table.py --check ... --rev HEAD  # ... against the metrics committed at HEAD
 
-Every figure comes from metrics/<id>/ (written by `dvc repro`): splits.json (every figure of each test split;
-eval.json, what `dvc metrics show` prints, holds the headline ones of these), by_kind.csv, train.json
+A document holds any of three generated blocks, each between its markers: the summary (README.md: each model's
+and reference engine's headline figures, from eval.json), the full results (docs/results.md) and the benchmark
+table (docs/benchmarks.md, from metrics/bench.json).
+Every figure comes from metrics/<id>/ (written by `dvc repro`): eval.json (the headline figures, what `dvc metrics
+show` prints), splits.json (every figure of each test split), by_kind.csv, train.json
 and history.csv (a row per epoch); from metrics/pipeline_times.json (written by scripts/timed_repro.py); and from
 metrics/float-spread.json (written by scripts/float_spread.py: the float noise between two runs).
-The targets and their thresholds are metrics/targets.yaml, and whether each is met is computed from the figures. A missing file or split prints "—" instead of failing, so the tables can be printed while
-the pipeline is still being rerun. tests/unit/scripts/test_readme_results.py runs `--check`: the README must match
-the metrics in the working tree or, after `make pipeline` retrained on another machine (float noise in
-the last digits: README *Results*), the metrics committed at HEAD, which are what the README documents.
+The targets and their thresholds are metrics/targets.yaml, and whether each is met is computed from the figures. A
+missing file or split prints "—" instead of failing, so the tables can be printed while the pipeline is still being
+rerun. tests/unit/scripts/test_readme_results.py runs `--check`: the documents must match the metrics in the working
+tree or, after `make pipeline` retrained on another machine (float noise in the last digits: docs/results.md), the
+metrics committed at HEAD, which are what the documents show.
 """
 
 from __future__ import annotations
@@ -36,25 +40,29 @@ from seqlab.bench.report import table as bench_table
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ROOT / "metrics"
-BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
-BENCH_BEGIN, BENCH_END = "<!-- bench:begin -->", "<!-- bench:end -->"  # optional: written only where present
+SUMMARY_BEGIN, SUMMARY_END = "<!-- summary:begin -->", "<!-- summary:end -->"  # README.md
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"  # docs/results.md
+BENCH_BEGIN, BENCH_END = "<!-- bench:begin -->", "<!-- bench:end -->"  # docs/benchmarks.md
+DOCUMENTS = ("README.md", "docs/results.md", "docs/benchmarks.md")  # `make results` writes these (repository root)
 BENCH = METRICS / "bench.json"  # written by `seqlab bench`
 TARGETS = METRICS / "targets.yaml"  # the targets and their thresholds, edited by hand
 MISSING = "—"
 
 # The metrics files read, by path relative to metrics/; each is known by that path without its extension.
-FILES = ("kth/splits.json", "kth/train.json", "kth/history.csv",
+FILES = ("kth/eval.json", "binary_add/eval.json", "ocr-crnn/eval.json", "ocr-bilstm/eval.json", "ocr-tesseract/eval.json",
+         "kth/splits.json", "kth/train.json", "kth/history.csv",
          "binary_add/splits.json", "binary_add/train.json", "binary_add/history.csv",
          "ocr-crnn/splits.json", "ocr-crnn/by_kind.csv", "ocr-crnn/train.json", "ocr-crnn/history.csv",
          "ocr-bilstm/splits.json", "ocr-bilstm/by_kind.csv", "ocr-bilstm/train.json", "ocr-bilstm/history.csv",
          "ocr-tesseract/splits.json", "ocr-tesseract/by_kind.csv",
          "pipeline_times.json", "baselines/ocr-crnn-words.json", "ocr-architectures/results.json",
          "float-spread.json")
+SEQUENCE_MODELS = {"kth": "kth", "binary_add": "binary_add"}
 OCR_MODELS = {"ocr-crnn": "ocr crnn", "ocr-bilstm": "ocr bilstm", "ocr-tesseract": "Tesseract 5"}
 OCR_SPLITS = {
     "test": "trdg, training fonts",
     "test_heldout_fonts": "trdg, held-out trdg fonts",
-    "test_reserved": "Pillow, reserved families, clean",
+    "test_reserved": "Pillow, reserved font families (never trained on), clean",
     "test_reserved_degraded": "Pillow, reserved families, degraded",
 }
 LINE_SPLITS = {
@@ -78,7 +86,7 @@ class Target:
 
 
 def load_metrics(root: Path = METRICS, rev: str | None = None) -> Metrics:
-    """The metrics files in `root`, or as committed at git revision `rev` (the README documents those)."""
+    """The metrics files in `root`, or as committed at git revision `rev` (the documents show those)."""
     found = {}
     for name in FILES:
         if rev is None:
@@ -153,6 +161,30 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 # --- the tables ----------------------------------------------------------------------------------------
+
+def summary_table(metrics: Metrics) -> list[str]:
+    """README's summary: a row per headline figure of each model and reference engine, as its eval.json holds
+    them (the task decides which: seqlab.core.task's headline_metric and headline_splits)."""
+    rows = []
+    for model_id, label in {**SEQUENCE_MODELS, **OCR_MODELS}.items():
+        figures = metrics.get(f"{model_id}/eval")
+        if figures is None:
+            rows.append([label, MISSING, MISSING, MISSING, MISSING])
+            continue
+        for split, values in sorted(figures.items(), key=lambda item: item[0] != "test"):  # `test` first
+            rows += [[label, f"`{split}`", _split_meaning(metrics, model_id, split),
+                      name + (" (lower is better)" if name == "cer" else ""), pct(value)] for name, value in values.items()]
+    return table(["model", "split", "what it holds", "figure", "value"], rows)
+
+
+def _split_meaning(metrics: Metrics, model_id: str, split: str) -> str:
+    figures = get(metrics, f"{model_id}/splits", split) or {}
+    if "min_len" in figures:
+        return f"lengths {figures['min_len']}-{figures['max_len']}"
+    if "min_bits" in figures:
+        return f"{figures['min_bits']}-{figures['max_bits']} bits"
+    return OCR_SPLITS.get(split, MISSING)
+
 
 def results_table(metrics: Metrics) -> list[str]:
     rows = []
@@ -419,26 +451,34 @@ def learning_curve(metrics: Metrics, model_id: str) -> list[str]:
                    pct(r["val_word_accuracy"], 1)] for r in rows])
 
 
+GENERATED = ("*Printed by `python scripts/results_table.py` (`make results` writes it here) from `metrics/`; "
+             "`tests/unit/scripts/test_readme_results.py` fails when this block differs.*")
+
+
+def summary(metrics: Metrics) -> str:
+    return "\n".join([GENERATED, "", *summary_table(metrics)])
+
+
 def tables(metrics: Metrics) -> str:
     sections = [
-        ["*Printed by `python scripts/results_table.py` (`make results` writes it here) from `metrics/`; "
-         "`tests/unit/scripts/test_readme_results.py` fails when this block differs.*"],
+        [GENERATED],
         results_table(metrics),
-        ["**OCR by test split: word images** (CER is case-sensitive on the full charset; in brackets the "
-         "case-insensitive CER on letters, digits and single spaces, the terms of the figures before the "
-         "`english` charset)", "", *ocr_table(metrics)],
+        ["**OCR by test split: word images** (CER is case-sensitive on the full charset; in brackets "
+         "`cer_alnum_nocase`, the case-folded CER on letters, digits and single spaces only, the terms of the "
+         "figures before the `english` charset; the *Targets* use `cer_nocase`, case-folded on the full charset)",
+         "", *ocr_table(metrics)],
         ["**OCR by test split: line images** (CER as above, and word error rate, WER, by jiwer; Tesseract reads "
          "lines in single-line mode)", "", *lines_table(metrics)],
         ["**Case-sensitive CER by word kind** (Tesseract's dictionaries help it on dictionary words)", "",
          *kinds_table(metrics)],
         ["**Architectures by CER per CPU-minute** (`benchmarks/ocr_architectures.py`; the default model "
-         "follows from it, README *OCR architectures*)", "", *architectures_table(metrics)],
+         "follows from it, docs/ocr.md *Architectures*)", "", *architectures_table(metrics)],
         ["**Targets**", "", *targets_table(metrics)],
         ["**CRNN validation CER against training time** (one onecycle schedule; `val` is trdg-rendered in the "
          "training fonts, so it tracks `test`, not the reserved splits)", "", *learning_curve(metrics, "ocr-crnn")],
         ["**Pipeline time per stage**", "", *times_table(metrics)],
         ["**Float noise: the same pipeline with another floating-point reduction order** "
-         "(`python scripts/float_spread.py`; README *Results* says what is deterministic)", "",
+         "(`python scripts/float_spread.py`; the top of this page says what is deterministic)", "",
          *float_spread_table(metrics)],
     ]
     return "\n\n".join("\n".join(lines) for lines in sections)
@@ -459,51 +499,55 @@ def bench_block(path: Path = BENCH) -> str:
         "", *bench_table(report)])
 
 
-# --- README block ----------------------------------------------------------------------------------------
+# --- generated blocks in documents -----------------------------------------------------------------------
 
 def readme_block(text: str, begin: str = BEGIN, end: str = END) -> tuple[int, int]:
     """Start and end offsets of the block between `begin` and `end` (markers included) in `text`."""
     start, stop = text.find(begin), text.find(end)
     if start < 0 or stop < start:
-        sys.exit(f"no `{begin}` ... `{end}` block in the README")
+        sys.exit(f"no `{begin}` ... `{end}` block in the document")
     return start, stop + len(end)
 
 
 def _replace_blocks(text: str, rev: str | None = None) -> str:
-    """`text` with its results block, and its bench block where it has one, regenerated."""
-    blocks = [(BEGIN, END, tables(load_metrics(rev=rev)))]
-    if BENCH_BEGIN in text:
-        blocks.append((BENCH_BEGIN, BENCH_END, bench_block()))
-    for begin, end, body in blocks:
+    """`text` with each generated block it holds (summary, results, bench) regenerated; at least one."""
+    makers = ((SUMMARY_BEGIN, SUMMARY_END, lambda: summary(load_metrics(rev=rev))),
+              (BEGIN, END, lambda: tables(load_metrics(rev=rev))),
+              (BENCH_BEGIN, BENCH_END, bench_block))
+    found = [(begin, end, make) for begin, end, make in makers if begin in text]
+    if not found:
+        sys.exit(f"no generated block ({', '.join(m[0] for m in makers)}) in the document")
+    for begin, end, make in found:
         start, stop = readme_block(text, begin, end)
-        text = text[:start] + f"{begin}\n{body}\n\n{end}" + text[stop:]  # the blank line ends the last table
+        text = text[:start] + f"{begin}\n{make()}\n\n{end}" + text[stop:]  # the blank line ends the last table
     return text
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--write", type=Path, metavar="README", help="replace the results block in this file")
-    mode.add_argument("--check", type=Path, metavar="README", help="exit 1 with a diff when its block is stale")
+    mode.add_argument("--write", type=Path, nargs="+", metavar="DOC", help="regenerate the blocks in these files")
+    mode.add_argument("--check", type=Path, nargs="+", metavar="DOC",
+                      help="exit 1 with a diff when a block in these files is stale")
     parser.add_argument("--rev", metavar="GIT_REV",
-                        help="read the results block's metrics as committed at this revision (e.g. HEAD)")
+                        help="read the results' metrics as committed at this revision (e.g. HEAD)")
     args = parser.parse_args(argv)
-    readme = args.write or args.check
-    if readme is None:
-        print(tables(load_metrics()) + "\n\n" + bench_block())
+    documents = args.write or args.check
+    if documents is None:
+        print(summary(load_metrics()) + "\n\n" + tables(load_metrics()) + "\n\n" + bench_block())
         return 0
-    old = readme.read_text()
-    new = _replace_blocks(old, args.rev)
-    if args.write:
-        readme.write_text(new)
-        return 0
-    if old == new:
-        return 0
-    diff = difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
-                                f"{readme} (generated blocks)", "scripts/results_table.py")
-    sys.stdout.writelines(diff)
-    print(f"\n{readme}'s generated blocks differ from the metrics: run `make results`")
-    return 1
+    stale = 0
+    for doc in documents:
+        old = doc.read_text()
+        new = _replace_blocks(old, args.rev)
+        if args.write:
+            doc.write_text(new)
+        elif old != new:
+            stale += 1
+            sys.stdout.writelines(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
+                                                       f"{doc} (generated blocks)", "scripts/results_table.py"))
+            print(f"\n{doc}'s generated blocks differ from the metrics: run `make results`")
+    return 1 if stale else 0
 
 
 if __name__ == "__main__":

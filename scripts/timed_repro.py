@@ -9,7 +9,7 @@ a stage after it. Times are wall-clock (time.perf_counter) and include DVC's own
 1 s per stage, so the total is a little above one `dvc repro`. The result goes to
 metrics/pipeline_times.json: {"stages": {name: seconds}, "total_seconds", "cpu_count", "forced"}.
 No DVC stage writes that file (it times the stages themselves): git tracks it, and
-scripts/results_table.py puts it in README.md. A failing stage stops the run and writes nothing.
+scripts/results_table.py puts it in docs/results.md. A failing stage stops the run and writes nothing.
 """
 
 from __future__ import annotations

@@ -333,10 +333,13 @@ def one_error_line(proc: subprocess.CompletedProcess) -> str:
 SERVE_READY_S = 180.0  # ~10 s on an idle machine; generous for a busy one
 
 
-def readme_serve_example(index: int = 0) -> tuple[str, list[str]]:
-    """(the `mlflow models serve` line, the curl lines) of README's `index`-th serving example (0: the pyfunc
-    model's, 1: the ONNX model's)."""
-    text = (REPO / "README.md").read_text()
+SERVING_DOC = REPO / "docs" / "models-and-serving.md"  # where the serving examples are documented
+
+
+def documented_serve_example(index: int = 0) -> tuple[str, list[str]]:
+    """(the `mlflow models serve` line, the curl lines) of docs/models-and-serving.md's `index`-th serving
+    example (0: the pyfunc model's, 1: the ONNX model's)."""
+    text = SERVING_DOC.read_text()
     block = [b for b in re.findall(r"```bash\n(.*?)```", text, re.S) if "mlflow models serve" in b][index]
     lines = block.strip().splitlines()
     serve = next(line for line in lines if "mlflow models serve" in line)

@@ -8,7 +8,11 @@ localStorage, default GenAI, and does not reconcile it with the experiment's `ml
 tag (mlflow/mlflow#24498): a fresh browser on `#/experiments/<id>` lands on the GenAI *Overview*
 (traces, latency). The UI reads the type from the URL first (`?workflowType=machine_learning`), so
 the link to the runs tab with that parameter opens the training runs in Model-training chrome, in any
-browser. `make ui` prints these links. `check` proves it: a fresh Chromium profile (empty storage)
+browser. The runs table shows no metric or parameter column until you pick them (*Columns*), and its URL
+cannot carry a column choice (the runs page reads only searchFilter, orderByKey, orderByAsc, startTime and
+the lifecycle, model-version and dataset filters from it), so `links` also prints the compare view of the
+latest finished runs (`#/compare-runs`): their params and metrics side by side, no clicks.
+`make ui` prints these links. `check` proves it: a fresh Chromium profile (empty storage)
 dumps the DOM of the plain experiment link and of ours; ours must show the runs table and no GenAI
 sidebar, and the plain one (the control) must show the GenAI sidebar.
 """
@@ -24,6 +28,7 @@ import tempfile
 from pathlib import Path
 
 from chromium import dump_dom, find_chromium, screenshot
+from mlflow_compare import compare_url, shrink_png
 from mlflow_server import api, mlflow_server
 
 EXPERIMENT_PREFIX = "seqlab-"
@@ -40,6 +45,18 @@ def runs_link(base_url: str, experiment_id: str) -> str:
 def experiment_link(base_url: str, experiment_id: str) -> str:
     """The UI's own link to an experiment (lands on the GenAI Overview in a fresh browser)."""
     return f"{base_url}/#/experiments/{experiment_id}"
+
+
+COMPARED_RUNS = 5  # the compare link's latest finished runs
+
+
+def latest_run_ids(store: str, experiment_id: str, count: int = COMPARED_RUNS) -> list[str]:
+    """The ids of an experiment's `count` latest finished runs, newest first, read without a server."""
+    from mlflow.tracking import MlflowClient
+
+    runs = MlflowClient(tracking_uri=store).search_runs([experiment_id], "attributes.status = 'FINISHED'",
+                                                        order_by=["attributes.start_time DESC"], max_results=count)
+    return [r.info.run_id for r in runs]
 
 
 def seqlab_experiments(rest_url: str) -> list[tuple[str, str]]:
@@ -93,8 +110,6 @@ def check(store: str, experiment: str | None, out: Path | None, chromium: str) -
                 raw = Path(tmp) / "raw.png"
                 screenshot(runs_link(base, exp_id), raw, chromium=chromium, width=1400, height=900,
                            extra_flags=flags)
-                from mlflow_compare import shrink_png
-
                 out.parent.mkdir(parents=True, exist_ok=True)
                 shrink_png(raw, out)
     return problems
@@ -105,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python tools/mlflow_ui.py", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    links = sub.add_parser("links", help="print each seqlab experiment's training-runs link")
+    links = sub.add_parser("links", help="print each seqlab experiment's training-runs link and compare link")
     links.add_argument("--base", default="http://127.0.0.1:5000", help="where the UI is served")
     chk = sub.add_parser("check", help="prove with headless Chromium that the links land on the training runs")
     chk.add_argument("--experiment", help="experiment name (default: the first seqlab-* one)")
@@ -120,8 +135,11 @@ def main(argv: list[str] | None = None) -> int:
         if store.startswith("sqlite:///") and not Path(store.removeprefix("sqlite:///")).exists():
             print("MLflow UI: no runs yet (run `make pipeline`); then open the seqlab-* experiments' Runs tab")
             return 0
+        base = args.base.rstrip("/")
         for exp_id, name in store_experiments(store):
-            print(f"{name:<22} {runs_link(args.base.rstrip('/'), exp_id)}")
+            print(f"{name:<22} {runs_link(base, exp_id)}")
+            if len(run_ids := latest_run_ids(store, exp_id)) >= 2:
+                print(f"{'  compare latest ' + str(len(run_ids)):<22} {compare_url(base, exp_id, run_ids)}")
         return 0
     try:
         problems = check(store, args.experiment, args.out, find_chromium(args.chromium))

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from seqlab.core.errors import SeqlabError
+from seqlab.core.paths import in_workspace
 from seqlab.core.registry import check_variant, entries, model_id, task_class, task_names, variant_names
 
 MODEL_URI_SCHEMES = ("models:/", "runs:/")  # predict --model: an MLflow model instead of a checkpoint file
@@ -130,7 +131,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from seqlab.tracking.runs import server_outage
 
     variant = check_variant(args.task, args.variant)
-    checkpoint = paths.model_path(model_id(args.task, variant))
+    checkpoint = paths.in_workspace(paths.model_path(model_id(args.task, variant)))
     report = export_checkpoint(checkpoint, args.task, checkpoint.with_suffix(".onnx"))
     print(f"[{model_id(args.task, variant)}] {report.summary()}", file=sys.stderr)
     with server_outage("rerun"):
@@ -181,7 +182,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
             checkpoint, name = download_checkpoint(args.model, Path(tmp)), args.model  # errors name the URI
         else:
-            checkpoint = Path(args.model) if args.model else paths.model_path(model_id(args.task, check_variant(args.task, None)))
+            default = paths.in_workspace(paths.model_path(model_id(args.task, check_variant(args.task, None))))
+            checkpoint = Path(args.model) if args.model else default
+        if args.engine == "torch" and checkpoint.suffix == ".onnx":
+            raise SeqlabError(f"{checkpoint}: an ONNX export, which the default engine (torch) does not read; "
+                              "pass --engine onnxruntime")
         if args.engine == "onnxruntime":
             from seqlab.export.runtime import load_for_predict
 
@@ -203,8 +208,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seqlab", description="Sequence-learning pipeline stages and predict.")
-    parser.add_argument("--params", default=os.environ.get("SEQLAB_PARAMS", "params.yaml"),
-                        help="params file (default: params.yaml in the current directory)")
+    parser.add_argument("--params", type=Path, default=os.environ.get("SEQLAB_PARAMS") or in_workspace(Path("params.yaml")),
+                        help="params file (default: params.yaml at the root of the project the current directory is in)")
     sub = parser.add_subparsers(dest="command", required=True)
     variants = "; ".join(f"{e.name}: {', '.join(e.variants)}, default {e.default_variant}" for e in entries() if e.variants)
 
@@ -240,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="benchmark suite: each figure a ratio measured in this run (metrics/bench.json)")
     p.add_argument("--quick", action="store_true", help="smoke test: one repeat, tiny sizes (ratios mean little)")
-    p.add_argument("--out", type=Path, default=Path("metrics/bench.json"), help="where the report goes")
+    p.add_argument("--out", type=Path, default=in_workspace(Path("metrics/bench.json")), help="where the report goes")
     p.add_argument("--project", type=Path, help="DVC project whose no-op repro is timed (default: this repository)")
     p.set_defaults(func=cmd_bench)
 

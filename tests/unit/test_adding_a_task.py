@@ -1,4 +1,4 @@
-"""README "Adding a task", kept true: a task defined here (its module: this file), one registry entry and
+"""docs/development.md "Adding a task", kept true: a task defined here (its module: this file), one registry entry and
 its params.yaml section, and nothing else, goes through the generic machinery as the `seqlab` command runs
 it in a stage: validate, generate, train (the real loop, MLflow run and model included), evaluate (eval.json,
 the champion rule with the task's own headline metric), predict and the MLflow model's input example.

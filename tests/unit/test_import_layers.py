@@ -6,7 +6,7 @@ inside a function (a lazy import hides a circle from Python, not from DVC, whose
 under `if TYPE_CHECKING`. The task registry's imports by name (seqlab.core.registry: "module:Class"
 strings) are not import statements: that is how core names the tasks without depending on them.
 
-LAYERS, lowest first, is the one definition of the order (README "Layout" draws it). A module may import
+LAYERS, lowest first, is the one definition of the order (docs/development.md "Layout in detail" draws it). A module may import
 its own folder and the folders of lower layers; folders of one layer may not import each other. The task
 families (tasks/sequence, tasks/ocr) are separate folders of one layer.
 """

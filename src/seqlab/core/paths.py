@@ -3,7 +3,9 @@
 Stages run with the repository as working directory (DVC guarantees it), also inside the
 temporary copies that queued and --temp experiments use, so data/models/metrics paths are
 relative. Only state that must outlive such a copy (the MLflow store, resumable checkpoints)
-is anchored at the real repository root, which DVC passes as DVC_ROOT.
+is anchored at the real repository root, which DVC passes as DVC_ROOT. A command a person types
+(`seqlab predict` from a subfolder) finds its defaults through `in_workspace`, against the root of the
+DVC project it runs in, not the current directory.
 """
 
 from __future__ import annotations
@@ -26,6 +28,21 @@ def repo_root() -> Path:
         if (candidate / ".dvc").is_dir() or (candidate / ".git").exists():
             return candidate
     return here
+
+
+def workspace_root() -> Path:
+    """The root of the DVC project the current directory is in (the nearest parent holding .dvc/), else the
+    current directory. Unlike repo_root it ignores DVC_ROOT: inside a --temp or queued experiment that is the
+    real repository, while the stage's data and models are in the temporary copy it runs in."""
+    here = Path.cwd().resolve()
+    return next((c for c in (here, *here.parents) if (c / ".dvc").is_dir()), here)
+
+
+def in_workspace(path: Path) -> Path:
+    """A default path (models/kth.pt, params.yaml) as seen from the current directory: unchanged at the
+    project root (so messages and outputs read as before), else anchored at the root."""
+    root = workspace_root()
+    return path if path.is_absolute() or root == Path.cwd().resolve() else root / path
 
 
 def data_dir(task: str) -> Path:

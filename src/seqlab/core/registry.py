@@ -4,7 +4,7 @@ its params section class live (module paths, imported lazily: each stage loads o
 signature, how predict reads its inputs) is declared by its Task class.
 
 Adding a task: its module(s) under seqlab/tasks/, one `register(TaskEntry(...))` line below, its params.yaml
-section and its dvc.yaml stages (README "Adding a task").
+section and its dvc.yaml stages (docs/development.md "Adding a task").
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from seqlab.core.task import Task
-from seqlab.tracking.mlflow_model import ARTIFACT_PATH
+from seqlab.tracking.mlflow_model import logged_model_uri
 from seqlab.tracking.runs import configure_mlflow, store_lock
 
 CHAMPION = "champion"
@@ -58,7 +58,7 @@ def register(run_id: str, task: Task, value: float) -> Registration:
     client = mlflow.MlflowClient()
     # One decision at a time: parallel queued experiments evaluate versions of the same model.
     with store_lock():
-        version = mlflow.register_model(f"runs:/{run_id}/{ARTIFACT_PATH}", name,
+        version = mlflow.register_model(logged_model_uri(run_id), name,
                                         tags={METRIC_TAG: metric, VALUE_TAG: repr(value)}).version
         try:
             holder = client.get_model_version_by_alias(name, CHAMPION)

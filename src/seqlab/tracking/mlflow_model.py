@@ -9,8 +9,9 @@ predict imports, given explicitly so logging does not spend seconds inferring th
 Input, a DataFrame with one row per item, in the columns the task declares (Task.input_columns): kth
 and binary_add take a column `input` of lines as typed on `seqlab predict`'s stdin; OCR takes a column
 `image` of encoded image bytes (PNG, JPEG...) or a column `path` of image files. Output: columns `text` (the answer) and `error` (why an
-input was refused, else empty), in input order. A frame with none of the input columns is refused as a
-whole (an MLflow INVALID_PARAMETER_VALUE error: HTTP 400 from `mlflow models serve`).
+input was refused, else empty), in input order. A frame with none of the input columns, or with a value of
+another type than its column's (the integer 123 in kth's string column), is refused as a whole (an MLflow
+INVALID_PARAMETER_VALUE error: HTTP 400 from `mlflow models serve`).
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class SeqlabModel(PythonModel):
 def answers_frame(task: Task, model: nn.Module, meta: Mapping[str, Any], frame: pd.DataFrame) -> pd.DataFrame:
     """The task's answers to the rows of `frame` (see the module docstring) as a text/error frame."""
     _check_columns(task, frame)
+    _check_types(task, frame)
     answers = _answers(task, model, meta, frame)
     return pd.DataFrame({"text": [a.text for a in answers], "error": [a.error for a in answers]}, dtype=object)
 
@@ -80,6 +82,25 @@ def _check_columns(task: Task, frame: pd.DataFrame) -> None:
         wanted = " or ".join(repr(n) for n in names)
         raise MlflowException(f"seqlab {task.name} model input needs a column {wanted}; the request had none "
                               "(columns outside the model's signature are dropped)", error_code=INVALID_PARAMETER_VALUE)
+
+
+PYTHON_TYPES = {"string": (str,), "binary": (bytes, bytearray)}  # the signature's kinds, as pandas hands them over
+
+
+def _check_types(task: Task, frame: pd.DataFrame) -> None:
+    """Refuse a value of another type than its column's in the signature: MLflow's schema check lets the
+    integer in `[[123]]` through a string column, and `str(123)` would then be answered as if typed."""
+    for name, (kind, _) in task.input_columns.items():
+        for row, value in enumerate(frame.get(name, ())):
+            if value is None or (isinstance(value, float) and value != value):  # no value (NaN): the task says why
+                continue
+            if not isinstance(value, PYTHON_TYPES[kind]):
+                from mlflow.exceptions import MlflowException
+                from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+                raise MlflowException(f"seqlab {task.name} model input: column {name!r} row {row} holds {value!r} "
+                                      f"({type(value).__name__}), not {kind} as the model's signature says",
+                                      error_code=INVALID_PARAMETER_VALUE)
 
 
 def _answers(task: Task, model: nn.Module, meta: Mapping[str, Any], frame: pd.DataFrame) -> list[Answer]:
@@ -125,6 +146,21 @@ def log_model(run_id: str, task: Task, meta: Mapping[str, Any], checkpoint: Path
                 pip_requirements=[f"{name}=={version(name)}" for name in REQUIREMENTS], model_config={"task": task.name},
             )
     return info.model_id
+
+
+def logged_model_uri(run_id: str) -> str:
+    """`models:/<id>` of the pyfunc model that run `run_id` logged. MLflow 3 keeps a logged model's files
+    with the model, not under the run's artifacts, so registering `runs:/<run id>/model` works only through a
+    fallback that warns "Run with id ... has no artifacts at artifact path 'model'"; the run's outputs name
+    its models (this one and the ONNX export), so no search is needed."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    outputs = client.get_run(run_id).outputs
+    for output in outputs.model_outputs if outputs else ():
+        if client.get_logged_model(output.model_id).name == ARTIFACT_PATH:
+            return f"models:/{output.model_id}"
+    raise SeqlabError(f"MLflow run {run_id} logged no model named {ARTIFACT_PATH!r} (was it trained by seqlab?)")
 
 
 def download_checkpoint(uri: str, dest: Path) -> Path:

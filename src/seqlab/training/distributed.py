@@ -4,7 +4,7 @@
 as `torchrun --standalone --nproc-per-node N -m seqlab.cli train ...` would, and the agent starts N copies
 of the same command. A copy knows it is a rank by the LOCAL_RANK and WORLD_SIZE variables torchrun gives it,
 and trains instead of launching again; so a multi-node `torchrun --nnodes ... --rdzv-endpoint ...` can run
-the command directly (README, "Scaling out"). `dvc repro` and `dvc exp run` stay the entry points.
+the command directly (docs/scaling.md). `dvc repro` and `dvc exp run` stay the entry points.
 
 How the work is shared, and why:
 - `train.batch_size` stays the global batch: each of W ranks takes batch_size / W samples (rounded up) per

@@ -26,8 +26,8 @@ from PIL import Image, ImageDraw
 from tests.support import (
     REPO,
     SANDBOX,
+    documented_serve_example,
     mlflow_runs,
-    readme_serve_example,
     run,
     sandbox_env,
     served,
@@ -150,8 +150,8 @@ def test_predict_takes_the_registered_champion(kth_repo):
 
 # --- mlflow models serve -----------------------------------------------------------------------------
 
-def test_served_model_answers_the_readmes_curl_and_refuses_unknown_columns(kth_repo):
-    serve, (good, bad) = readme_serve_example()
+def test_served_model_answers_the_documented_curl_and_refuses_unknown_columns(kth_repo):
+    serve, (good, bad) = documented_serve_example()
     port = free_port()
     env = sandbox_env(kth_repo / SANDBOX, DVC_ROOT=str(kth_repo))
     with served(serve.replace("$PWD", str(kth_repo)).replace("5001", str(port)), kth_repo, env, port):
@@ -162,7 +162,7 @@ def test_served_model_answers_the_readmes_curl_and_refuses_unknown_columns(kth_r
     cli = run(["seqlab", "predict", "kth"], kth_repo, env=env, check=False, input="9 7 0 5 6\n1 2\n")
     rows = json.loads(answer)["predictions"]
     assert [r["text"] or "" for r in rows] == cli.stdout.splitlines()
-    print(answer, refused)  # what README shows as the answers
+    print(answer, refused)  # what docs/models-and-serving.md shows as the answers
     assert [r["error"] is None for r in rows] == [True, False]
     body, status = refused.rsplit(" HTTP ", 1)
     assert status.strip() == "400" and json.loads(body)["error_code"] == "INVALID_PARAMETER_VALUE", refused

@@ -78,3 +78,52 @@ def test_a_frame_without_the_models_columns_is_refused_as_invalid(task, frame):
         answers_frame(task_class(task), None, {}, frame)  # type: ignore[arg-type]  # refused before the model is used
     assert err.value.error_code == "INVALID_PARAMETER_VALUE" and err.value.get_http_status_code() == 400
     assert "needs a column" in err.value.message
+
+
+def test_default_paths_are_found_from_any_folder_of_the_project(tmp_path, monkeypatch):
+    """`seqlab predict` run in a subfolder looks for the pipeline's model at the project root, not in the
+    subfolder; at the root the default stays the relative path the stages write."""
+    from seqlab.core.paths import in_workspace, model_path
+
+    (tmp_path / ".dvc").mkdir()
+    (tmp_path / "src" / "deep").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    assert in_workspace(model_path("kth")) == model_path("kth")
+    monkeypatch.chdir(tmp_path / "src" / "deep")
+    assert in_workspace(model_path("kth")) == tmp_path.resolve() / "models" / "kth.pt"
+    assert in_workspace(tmp_path / "x.pt") == tmp_path / "x.pt"
+
+
+def test_predict_in_a_subfolder_names_the_model_at_the_project_root(tmp_path, monkeypatch, capsys):
+    from seqlab import cli
+
+    (tmp_path / ".dvc").mkdir()
+    (tmp_path / "notes").mkdir()
+    monkeypatch.chdir(tmp_path / "notes")
+    monkeypatch.setattr("sys.stdin", io.StringIO("9 7 0 5 6\n"))
+    assert cli.main(["predict", "kth"]) == 1
+    assert capsys.readouterr().err.startswith(f"seqlab: error: {tmp_path.resolve() / 'models' / 'kth.pt'}: ")
+
+
+def test_an_onnx_file_without_the_onnx_engine_names_the_flag(tmp_path, capsys):
+    from seqlab import cli
+
+    model = tmp_path / "kth.onnx"
+    model.write_bytes(b"\x08\x07")  # never read: the suffix says what it is
+    assert cli.main(["predict", "kth", "--model", str(model)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"seqlab: error: {model}: an ONNX export")
+    assert err.rstrip().endswith("pass --engine onnxruntime")
+
+
+def test_a_value_of_another_type_than_the_signature_says_is_refused():
+    """A served kth model got `[[123]]`: MLflow's schema check let the integer through its string column."""
+    from mlflow.exceptions import MlflowException
+
+    from seqlab.core.registry import task_class
+    from seqlab.tracking.mlflow_model import answers_frame
+
+    with pytest.raises(MlflowException) as err:
+        answers_frame(task_class("kth"), None, {}, pd.DataFrame({"input": ["9 7 0", 123]}))  # type: ignore[arg-type]
+    assert err.value.error_code == "INVALID_PARAMETER_VALUE"
+    assert "column 'input' row 1 holds 123 (int), not string" in err.value.message

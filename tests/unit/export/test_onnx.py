@@ -29,7 +29,7 @@ from seqlab.tasks.ocr.charset import Charset
 from seqlab.tasks.ocr.ctc import CtcReader
 from seqlab.tasks.sequence.common import SequenceTask, iterate_batches
 from seqlab.training.loop import train_step
-from tests.support import REPO, free_port, load_raw_params, readme_serve_example, served
+from tests.support import REPO, documented_serve_example, free_port, load_raw_params, served
 
 CHARSET = "abcdefghijklmnopqrstuvwxyz0123456789"
 OCR_MODELS = {"crnn": {"channels": [8, 16], "hidden_size": 16, "num_layers": 1, "downsample": 4, "pool": "stride",
@@ -230,8 +230,8 @@ print(json.dumps({{k: np.asarray(v).tolist() for k, v in out.items()}}))
     x[1, :4, 7] = 1
     assert np.abs(logits - onnx_model(x, torch.tensor([6, 4])).numpy()).max() == 0
 
-    # README's serving lines, on this store and a free port: the served logits are onnxruntime's
-    serve, (curl,) = readme_serve_example(1)
+    # docs/models-and-serving.md's serving lines, on this store and a free port: the served logits are onnxruntime's
+    serve, (curl,) = documented_serve_example(1)
     port = free_port()
     serve = serve.replace("$PWD", str(tmp_path)).replace("<run id>", run_id).replace("5002", str(port))
     with served(serve, tmp_path, {**env, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}, port):

@@ -1,6 +1,7 @@
-"""README.md's results block is what scripts/results_table.py prints from metrics/, and its targets are computed.
+"""The generated blocks of README.md (the summary), docs/results.md (every table) and docs/benchmarks.md are
+what scripts/results_table.py prints from metrics/, and its targets are computed.
 
-The check runs the script as a user would (`--check README.md` from the repository root); the
+The check runs the script as a user would (`--check README.md docs/...` from the repository root); the
 target logic is tested on small fabricated metrics, one set that meets every target and one that
 misses each.
 """
@@ -71,12 +72,30 @@ def test_readme_block_matches_metrics():
     missing = [f"metrics/{name}" for name in results_table.FILES if not (REPO / "metrics" / name).is_file()]
     if missing:
         pytest.skip(f"metrics files missing (run `dvc repro` and `make timed-repro`): {', '.join(missing)}")
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--check", "README.md"], cwd=REPO,
-                          capture_output=True, text=True)
-    if proc.returncode != 0:  # metrics regenerated here (`make pipeline`): the README documents HEAD's
-        proc = subprocess.run([sys.executable, str(SCRIPT), "--check", "README.md", "--rev", "HEAD"], cwd=REPO,
-                              capture_output=True, text=True)
-    assert proc.returncode == 0, f"README.md is stale, run `make results`:\n{proc.stdout}{proc.stderr}"
+    check = [sys.executable, str(SCRIPT), "--check", *results_table.DOCUMENTS]
+    proc = subprocess.run(check, cwd=REPO, capture_output=True, text=True)
+    if proc.returncode != 0:  # metrics regenerated here (`make pipeline`): the documents show HEAD's
+        proc = subprocess.run([*check, "--rev", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, f"a results block is stale, run `make results`:\n{proc.stdout}{proc.stderr}"
+
+
+def test_each_document_holds_its_block():
+    """The summary stays in the README (its first screen), every table in docs/results.md, the benchmark in
+    docs/benchmarks.md: a block moved or deleted by an edit fails here, not silently in `--check`."""
+    texts = {doc: (REPO / doc).read_text() for doc in results_table.DOCUMENTS}
+    assert results_table.SUMMARY_BEGIN in texts["README.md"] and results_table.BEGIN not in texts["README.md"]
+    assert results_table.BEGIN in texts["docs/results.md"]
+    assert results_table.BENCH_BEGIN in texts["docs/benchmarks.md"]
+
+
+def test_the_summary_is_each_models_headline_figures():
+    metrics = {"kth/eval": {"generalization": {"accuracy": 0.99}, "test": {"accuracy": 1.0}},
+               "kth/splits": GOOD["kth/splits"], "ocr-crnn/eval": {"test": {"cer": 0.02}}}
+    rows = results_table.summary_table(metrics)[2:]
+    assert rows[:3] == ["| kth | `test` | lengths 3-10 | accuracy | 100.00% |",
+                        "| kth | `generalization` | lengths 11-20 | accuracy | 99.00% |",
+                        "| binary_add | — | — | — | — |"]
+    assert "| ocr crnn | `test` | trdg, training fonts | cer (lower is better) | 2.00% |" in rows
 
 
 def test_all_targets_met_at_their_limits():
@@ -93,9 +112,9 @@ def test_all_targets_met_at_their_limits():
     (("ocr-crnn/splits", "test_reserved_lines", "cer"), 0.016, "`test_reserved_lines` below"),  # a tie
     (("ocr-tesseract/splits", "test_reserved_lines_degraded", "cer"), 0.014, "`test_reserved_lines_degraded`"),
     (("ocr-tesseract/splits", "test_reserved_scans", "cer"), 0.015, "`test_reserved_scans`"),
-    (("ocr-crnn/splits", "test_reserved", "cer_nocase"), 0.0101, "`test_reserved`: case-insensitive"),
+    (("ocr-crnn/splits", "test_reserved", "cer_nocase"), 0.0101, "`test_reserved`: case-folded"),
     (("baselines/ocr-crnn-words", "eval", "test_reserved_degraded", "cer"), 0.0199,
-     "`test_reserved_degraded`: case-insensitive"),
+     "`test_reserved_degraded`: case-folded"),
     (("ocr-crnn/splits", "test_reserved", "cer"), 0.0151, "`test_reserved`: case-sensitive"),
     (("ocr-tesseract/splits", "test", "words_per_s"), 201.0, "5x Tesseract"),
     (("pipeline_times", "stages", "train@binary_add"), 120.0, "kth + binary_add"),
@@ -136,15 +155,21 @@ def test_readme_is_checked_against_the_committed_metrics_after_a_rerun(tmp_path)
     assert set(head) == set(here) or not head  # the same files as the working tree, read from git
 
 
-def test_write_then_check_round_trip(tmp_path, monkeypatch):
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# x\n\nbefore\n\n{results_table.BEGIN}\nold figures\n{results_table.END}\n\nafter\n")
+@pytest.mark.parametrize("begin, end", [("BEGIN", "END"), ("SUMMARY_BEGIN", "SUMMARY_END")])
+def test_write_then_check_round_trip(tmp_path, monkeypatch, begin, end):
+    readme, other = tmp_path / "README.md", tmp_path / "other.md"
+    begin, end = getattr(results_table, begin), getattr(results_table, end)
+    readme.write_text(f"# x\n\nbefore\n\n{begin}\nold figures\n{end}\n\nafter\n")
+    other.write_text(f"{results_table.BEGIN}\n{results_table.END}\n")
     monkeypatch.setattr(results_table, "load_metrics", lambda rev=None: GOOD)
-    assert results_table.main(["--check", str(readme)]) == 1
-    assert results_table.main(["--write", str(readme)]) == 0
+    assert results_table.main(["--check", str(readme), str(other)]) == 1
+    assert results_table.main(["--write", str(readme), str(other)]) == 0
     text = readme.read_text()
     assert text.startswith("# x\n\nbefore\n\n") and text.endswith("\n\nafter\n") and "old figures" not in text
-    assert results_table.main(["--check", str(readme)]) == 0
+    assert results_table.main(["--check", str(readme), str(other)]) == 0
+    other.write_text("no markers\n")
+    with pytest.raises(SystemExit, match="no generated block"):
+        results_table.main(["--check", str(other)])
 
 
 def test_detail_files_are_read_by_split_and_by_kind():

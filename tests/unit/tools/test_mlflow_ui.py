@@ -39,17 +39,22 @@ def toy_store(tmp_path: Path) -> str:
     client = MlflowClient(tracking_uri=store)
     exp_id = client.create_experiment("seqlab-toy", artifact_location=str(tmp_path / "artifacts"),
                                       tags={EXPERIMENT_KIND[0]: EXPERIMENT_KIND[1]})
-    run = client.create_run(exp_id, run_name="toy-training-run")
-    client.log_metric(run.info.run_id, "val_loss", 0.5)
-    client.set_terminated(run.info.run_id)
+    for name, loss in (("toy-training-run", 0.5), ("toy-run-2", 0.4)):
+        run = client.create_run(exp_id, run_name=name)
+        client.log_metric(run.info.run_id, "val_loss", loss)
+        client.set_terminated(run.info.run_id)
     return store
 
 
 def test_links_name_the_runs_tab_in_model_training_chrome(toy_store: str, capsys) -> None:
     assert mlflow_ui.main(["links", "--store", toy_store, "--base", "http://127.0.0.1:5000"]) == 0
-    out = capsys.readouterr().out.split()
+    lines = capsys.readouterr().out.splitlines()
+    out = lines[0].split()
     assert out[0] == "seqlab-toy"
     assert out[1].endswith("/runs?workflowType=machine_learning")
+    # The runs table shows no metric column until picked; the compare view of the latest runs shows them all.
+    compare = lines[1].split()
+    assert compare[:3] == ["compare", "latest", "2"] and "/#/compare-runs?runs=" in compare[3]
 
 
 def test_a_fresh_browser_lands_on_the_training_runs(toy_store: str, tmp_path: Path) -> None:
