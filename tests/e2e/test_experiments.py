@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 
 import pytest
 import yaml
 
-from tests.support import EXPERIMENT_LRS, mlflow_runs, runs_by_exp_name, stage_outcomes
+from tests.support import EXPERIMENT_LRS, REPO, mlflow_runs, run, runs_by_exp_name, stage_outcomes
 
 pytestmark = pytest.mark.e2e
 
@@ -101,3 +102,14 @@ def test_artifacts_are_anchored_at_the_repo_root(exp_repo, workspace_exp, temp_e
         assert run["artifact_uri"].startswith(root), run["artifact_uri"]
     assert list((exp_repo.root / "mlartifacts").rglob("history.csv"))  # the files are really there
     assert not (exp_repo.root / "mlruns").exists()
+
+
+def test_the_readmes_exp_show_line_fits_200_columns_after_a_one_param_change(exp_repo, workspace_exp):
+    """The README's `dvc exp show` line, as printed there: after `-S binary_add.train.lr=...` the changed param
+    is a column of its own and nothing is cut off (rich marks a column it had no room for with `…`)."""
+    line = next(line for line in (REPO / "README.md").read_text().splitlines() if line.startswith("dvc exp show "))
+    argv = shlex.split(line, comments=True)
+    shown = run([*argv, "--no-pager"], exp_repo.root, {**exp_repo.env, "COLUMNS": "200"}).stdout
+    assert max(len(row) for row in shown.splitlines()) <= 200, shown
+    assert "binary_add.train.lr" in shown and "…" not in shown, shown
+    assert str(EXPERIMENT_LRS["ws-lr"]) in shown and "src/seqlab" not in shown, shown
