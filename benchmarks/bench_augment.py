@@ -22,11 +22,11 @@ from PIL import Image, ImageDraw, ImageFont
 
 from seqlab.bench.compute import median_seconds
 from seqlab.core.config import load_params
-from seqlab.tasks.ocr.augment import augment, sample_params
-from seqlab.tasks.ocr.fonts import draws_lowercase_as_capitals
-from seqlab.tasks.ocr.models import CRNN
 from seqlab.tasks.ocr.normalize import normalize
-from seqlab.tasks.ocr.trdg_compat import trdg_dir
+from seqlab.tasks.ocr.recognizer.augment import augment, sample_params
+from seqlab.tasks.ocr.recognizer.models import CRNN
+from seqlab.tasks.ocr.synth.fonts import draws_lowercase_as_capitals
+from seqlab.tasks.ocr.synth.trdg_compat import trdg_dir
 
 CHARS = string.ascii_lowercase + string.digits
 HEIGHT = 32

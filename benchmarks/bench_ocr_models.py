@@ -24,13 +24,13 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from seqlab.bench.compute import median_seconds
-from seqlab.tasks.ocr.batching import OcrBatch, WidthBucketSampler, collate
-from seqlab.tasks.ocr.ctc import greedy_decode
-from seqlab.tasks.ocr.fonts import draws_lowercase_as_capitals
-from seqlab.tasks.ocr.metrics import summarize
-from seqlab.tasks.ocr.models import MODELS
-from seqlab.tasks.ocr.tesseract import TesseractReader, is_available
-from seqlab.tasks.ocr.trdg_compat import trdg_dir
+from seqlab.tasks.ocr.recognizer.batching import OcrBatch, WidthBucketSampler, collate
+from seqlab.tasks.ocr.recognizer.ctc import greedy_decode
+from seqlab.tasks.ocr.recognizer.metrics import summarize
+from seqlab.tasks.ocr.recognizer.models import MODELS
+from seqlab.tasks.ocr.recognizer.tesseract import TesseractReader, is_available
+from seqlab.tasks.ocr.synth.fonts import draws_lowercase_as_capitals
+from seqlab.tasks.ocr.synth.trdg_compat import trdg_dir
 
 CHARS = string.ascii_letters + string.digits
 HEIGHT = 32

@@ -20,11 +20,11 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqlab.bench.compute import median_seconds
 from seqlab.core.config import load_params
-from seqlab.tasks.ocr import models
-from seqlab.tasks.ocr.batching import OcrBatch, iterate_batches
 from seqlab.tasks.ocr.charset import Charset
-from seqlab.tasks.ocr.ctc import ctc_loss
 from seqlab.tasks.ocr.data import load_split, read_meta
+from seqlab.tasks.ocr.recognizer import models
+from seqlab.tasks.ocr.recognizer.batching import OcrBatch, iterate_batches
+from seqlab.tasks.ocr.recognizer.ctc import ctc_loss
 
 
 class PackedBiLSTM(nn.Module):

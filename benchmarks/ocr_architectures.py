@@ -37,13 +37,13 @@ from seqlab.core.config import load_params
 from seqlab.core.seeding import derive_seed, seed_everything
 from seqlab.core.storage import atomic_path, write_json
 from seqlab.tasks.ocr import data as ocr_data
-from seqlab.tasks.ocr.batching import iterate_batches
 from seqlab.tasks.ocr.charset import Charset
-from seqlab.tasks.ocr.ctc import CtcReader, ctc_loss
 from seqlab.tasks.ocr.data import OcrSplit
-from seqlab.tasks.ocr.images import fit_split
-from seqlab.tasks.ocr.metrics import summarize
-from seqlab.tasks.ocr.models import CRNN
+from seqlab.tasks.ocr.recognizer.batching import iterate_batches
+from seqlab.tasks.ocr.recognizer.ctc import CtcReader, ctc_loss
+from seqlab.tasks.ocr.recognizer.images import fit_split
+from seqlab.tasks.ocr.recognizer.metrics import summarize
+from seqlab.tasks.ocr.recognizer.models import CRNN
 
 # name -> (CRNN arguments, batch size, peak learning rate). All read the same images; input_height
 # rescales them inside the model.

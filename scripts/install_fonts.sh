@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian packages the OCR data is drawn from: the font inventory's training packages and
 # the reserved evaluation families' packages, the word list and the text corpus. The lists live in
-# src/seqlab/tasks/ocr/fonts.py (TRAINING_PACKAGES, RESERVED_PACKAGES, EVALUATION_PACKAGES: the word list)
-# and src/seqlab/tasks/ocr/corpus.py (CORPUS_PACKAGES: fortunes), read here with the standard library only,
+# src/seqlab/tasks/ocr/synth/fonts.py (TRAINING_PACKAGES, RESERVED_PACKAGES, EVALUATION_PACKAGES: the word list)
+# and src/seqlab/tasks/ocr/synth/corpus.py (CORPUS_PACKAGES: fortunes), read here with the standard library only,
 # so this runs before the venv exists and under sudo. Idempotent: does nothing when all are installed.
 #   sudo scripts/install_fonts.sh        (`make fonts` runs it; `make install` runs `make fonts`)
 set -euo pipefail
@@ -16,13 +16,13 @@ LISTS = {"fonts.py": {"TRAINING_PACKAGES", "RESERVED_PACKAGES", "EVALUATION_PACK
          "corpus.py": {"CORPUS_PACKAGES"}}
 for module, wanted in LISTS.items():
     found = set()
-    for node in ast.parse(pathlib.Path("src/seqlab/tasks/ocr", module).read_text()).body:
+    for node in ast.parse(pathlib.Path("src/seqlab/tasks/ocr/synth", module).read_text()).body:
         names = wanted & {t.id for t in getattr(node, "targets", []) if isinstance(t, ast.Name)}
         if names:
             found |= names
             print("\n".join(ast.literal_eval(node.value)))
     if found != wanted:
-        raise SystemExit(f"install_fonts: src/seqlab/tasks/ocr/{module} has no {', '.join(sorted(wanted - found))}")
+        raise SystemExit(f"install_fonts: src/seqlab/tasks/ocr/synth/{module} has no {', '.join(sorted(wanted - found))}")
 EOF
 )
 [ "${#packages[@]}" -gt 0 ] || { echo "install_fonts: no package list found in fonts.py and corpus.py" >&2; exit 1; }

@@ -71,7 +71,7 @@ LINE_SPLITS = {
     "test_reserved_lines_degraded": "Pillow, reserved families and text, degraded",
     "test_reserved_scans": "Pillow, reserved families and text, scan-like, 25-60 px tall",
 }
-KINDS = ("dictionary", "number", "mixed", "random")  # word kinds (seqlab.tasks.ocr.words.KINDS), table order
+KINDS = ("dictionary", "number", "mixed", "random")  # word kinds (seqlab.tasks.ocr.synth.words.KINDS), table order
 KIND_SPLITS = ("test", "test_reserved", "test_reserved_degraded")
 SEQUENCE_TASKS = ("kth", "binary_add")
 

@@ -27,7 +27,15 @@ from pathlib import Path
 
 from seqlab.core.errors import SeqlabError
 from seqlab.core.paths import in_workspace
-from seqlab.core.registry import check_variant, entries, model_id, task_class, task_names, variant_names
+from seqlab.core.registry import (
+    check_variant,
+    data_generator,
+    entries,
+    model_id,
+    task_class,
+    task_names,
+    variant_names,
+)
 
 MODEL_URI_SCHEMES = ("models:/", "runs:/")  # predict --model: an MLflow model instead of a checkpoint file
 
@@ -48,7 +56,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_fonts(args: argparse.Namespace) -> int:
     from seqlab.core import paths
     from seqlab.core.config import load_params
-    from seqlab.tasks.ocr.fonts import summary, write_manifest
+    from seqlab.tasks.ocr.synth.fonts import summary, write_manifest
 
     data = load_params(args.params, args.task).ocr.data
     manifest = write_manifest(paths.fonts_manifest(), data.charset, data.font_sources)
@@ -57,7 +65,7 @@ def cmd_fonts(args: argparse.Namespace) -> int:
 
 
 def cmd_corpus(args: argparse.Namespace) -> int:
-    from seqlab.tasks.ocr.corpus import build, corpus_dir, summary
+    from seqlab.tasks.ocr.synth.corpus import build, corpus_dir, summary
 
     print(summary(build(corpus_dir())), file=sys.stderr)
     return 0
@@ -68,7 +76,7 @@ def cmd_render_reserved(args: argparse.Namespace) -> int:
     from seqlab.core.config import load_params
     from seqlab.tasks.ocr.charset import Charset
     from seqlab.tasks.ocr.data import RESERVED_DIR
-    from seqlab.tasks.ocr.pillow_render import generate_reserved
+    from seqlab.tasks.ocr.synth.reserved_render import generate_reserved
 
     params = load_params(args.params, args.task)
     ocr = params.ocr
@@ -84,7 +92,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     params = load_params(args.params, args.task)
     t0 = time.perf_counter()
-    stats = task_class(args.task).generate(getattr(params, args.task).data, params.seed)
+    stats = data_generator(args.task)(getattr(params, args.task).data, params.seed)
     print(f"[{args.task}] generated {stats} in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
     return 0
 
@@ -145,7 +153,7 @@ def cmd_tesseract(args: argparse.Namespace) -> int:
 
     params = load_params(args.params, args.task)
     check_tracking_server()
-    from seqlab.tasks.ocr.tesseract import reference, run_tesseract_stage
+    from seqlab.tasks.ocr.recognizer.tesseract import reference, run_tesseract_stage
     from seqlab.tracking.runs import log_reference_run, server_outage
 
     run_tesseract_stage(params.ocr.tesseract.word_psm, params.ocr.tesseract.line_psm)

@@ -109,7 +109,7 @@ class FirstTask(SequenceTask):
 def first_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The entry registered (for this test only) in a scratch repository whose params.yaml has the section."""
     monkeypatch.setitem(registry._REGISTRY, "first", registry.TaskEntry(
-        "first", f"{__name__}:FirstTask", f"{__name__}:FirstConfig"))
+        "first", f"{__name__}:FirstTask", f"{__name__}:FirstConfig", f"{__name__}:FirstTask.generate"))
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["first"] = {
         "data": {"min_len": 2, "max_len": 5, "generalization_max_len": 8, "n_train": 512, "n_val": 64, "n_test": 64,

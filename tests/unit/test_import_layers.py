@@ -8,7 +8,11 @@ strings) are not import statements: that is how core names the tasks without dep
 
 LAYERS, lowest first, is the one definition of the order (docs/development.md "Layout in detail" draws it). A module may import
 its own folder and the folders of lower layers; folders of one layer may not import each other. The task
-families (tasks/sequence, tasks/ocr) are separate folders of one layer.
+families (tasks/sequence, tasks/ocr) are separate folders of one layer. Inside tasks/ocr, the base (charset,
+the on-disk format, normalize, the params sections) sits under synth/ (stage-time data synthesis) and
+recognizer/, which share a layer so that neither imports the other: the training, evaluation and export
+stages then depend on no renderer, the rendering stages on no model. documents/ (ground truth readers,
+the page line finder, hOCR) sits over the recognizer; it does not use synth/ (test_documents_use_no_synthesis).
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ PACKAGE_DIR = ROOT / "src" / "seqlab"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("core",),                               # config, checkpoints, the Task contract, the registry
-    ("tasks.sequence", "tasks.ocr", "tracking"),  # each task family; MLflow store and model
+    ("tasks.sequence", "tasks.ocr", "tracking"),  # each task family (ocr: its base); MLflow store and model
+    ("tasks.ocr.synth", "tasks.ocr.recognizer"),  # OCR data synthesis and the recognizer: neither imports the other
+    ("tasks.ocr.documents",),                # pages and documents: over the recognizer (and the OCR base)
     ("training", "evaluation", "export"),    # the train, evaluate and export stages
     ("bench",),                              # benchmarks of the pieces below
     ("cli",),                                # the command: imports each stage's folders lazily
@@ -108,6 +114,14 @@ def test_no_import_circle():
         if state[node] == 0:
             visit(node)
     assert not cycles, "import circles (lazy and TYPE_CHECKING imports count):\n" + "\n".join(cycles)
+
+
+def test_documents_use_no_synthesis():
+    """documents/ reads real pages with the recognizer: the renderers are no dependency of it (its layer alone
+    would allow them)."""
+    found = [f"{m} -> {t}" for m in modules() if folder(m) == "tasks.ocr.documents"
+             for t in imports(m) if folder(t) == "tasks.ocr.synth"]
+    assert not found, f"documents/ imports synth/: {found}"
 
 
 def test_the_walk_sees_lazy_and_type_checking_imports():

@@ -10,10 +10,12 @@ subcommand's handler; from there the import graph is walked statically, without 
   helpers it calls (the other subcommands' imports do not count);
 - every other module reached: all of its imports, function-level ones included (over-approximation),
   plus the package `__init__` modules Python runs on the way there;
-- the task registry imports by name (`importlib.import_module`): a stage with a task (`seqlab train
-  kth`, or an OCR command, whose parser default is task=ocr) counts its own task's entry, the Task
-  module and its params section module, none of the other tasks'; a stage with no task (validate)
-  counts every task's params section module (it validates all of params.yaml).
+- the task registry imports by name (`importlib.import_module`) what its loaders name: `config_class` the
+  params section module, `task_class` the Task module, `data_generator` the data generator's module.
+  A loader counts when the handler or a module reached refers to it (load_params: config_class); then a
+  stage with a task (`seqlab train kth`, or an OCR command, whose parser default is task=ocr) counts its
+  own task's entry, none of the other tasks'; a stage with no task (validate) every task's entry. So
+  `seqlab generate ocr` counts the renderer and not the recognizer's Task module.
 
 A dep may be a module file or a directory that holds it (dvc.yaml lists folders: src/seqlab/core, ...):
 a folder dep is a superset, it never misses a module. Package `__init__` modules with nothing but a
@@ -91,16 +93,22 @@ def imported_names(tree: ast.AST, module: str) -> set[str]:
     return names
 
 
-def _imports_by_name(tree: ast.AST) -> bool:
-    return any(isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None))
-               in ("import_module", "__import__") for node in ast.walk(tree))
+REGISTRY_LOADERS = {"config_class": "config", "task_class": "task", "data_generator": "generator"}
 
 
-def _registered_modules(task: str | None) -> set[str]:
-    """The modules the task registry imports by name for a stage of `task` (see the module docstring)."""
+def loaders_used(tree: ast.AST) -> set[str]:
+    """The registry loaders `tree` refers to (a call or a reference), as TaskEntry field names."""
+    names = {getattr(node, "id", None) or getattr(node, "attr", None)
+             for node in ast.walk(tree) if isinstance(node, (ast.Name, ast.Attribute))}
+    return {REGISTRY_LOADERS[n] for n in names & REGISTRY_LOADERS.keys()}
+
+
+def _registered_modules(task: str | None, fields: set[str]) -> set[str]:
+    """The modules the task registry imports by name for a stage of `task` that uses the loaders of
+    `fields` (see the module docstring)."""
     from seqlab.core.registry import entries
 
-    refs = [ref for e in entries() if task in (None, e.name) for ref in ((e.config, e.task) if task else (e.config,))]
+    refs = [getattr(e, field) for e in entries() if task in (None, e.name) for field in sorted(fields)]
     return {ref.partition(":")[0] for ref in refs}
 
 
@@ -109,38 +117,43 @@ def _tree(name: str) -> ast.Module:
     return ast.parse(module_file(name).read_text(), filename=str(module_file(name)))
 
 
-def closure(roots: set[str], task: str | None, entry: str) -> set[str]:
+def closure(roots: set[str], task: str | None, entry: str, loaders: set[str] = frozenset()) -> set[str]:
     """Every seqlab module reachable from `roots` (see the module docstring for the rules).
 
-    `entry` (the cli) is in the result, but its imports are the caller's to choose: they are in `roots`.
+    `entry` (the cli) is in the result, but its imports and registry loaders are the caller's to choose:
+    they are in `roots` and `loaders`.
     """
     seen: set[str] = {entry}
     todo = [r for r in roots if r.split(".")[0] == PACKAGE]
+    fields = set(loaders)
     while todo:
-        name = todo.pop()
-        if name in seen or module_file(name) is None:
-            continue
-        seen.add(name)
-        parts = name.split(".")
-        todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # parent packages run first
-        tree = _tree(name)
-        todo += [n for n in imported_names(tree, name) if n.split(".")[0] == PACKAGE]
-        if _imports_by_name(tree):
-            todo += sorted(_registered_modules(task))
+        while todo:
+            name = todo.pop()
+            if name in seen or module_file(name) is None:
+                continue
+            seen.add(name)
+            parts = name.split(".")
+            todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # parent packages run first
+            tree = _tree(name)
+            todo += [n for n in imported_names(tree, name) if n.split(".")[0] == PACKAGE]
+            fields |= loaders_used(tree)
+        todo = sorted(_registered_modules(task, fields) - seen)  # what they load may use other loaders
     return seen
 
 
-def _function_imports(func: object, module_globals: dict, done: set[str]) -> set[str]:
-    """Imports inside a cli function and inside the module's functions it calls, transitively."""
+def _function_code(func: object, module_globals: dict, done: set[str]) -> tuple[set[str], set[str]]:
+    """Imports and registry loaders inside a cli function and inside the module's functions it calls,
+    transitively."""
     tree = ast.parse(textwrap.dedent(inspect.getsource(func)))
-    names = imported_names(tree, func.__module__)
+    names, loaders = imported_names(tree, func.__module__), loaders_used(tree)
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id not in done:
             callee = module_globals.get(node.func.id)
             if inspect.isfunction(callee) and callee.__module__ == func.__module__:
                 done.add(node.func.id)
-                names |= _function_imports(callee, module_globals, done)
-    return names
+                more_names, more_loaders = _function_code(callee, module_globals, done)
+                names, loaders = names | more_names, loaders | more_loaders
+    return names, loaders
 
 
 @dataclass(frozen=True)
@@ -184,8 +197,8 @@ def stage_code(stage_name: str) -> StageCode:
                                  if not isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))],
                            type_ignores=[])
     roots = {PACKAGE} | imported_names(top_level, cli.__name__)
-    roots |= _function_imports(args.func, vars(cli), {args.func.__name__})
-    modules = closure(roots, getattr(args, "task", None), entry=cli.__name__)
+    handler_imports, loaders = _function_code(args.func, vars(cli), {args.func.__name__})
+    modules = closure(roots | handler_imports, getattr(args, "task", None), cli.__name__, loaders)
     required = {_rel(m) for m in modules if not _is_trivial_init(m)}
     return StageCode(frozenset(modules), frozenset(required))
 
@@ -231,6 +244,34 @@ def test_champion_rule_reruns_only_evaluate_stages():
     reruns = sorted(name for name in STAGES
                     if _covered(rule, [_dep_path(d) for d in stages()[name].get("deps", [])]))
     assert reruns and all(name.split("@")[0] in ("evaluate", "ocr-evaluate") for name in reruns), reruns
+
+
+def reruns(edited: str) -> set[str]:
+    """The stages `dvc repro` reruns after an edit of `edited`: those listing it, then, when their outputs
+    change, those listing one of those outputs, transitively."""
+    def deps(name: str) -> list[str]:
+        return [_dep_path(d) for d in stages()[name].get("deps", [])]
+
+    found = {name for name in STAGES if _covered(edited, deps(name))}
+    while True:
+        outs = [_dep_path(o) for name in found for o in stages()[name].get("outs", [])
+                if _dep_path(o) != "data/params.ok"]  # validate's marker: constant bytes, its rerun reruns nothing
+        more = {name for name in STAGES if any(_covered(o, deps(name)) or o == d for o in outs for d in deps(name))}
+        if more <= found:
+            return found
+        found |= more
+
+
+def test_editing_the_reserved_renderer_reruns_the_reserved_splits_and_the_evaluations_only():
+    """reserved_render.py draws evaluation data only: no model is retrained, no training split re-rendered."""
+    assert reruns("src/seqlab/tasks/ocr/synth/reserved_render.py") == {
+        "ocr-reserved", "ocr-tesseract", "ocr-evaluate@bilstm", "ocr-evaluate@crnn"}
+
+
+def test_editing_the_models_reruns_training_export_and_evaluation_not_the_rendering():
+    found = reruns("src/seqlab/tasks/ocr/recognizer/models.py")
+    assert {"ocr-train@crnn", "ocr-train@bilstm", "ocr-export@crnn", "ocr-evaluate@crnn"} <= found
+    assert not found & {"ocr-fonts", "ocr-corpus", "ocr-generate", "ocr-reserved"}, sorted(found)
 
 
 def test_python_caches_inside_code_deps_are_ignored_by_dvc():

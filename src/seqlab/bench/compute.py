@@ -23,10 +23,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from seqlab.bench.report import figure
 from seqlab.core.config import Params
-from seqlab.tasks.ocr.batching import OcrBatch, collate
 from seqlab.tasks.ocr.charset import Charset
-from seqlab.tasks.ocr.models import CRNN
-from seqlab.tasks.ocr.task import OcrTask
+from seqlab.tasks.ocr.recognizer.batching import OcrBatch, collate
+from seqlab.tasks.ocr.recognizer.models import CRNN
+from seqlab.tasks.ocr.recognizer.task import OcrTask
 from seqlab.training.loop import make_scheduler, train_step
 
 

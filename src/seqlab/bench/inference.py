@@ -28,9 +28,9 @@ from seqlab.core.config import Params
 from seqlab.export.onnx import example_batches, to_onnx, verify
 from seqlab.export.runtime import OnnxModel
 from seqlab.export.session import new_session
-from seqlab.tasks.ocr.ctc import CtcReader
-from seqlab.tasks.ocr.metrics import cer
-from seqlab.tasks.ocr.tesseract import Tesseract, is_available
+from seqlab.tasks.ocr.recognizer.ctc import CtcReader
+from seqlab.tasks.ocr.recognizer.metrics import cer
+from seqlab.tasks.ocr.recognizer.tesseract import Tesseract, is_available
 
 TORCH_TARGET = 1.5  # onnxruntime words/s over torch eager's (issue 19)
 TESSERACT_TARGET = 10.0  # onnxruntime words/s over Tesseract's (issue 19)

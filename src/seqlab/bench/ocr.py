@@ -4,7 +4,7 @@ The images are the ones the rendering benchmark just drew (the OCR generate stag
 training distribution). The CRNN is the pipeline's checkpoint, models/ocr-crnn.pt, read through
 `CtcReader` exactly as evaluation reads; without a checkpoint an untrained CRNN of params.yaml's
 shape stands in for the speed figure and the CER figure is skipped. Tesseract is
-`seqlab.tasks.ocr.tesseract.Tesseract` (tesserocr, word PSM, charset whitelist) with as many
+`seqlab.tasks.ocr.recognizer.tesseract.Tesseract` (tesserocr, word PSM, charset whitelist) with as many
 engines as torch has threads. Both read every image in each repeat; labels and outputs are
 normalised to the model's charset.
 """
@@ -23,10 +23,10 @@ from seqlab.core import paths
 from seqlab.core.checkpoint import load_model
 from seqlab.core.config import Params
 from seqlab.tasks.ocr.charset import Charset
-from seqlab.tasks.ocr.ctc import CtcReader
-from seqlab.tasks.ocr.metrics import cer
-from seqlab.tasks.ocr.models import CRNN
-from seqlab.tasks.ocr.tesseract import Tesseract, is_available
+from seqlab.tasks.ocr.recognizer.ctc import CtcReader
+from seqlab.tasks.ocr.recognizer.metrics import cer
+from seqlab.tasks.ocr.recognizer.models import CRNN
+from seqlab.tasks.ocr.recognizer.tesseract import Tesseract, is_available
 
 MODEL_ID = "ocr-crnn"
 WORD_PSM = 8

@@ -12,7 +12,7 @@ go into the settings: they show the parallel overhead whatever else runs on the 
 trdg's tool (`trdg`, trdg.run.main) gets the same words, fonts, height, skew, blur, colours and
 margins, with one background type (it cannot mix them; ours then uses the same one) and
 `-t` = our worker count. Its Pool forks; it writes PNG files, its only output. It runs with the one
-fix it needs on current Pillow (`FreeTypeFont.getsize`, seqlab.tasks.ocr.trdg_compat.patch_pillow)
+fix it needs on current Pillow (`FreeTypeFont.getsize`, seqlab.tasks.ocr.synth.trdg_compat.patch_pillow)
 and nothing else of ours (not the basic-layout speed-up).
 """
 
@@ -31,15 +31,22 @@ import numpy as np
 from seqlab.bench.report import figure
 from seqlab.core.config import Params
 from seqlab.tasks.ocr.charset import Charset
-from seqlab.tasks.ocr.fonts import font_path, usable_fonts
-from seqlab.tasks.ocr.render import BACKGROUNDS, MARGINS, ImageSpec, RenderConfig, build_specs, render_images
-from seqlab.tasks.ocr.words import WordSource
+from seqlab.tasks.ocr.synth.fonts import font_path, usable_fonts
+from seqlab.tasks.ocr.synth.trdg_render import (
+    BACKGROUNDS,
+    MARGINS,
+    ImageSpec,
+    RenderConfig,
+    build_specs,
+    render_images,
+)
+from seqlab.tasks.ocr.synth.words import WordSource
 
 WORKERS = 2
 TARGET = 1.8  # 2 workers vs 1 (issue 11)
 CLI_BACKGROUND = "noise"
 # trdg's entry point with Pillow's getsize restored (trdg 1.8 calls it; Pillow >= 10 removed it).
-CLI = ("import sys; from seqlab.tasks.ocr.trdg_compat import patch_pillow; patch_pillow(); "
+CLI = ("import sys; from seqlab.tasks.ocr.synth.trdg_compat import patch_pillow; patch_pillow(); "
        "from trdg.run import main; sys.argv[0] = 'trdg'; main()")
 
 

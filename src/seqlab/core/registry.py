@@ -1,6 +1,6 @@
-"""Task registry: the one place that names the tasks. Each entry gives a task's name, where its Task class and
-its params section class live (module paths, imported lazily: each stage loads only its own task, and
-`seqlab validate` no torch), and its variants. Everything else about a task (headline metric, MLflow
+"""Task registry: the one place that names the tasks. Each entry gives a task's name, where its Task class, its
+params section class and its data generator live (module paths, imported lazily: each stage loads only
+its own task, `seqlab validate` no torch, and ocr's generate stage not the recognizer), and its variants. Everything else about a task (headline metric, MLflow
 signature, how predict reads its inputs) is declared by its Task class.
 
 Adding a task: its module(s) under seqlab/tasks/, one `register(TaskEntry(...))` line below, its params.yaml
@@ -10,8 +10,9 @@ section and its dvc.yaml stages (docs/development.md "Adding a task").
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from seqlab.core.errors import SeqlabError
 from seqlab.core.paths import model_id
@@ -20,8 +21,8 @@ if TYPE_CHECKING:
     from seqlab.core.sections import Section
     from seqlab.core.task import Task
 
-__all__ = ["TaskEntry", "check_variant", "config_class", "entries", "model_id", "register", "task_class",
-           "task_names", "variant_names"]
+__all__ = ["TaskEntry", "check_variant", "config_class", "data_generator", "entries", "model_id", "register",
+           "task_class", "task_names", "variant_names"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,9 @@ class TaskEntry:
     name: str  # params.yaml section, data/<name>, the `seqlab <command> <name>` argument
     task: str  # "module:Class" of the Task subclass (may import torch)
     config: str  # "module:Class" of its params section (a seqlab.core.sections.Section; torch-free)
+    # "module:function" (data section, seed) -> stats, which writes data/<name> (`seqlab generate`): a Task
+    # classmethod ("module:Class.generate") or, for OCR, its renderer, so that stage imports no recognizer.
+    generator: str
     variants: tuple[str, ...] = ()  # models of the task, each with its own section <name>.<variant>
     default_variant: str | None = None
 
@@ -45,11 +49,13 @@ def register(entry: TaskEntry) -> None:
     _REGISTRY[entry.name] = entry
 
 
-register(TaskEntry("kth", "seqlab.tasks.sequence.kth:KthTask", "seqlab.tasks.sequence.config:KthConfig"))
+register(TaskEntry("kth", "seqlab.tasks.sequence.kth:KthTask", "seqlab.tasks.sequence.config:KthConfig",
+                   "seqlab.tasks.sequence.kth:KthTask.generate"))
 register(TaskEntry("binary_add", "seqlab.tasks.sequence.binary_add:BinaryAddTask",
-                   "seqlab.tasks.sequence.config:BinaryAddConfig"))
-register(TaskEntry("ocr", "seqlab.tasks.ocr.task:OcrTask", "seqlab.tasks.ocr.config:OcrConfig",
-                   variants=("bilstm", "crnn"), default_variant="crnn"))
+                   "seqlab.tasks.sequence.config:BinaryAddConfig", "seqlab.tasks.sequence.binary_add:BinaryAddTask.generate"))
+register(TaskEntry("ocr", "seqlab.tasks.ocr.recognizer.task:OcrTask", "seqlab.tasks.ocr.config:OcrConfig",
+                   "seqlab.tasks.ocr.synth.trdg_render:generate_data", variants=("bilstm", "crnn"),
+                   default_variant="crnn"))
 
 
 def entries() -> tuple[TaskEntry, ...]:
@@ -71,9 +77,12 @@ def entry(name: str) -> TaskEntry:
     return _REGISTRY[name]
 
 
-def _load(ref: str) -> type:
-    module, _, cls = ref.partition(":")
-    return getattr(importlib.import_module(module), cls)
+def _load(ref: str) -> Any:
+    module, _, name = ref.partition(":")
+    value = importlib.import_module(module)
+    for attribute in name.split("."):  # "Class" or "Class.method"
+        value = getattr(value, attribute)
+    return value
 
 
 def task_class(name: str) -> type[Task]:
@@ -82,6 +91,11 @@ def task_class(name: str) -> type[Task]:
 
 def config_class(name: str) -> type[Section]:
     return _load(entry(name).config)
+
+
+def data_generator(name: str) -> Callable[[Any, int], dict[str, Any]]:
+    """What `seqlab generate <name>` runs: (the task's data section, the seed) -> summary stats for the log."""
+    return _load(entry(name).generator)
 
 
 def check_variant(name: str, variant: str | None) -> str | None:

@@ -6,8 +6,9 @@ and PNG files) is written once in seqlab.training.loop and seqlab.evaluation.eva
 
 A task instance holds what its runs need, given when it is made and never changed afterwards:
 `for_training(section, variant)` makes it for a training run of a params section, `from_checkpoint`
-for evaluate and predict (a checkpoint carries its config). Generating data needs only the data
-section, so `generate` is a class method.
+for evaluate and predict (a checkpoint carries its config). Generating data is not part of the
+contract: the registry names each task's data generator (a Task class method for the sequence tasks,
+the renderer for OCR, whose generate stage must not import the recognizer).
 """
 
 from __future__ import annotations
@@ -101,11 +102,6 @@ class Task(ABC):
         """The task a checkpoint's model was trained as (`config`: the checkpoint's config dict)."""
 
     # --- data -----------------------------------------------------------------------------
-    @classmethod
-    @abstractmethod
-    def generate(cls, data: Any, seed: int) -> dict[str, Any]:
-        """Write every split under data/<name> from the task's data section; return summary stats for the log."""
-
     @abstractmethod
     def load_split(self, split: str) -> Any:
         """Load one split written by generate (raise DataError when missing or corrupt)."""

@@ -358,7 +358,7 @@ def _ocr_data(root: Path, height: int, n_train: int = 48) -> None:
 
 
 def _train_ocr(params, interrupt_at_call: int | None = None) -> dict:
-    from seqlab.tasks.ocr.task import OcrTask
+    from seqlab.tasks.ocr.recognizer.task import OcrTask
     from seqlab.training.loop import train
 
     section = params.run_section("ocr", OCR_VARIANT)

@@ -227,10 +227,10 @@ from seqlab.core.checkpoint import save_checkpoint
 from seqlab.core.checkpoint import load_model
 from seqlab.tracking.mlflow_model import log_model
 from seqlab.tasks.ocr.data import save_split
-from seqlab.tasks.ocr.models import CRNN
+from seqlab.tasks.ocr.recognizer.models import CRNN
 from seqlab.core.results import write_results
 from seqlab.core.task import Evaluation
-from seqlab.tasks.ocr.tesseract import reference
+from seqlab.tasks.ocr.recognizer.tesseract import reference
 from seqlab.tracking.runs import Tracker, log_reference_run
 
 torch.manual_seed(0)

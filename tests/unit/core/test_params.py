@@ -15,7 +15,7 @@ from seqlab.core.config import load_params, params_model, parse_params
 from seqlab.core.errors import ParamsError
 from seqlab.core.registry import entry
 from seqlab.tasks.ocr.config import OcrConfig
-from seqlab.tasks.ocr.models import MODELS
+from seqlab.tasks.ocr.recognizer.models import MODELS
 from seqlab.tasks.sequence.common import SequenceClassifier, SequenceTagger
 from seqlab.tracking.runs import flatten
 from tests.e2e.faults.test_params import CASES, DVC_CASES, MISSING_CHARS, _apply

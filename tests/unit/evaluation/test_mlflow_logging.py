@@ -89,7 +89,7 @@ def test_the_tesseract_baseline_is_logged_from_its_files_once(repo: Path, capsys
     from seqlab.core.task import Evaluation
     from seqlab.evaluation.evaluate import _log_to_mlflow
     from seqlab.tasks.ocr.charset import Charset
-    from seqlab.tasks.ocr.task import OcrTask
+    from seqlab.tasks.ocr.recognizer.task import OcrTask
 
     def tesseract_stage(cer: float) -> None:  # the files `seqlab tesseract` writes, without running Tesseract
         figures = {"cer": cer, "count": 4, "psm": 8, "words_per_s": 100.0}

@@ -26,7 +26,7 @@ from seqlab.core.registry import task_class
 from seqlab.export.onnx import TOLERANCE, ExportError, export_checkpoint, to_onnx
 from seqlab.export.runtime import load_for_predict, open_onnx
 from seqlab.tasks.ocr.charset import Charset
-from seqlab.tasks.ocr.ctc import CtcReader
+from seqlab.tasks.ocr.recognizer.ctc import CtcReader
 from seqlab.tasks.sequence.common import SequenceTask, iterate_batches
 from seqlab.training.loop import train_step
 from tests.support import REPO, documented_serve_example, free_port, load_raw_params, served

@@ -142,8 +142,8 @@ def test_too_many_ranks_for_the_data_fail_with_one_line():
 
 
 def test_ocr_shards_build_only_their_batches_and_keep_width_buckets():
-    from seqlab.tasks.ocr.batching import iterate_batches
     from seqlab.tasks.ocr.data import OcrSplit
+    from seqlab.tasks.ocr.recognizer.batching import iterate_batches
 
     rng = np.random.default_rng(0)
     images = [np.full((32, int(w)), 255, np.uint8) for w in rng.integers(20, 200, size=70)]

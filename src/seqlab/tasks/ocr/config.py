@@ -1,7 +1,7 @@
 """The `ocr` section of params.yaml: rendering (`data`), the reserved-family test splits (`reserved`),
 training-time augmentation (`augment`), one model/train pair per variant, Tesseract.
 
-Model sections are named for the constructors they feed (seqlab.tasks.ocr.models): `ocr.bilstm.model`
+Model sections are named for the constructors they feed (seqlab.tasks.ocr.recognizer.models): `ocr.bilstm.model`
 holds ColumnBiLSTM's arguments, `ocr.crnn.model` CRNN's. Torch-free and trdg-free (fonts are listed
 from trdg's package directory without importing it), so `seqlab validate` stays fast.
 """
@@ -64,8 +64,8 @@ class OcrCountsConfig(Section):
 
 
 class OcrLinesConfig(Section):
-    """Line images: several words of `ocr.data.words` joined by single spaces (seqlab.tasks.ocr.words), or
-    windows of prose from the training corpus (seqlab.tasks.ocr.prose)."""
+    """Line images: several words of `ocr.data.words` joined by single spaces (seqlab.tasks.ocr.synth.words), or
+    windows of prose from the training corpus (seqlab.tasks.ocr.synth.prose)."""
 
     share: Ratio  # share of line images in train and val; 0 trains on single words only
     words: Annotated[list[PositiveInt], Field(min_length=2, max_length=2)]  # [fewest, most] words per line
@@ -81,7 +81,7 @@ class OcrLinesConfig(Section):
 
 
 class CaseMixConfig(Section):
-    """Shares of the letter case words are drawn in (seqlab.tasks.ocr.words); they need not sum to 1."""
+    """Shares of the letter case words are drawn in (seqlab.tasks.ocr.synth.words); they need not sum to 1."""
 
     as_spelled: NonNegativeFloat  # as the dictionary spells it (80% of trdg's English words are lower case)
     capitalized: NonNegativeFloat
@@ -159,7 +159,7 @@ class OcrDataConfig(Section):
         else:
             fonts = self.fonts
             rule(bool(fonts), "`fonts` must not be empty")
-            # trdg fonts by file name, Debian ones as <package>/<file> (seqlab.tasks.ocr.fonts.font_path)
+            # trdg fonts by file name, Debian ones as <package>/<file> (seqlab.tasks.ocr.synth.fonts.font_path)
             unknown = [f for f in fonts if f not in available and "/" not in f]
             if unknown:
                 fail(f"`fonts`: unknown font {unknown[0]!r} (trdg ships {len(available)} Latin fonts; "
@@ -178,7 +178,7 @@ class OcrDataConfig(Section):
 
 
 class OcrReservedConfig(Section):
-    """The test splits rendered without trdg in the reserved families (seqlab.tasks.ocr.pillow_render)."""
+    """The test splits rendered without trdg in the reserved families (seqlab.tasks.ocr.synth.reserved_render)."""
 
     count: PositiveInt  # words per split; test_reserved (clean) and test_reserved_degraded hold the same words
     lines: PositiveInt  # line images in test_reserved_lines and test_reserved_lines_degraded (the same lines)
@@ -197,7 +197,7 @@ Range = Annotated[list[float], Field(min_length=2, max_length=2), AfterValidator
 
 
 class AugmentConfig(Section):
-    """Training-time augmentation (seqlab.tasks.ocr.augment), fresh for every sample in every epoch.
+    """Training-time augmentation (seqlab.tasks.ocr.recognizer.augment), fresh for every sample in every epoch.
 
     Each effect is applied to a sample with its probability ``p_*``; its strength is uniform in its range.
     Lengths in "text heights" are relative to the height of the word's ink box after scaling. Scans
@@ -273,7 +273,7 @@ class AugmentConfig(Section):
 
 
 class ColumnBiLSTMConfig(Section):
-    """seqlab.tasks.ocr.models.ColumnBiLSTM's arguments."""
+    """seqlab.tasks.ocr.recognizer.models.ColumnBiLSTM's arguments."""
 
     hidden_size: PositiveInt
     num_layers: PositiveInt
@@ -284,7 +284,7 @@ class ColumnBiLSTMConfig(Section):
 
 
 class CRNNConfig(Section):
-    """seqlab.tasks.ocr.models.CRNN's arguments."""
+    """seqlab.tasks.ocr.recognizer.models.CRNN's arguments."""
 
     channels: list[PositiveInt]
     hidden_size: PositiveInt

@@ -94,7 +94,7 @@ def normalize(gray: Tensor, widths: Tensor, tail: float = TAIL) -> Tensor:
 
     Args:
         gray: float (B, 1, H, W) in [0, 1], 1 = white; values beyond each width are ignored. From
-            :func:`seqlab.tasks.ocr.batching.collate`'s ``1 - pixel / 255`` images that is ``1 - images``.
+            :func:`seqlab.tasks.ocr.recognizer.batching.collate`'s ``1 - pixel / 255`` images that is ``1 - images``.
         widths: int (B,) true width of each image (>= 1).
         tail: share of pixels in each tail used as the text level.
 

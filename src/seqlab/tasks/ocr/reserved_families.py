@@ -1,10 +1,10 @@
 """The font families reserved for evaluation: DejaVu and its relatives, Liberation, Croscore, URW base35
 and its derivatives, TeX Gyre, GNU FreeFont. They never train or validate a model; the test splits
-drawn in them (seqlab.tasks.ocr.pillow_render) measure how well it reads families it has never seen.
+drawn in them (seqlab.tasks.ocr.synth.reserved_render) measure how well it reads families it has never seen.
 
 A module of its own, standard library only, because params validation (seqlab.tasks.ocr.config) refuses
 reserved fonts in `ocr.data.fonts`: every stage validates params, and none of them should import (or
-list as a DVC dep) the font inventory (seqlab.tasks.ocr.fonts: fontTools, Pillow, numpy).
+list as a DVC dep) the font inventory (seqlab.tasks.ocr.synth.fonts: fontTools, Pillow, numpy).
 """
 
 from __future__ import annotations

@@ -6,17 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from seqlab.tasks.ocr import render
-from seqlab.tasks.ocr.batching import WidthBucketSampler, collate
 from seqlab.tasks.ocr.charset import Charset
-from seqlab.tasks.ocr.ctc import CtcReader, ctc_loss
-from seqlab.tasks.ocr.metrics import by_words, summarize, wer
-from seqlab.tasks.ocr.models import CRNN, ColumnBiLSTM
-from seqlab.tasks.ocr.pillow_render import RESERVED_CHARS, render_reserved_split, reserved_lines
-from seqlab.tasks.ocr.prose import ProseSource
-from seqlab.tasks.ocr.words import KINDS, WordSource
+from seqlab.tasks.ocr.recognizer.batching import WidthBucketSampler, collate
+from seqlab.tasks.ocr.recognizer.ctc import CtcReader, ctc_loss
+from seqlab.tasks.ocr.recognizer.metrics import by_words, summarize, wer
+from seqlab.tasks.ocr.recognizer.models import CRNN, ColumnBiLSTM
+from seqlab.tasks.ocr.synth import trdg_render as render
+from seqlab.tasks.ocr.synth.prose import ProseSource
+from seqlab.tasks.ocr.synth.reserved_render import RESERVED_CHARS, render_reserved_split, reserved_lines
+from seqlab.tasks.ocr.synth.words import KINDS, WordSource
 
-from .test_pillow_render import FONTS as RESERVED_TEST_FONTS
+from .synth.test_reserved_render import FONTS as RESERVED_TEST_FONTS
 
 CHARSET = Charset.from_name("digits_lower")
 
@@ -66,7 +66,7 @@ PROSE = ["It was the best of times, it was the worst of times, it was the age of
 
 def test_prose_lines_replace_some_word_lines_and_nothing_else() -> None:
     """Windows are drawn after the word lines: they change only the texts and kinds of the lines they replace."""
-    from .test_render import FONTS, PARAMS
+    from .synth.test_trdg_render import FONTS, PARAMS
 
     source = WordSource(CHARSET, **PARAMS["words"])
     prose = ProseSource(PROSE, CHARSET, 8, 40)
@@ -89,7 +89,7 @@ def test_prose_lines_replace_some_word_lines_and_nothing_else() -> None:
 
 def test_a_line_share_leaves_the_word_images_as_they_were() -> None:
     """Lines are drawn after everything else: turning them on changes only the texts of the line images."""
-    from .test_render import FONTS, PARAMS
+    from .synth.test_trdg_render import FONTS, PARAMS
 
     source = WordSource(CHARSET, **PARAMS["words"])
     words = render.build_specs(np.random.default_rng(5), 300, FONTS, source, PARAMS, 0.0)
@@ -187,7 +187,7 @@ def test_predict_prints_a_line_with_its_case_and_punctuation(tmp_path) -> None:
 
     from PIL import Image, ImageDraw
 
-    from seqlab.tasks.ocr.task import OcrTask
+    from seqlab.tasks.ocr.recognizer.task import OcrTask
 
     english = Charset.from_name("english")
     text = "He said: \"Don't (1/2) stop!\" - 100% & more?"

@@ -10,8 +10,8 @@ from PIL import Image
 
 from seqlab.tasks.ocr.charset import Charset
 from seqlab.tasks.ocr.data import OcrSplit
-from seqlab.tasks.ocr.metrics import summarize
-from seqlab.tasks.ocr.report import evaluate_recognizer
+from seqlab.tasks.ocr.recognizer.metrics import summarize
+from seqlab.tasks.ocr.recognizer.report import evaluate_recognizer
 
 CHARSET = Charset.from_name("digits_lower")
 EVAL_KEYS = {"count", "cer", "cer_nocase", "cer_alnum_nocase", "wer", "word_accuracy", "mean_ned_similarity", "words_per_s", "threads"}
@@ -96,10 +96,10 @@ def test_splits_with_kinds_are_scored_by_kind() -> None:
 def test_ctc_evaluation_reads_native_height_scans_as_predict_would(tmp_path, monkeypatch) -> None:
     """Every test split is scored; the scans, stored at their own heights, reach the model through
     images.fit_split (the normaliser predict uses), at the model's height."""
-    from seqlab.tasks.ocr import task as task_module
     from seqlab.tasks.ocr.data import LINE_SPLITS, TEST_SPLITS, save_split, split_path
-    from seqlab.tasks.ocr.images import fit_image
-    from seqlab.tasks.ocr.models import CRNN
+    from seqlab.tasks.ocr.recognizer import task as task_module
+    from seqlab.tasks.ocr.recognizer.images import fit_image
+    from seqlab.tasks.ocr.recognizer.models import CRNN
 
     monkeypatch.chdir(tmp_path)
     rng = np.random.default_rng(0)
@@ -139,7 +139,7 @@ def test_an_ocr_evaluation_is_written_as_headline_figures_and_details(tmp_path) 
     import json
 
     from seqlab.core.results import write_results
-    from seqlab.tasks.ocr.task import OcrTask
+    from seqlab.tasks.ocr.recognizer.task import OcrTask
 
     texts, kinds = ["ab", "2048"], ["dictionary", "number"]
     splits = {name: _split(texts, seed, kinds) for seed, name in enumerate(("test", "test_reserved", "test_lines"))}

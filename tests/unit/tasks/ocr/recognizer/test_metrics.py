@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from seqlab.tasks.ocr.metrics import (
+from seqlab.tasks.ocr.recognizer.metrics import (
     alnum_nocase,
     by_length,
     cer,

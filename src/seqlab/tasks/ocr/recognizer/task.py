@@ -18,17 +18,17 @@ from seqlab.core.registry import entry
 from seqlab.core.sections import RunSection
 from seqlab.core.task import Answer, Evaluation, Reference, Task
 from seqlab.tasks.ocr import data as ocr_data
-from seqlab.tasks.ocr.batching import OcrBatch, iterate_batches
 from seqlab.tasks.ocr.charset import Charset
-from seqlab.tasks.ocr.ctc import CtcReader, ctc_loss
 from seqlab.tasks.ocr.data import OcrSplit
-from seqlab.tasks.ocr.metrics import summarize
-from seqlab.tasks.ocr.models import MODELS
-from seqlab.tasks.ocr.report import HEADLINE_METRIC, HEADLINE_SPLITS, evaluate_recognizer
-from seqlab.tasks.ocr.tesseract import reference
+from seqlab.tasks.ocr.recognizer.batching import OcrBatch, iterate_batches
+from seqlab.tasks.ocr.recognizer.ctc import CtcReader, ctc_loss
+from seqlab.tasks.ocr.recognizer.metrics import summarize
+from seqlab.tasks.ocr.recognizer.models import MODELS
+from seqlab.tasks.ocr.recognizer.report import HEADLINE_METRIC, HEADLINE_SPLITS, evaluate_recognizer
+from seqlab.tasks.ocr.recognizer.tesseract import reference
 
 if TYPE_CHECKING:
-    from seqlab.tasks.ocr.config import AugmentConfig, OcrDataConfig
+    from seqlab.tasks.ocr.config import AugmentConfig
 
 class OcrTask(Task):
     name = "ocr"
@@ -62,15 +62,6 @@ class OcrTask(Task):
         return cls(variant, Charset.from_name(meta["charset"]), height=int(meta["height"]))
 
     # --- data -----------------------------------------------------------------------------
-    @classmethod
-    def generate(cls, data: OcrDataConfig, seed: int) -> dict[str, Any]:
-        from seqlab.tasks.ocr.render import generate
-
-        out_dir = paths.data_dir(cls.name)
-        stats = generate(data.model_dump(), seed, out_dir, data.workers)
-        ocr_data.write_meta(out_dir, Charset.from_name(data.charset), data.height)
-        return stats
-
     def load_split(self, split: str) -> OcrSplit:
         return ocr_data.load_split(self.data_dir / f"{split}.npz", self.charset)
 
@@ -105,7 +96,7 @@ class OcrTask(Task):
     def evaluate(self, model: nn.Module, device: torch.device) -> Evaluation:
         """Test metrics, the by_length table and the prediction grid, scored as Tesseract's are. Splits stored
         at native heights (the scans) reach the model as predict would bring them (images.fit_split)."""
-        from seqlab.tasks.ocr.images import fit_split
+        from seqlab.tasks.ocr.recognizer.images import fit_split
 
         splits = {name: fit_split(split, self.height) for name, split in ocr_data.load_test_splits(self.charset).items()}
         return evaluate_recognizer(CtcReader(model, self.charset, device), splits, self.model_id)
@@ -119,7 +110,7 @@ class OcrTask(Task):
     def answers(self, model: nn.Module, meta: Mapping[str, Any], inputs: Iterable[str]) -> Iterator[Answer]:
         """Image paths in, read as one batch; an unreadable file is refused, the rest still read. The charset
         and height are this task's, built from the same checkpoint's `meta` (from_checkpoint)."""
-        from seqlab.tasks.ocr.images import ImageReadError, load_word_image
+        from seqlab.tasks.ocr.recognizer.images import ImageReadError, load_word_image
 
         paths_in, images, errors = list(inputs), [], {}
         for i, path in enumerate(paths_in):

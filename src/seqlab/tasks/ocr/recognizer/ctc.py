@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seqlab.tasks.ocr.batching import OcrBatch, iterate_batches
 from seqlab.tasks.ocr.charset import Charset
 from seqlab.tasks.ocr.data import OcrSplit
+from seqlab.tasks.ocr.recognizer.batching import OcrBatch, iterate_batches
 
 READ_BATCH = 128  # images per forward pass when reading; batches are width-sorted, so padding stays small
 

@@ -56,7 +56,7 @@ VERTICAL_ROOM = 1.0  # px kept between the transformed ink box and the top/botto
 MIN_MARGIN = 1.0  # px kept left and right of the ink box
 INK_THRESHOLD = 0.2  # normalised ink, after a 3x3 mean, that belongs to the text's box
 BOX_GROWTH = 1  # px added on each side of the detected text box
-ROTATION_ASPECT = 6.0  # an ink box wider than this many heights is rotated proportionally less (pillow_render's)
+ROTATION_ASPECT = 6.0  # an ink box wider than this many heights is rotated proportionally less (reserved_render's)
 
 
 class Uniforms(NamedTuple):

@@ -11,14 +11,14 @@ import pytest
 
 from seqlab.tasks.ocr.charset import Charset
 from seqlab.tasks.ocr.normalize import prepare_image
-from seqlab.tasks.ocr.pillow_render import (
+from seqlab.tasks.ocr.synth.reserved_render import (
     DEBIAN_WORDS,
     ScanLook,
     render_reserved_split,
     render_scan_split,
     reserved_words,
 )
-from seqlab.tasks.ocr.trdg_compat import trdg_dir
+from seqlab.tasks.ocr.synth.trdg_compat import trdg_dir
 
 # The module takes any font files; trdg's ship with the venv, so these tests need no system fonts.
 FONTS = [trdg_dir() / "fonts" / "latin" / name for name in ("Lato-Regular.ttf", "Roboto-Bold.ttf", "OpenSans-Italic.ttf")]

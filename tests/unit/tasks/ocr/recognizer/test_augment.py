@@ -11,9 +11,9 @@ import pytest
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from seqlab.tasks.ocr.augment import NUM_PARAMS, augment, jpeg, sample_params
 from seqlab.tasks.ocr.config import AugmentConfig
 from seqlab.tasks.ocr.normalize import crop_to_text, masked_quantiles, normalize, prepare_image
+from seqlab.tasks.ocr.recognizer.augment import NUM_PARAMS, augment, jpeg, sample_params
 from tests.support import load_raw_params
 
 HEIGHT = 32

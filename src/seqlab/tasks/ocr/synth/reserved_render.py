@@ -41,9 +41,8 @@ from __future__ import annotations
 
 import io
 import math
-import multiprocessing
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from pathlib import Path
@@ -55,9 +54,10 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from seqlab.core.errors import DataError
 from seqlab.tasks.ocr.charset import Charset
 from seqlab.tasks.ocr.data import save_split, write_meta
-from seqlab.tasks.ocr.fonts import missing_glyphs, reserved_fonts
-from seqlab.tasks.ocr.prose import PROSE_KIND, ProseSource
-from seqlab.tasks.ocr.words import WordSource
+from seqlab.tasks.ocr.synth.fonts import missing_glyphs, reserved_fonts
+from seqlab.tasks.ocr.synth.prose import PROSE_KIND, ProseSource
+from seqlab.tasks.ocr.synth.words import WordSource
+from seqlab.tasks.ocr.synth.workers import map_in_order
 
 DEBIAN_WORDS = Path("/usr/share/dict/american-english")  # Debian package wamerican
 # Characters per reserved line: fixed, so the evaluation lines stay the same when training params change.
@@ -219,15 +219,10 @@ def _checked_fonts(texts: Sequence[str], font_paths: Sequence[Path],
     return names, fonts
 
 
-def _in_workers(render: Any, count: int, workers: int) -> list[Any]:
+def _in_workers(render: Callable[[tuple[int, int]], list[Any]], count: int, workers: int) -> list[list[Any]]:
     """``render((start, stop))`` over ranges covering 0..count, in order, in `workers` processes."""
     size = max(1, min(256, math.ceil(count / (max(workers, 1) * 8))))
-    ranges = [(s, min(s + size, count)) for s in range(0, count, size)]
-    if workers <= 1 or len(ranges) <= 1:
-        return list(map(render, ranges))
-    # spawn: workers start clean (no inherited threads or RNG state) on every OS.
-    with multiprocessing.get_context("spawn").Pool(min(workers, len(ranges))) as pool:
-        return pool.map(render, ranges)
+    return list(map_in_order(render, [(s, min(s + size, count)) for s in range(0, count, size)], workers))
 
 
 def _render_range(
@@ -423,7 +418,7 @@ def generate_reserved(count: int, charset: Charset, height: int, seed: int, out_
     scan-like lines (those lines' texts, in turn, at native heights), under `out_dir`, with meta.json and a
     contact sheet; returns stats."""
     from seqlab.core.seeding import derive_seed  # here, not at module level: spawned workers skip torch
-    from seqlab.tasks.ocr.render import contact_sheet
+    from seqlab.tasks.ocr.synth.trdg_render import contact_sheet
 
     start = time.perf_counter()
     font_paths, font_names = evaluation_fonts(charset)

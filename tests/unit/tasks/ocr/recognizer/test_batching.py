@@ -2,13 +2,13 @@ import numpy as np
 import pytest
 import torch
 
-from seqlab.tasks.ocr.batching import (
+from seqlab.tasks.ocr.data import OcrSplit
+from seqlab.tasks.ocr.recognizer.batching import (
     OcrBatch,
     WidthBucketSampler,
     collate,
     iterate_batches,
 )
-from seqlab.tasks.ocr.data import OcrSplit
 
 
 def test_buckets_cover_all_indices_once_and_keep_last_partial() -> None:

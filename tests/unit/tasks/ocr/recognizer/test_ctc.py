@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from seqlab.tasks.ocr.ctc import greedy_decode
+from seqlab.tasks.ocr.recognizer.ctc import greedy_decode
 
 
 def one_hot_log_probs(paths: list[list[int]], num_classes: int = 5) -> torch.Tensor:
@@ -61,8 +61,8 @@ def _tiny_reader():
     import numpy as np
 
     from seqlab.tasks.ocr.charset import Charset
-    from seqlab.tasks.ocr.ctc import CtcReader
-    from seqlab.tasks.ocr.models import CRNN
+    from seqlab.tasks.ocr.recognizer.ctc import CtcReader
+    from seqlab.tasks.ocr.recognizer.models import CRNN
 
     charset = Charset.from_name("digits_lower")
     torch.manual_seed(0)
@@ -85,8 +85,8 @@ def test_reader_returns_texts_in_input_order(one_thread) -> None:
 def test_reader_loss_is_ctc_per_label_character(one_thread) -> None:
     import torch.nn.functional as F
 
-    from seqlab.tasks.ocr.batching import collate
     from seqlab.tasks.ocr.data import OcrSplit
+    from seqlab.tasks.ocr.recognizer.batching import collate
 
     reader, images = _tiny_reader()
     texts = ["ab", "hello", "42", "x"] * 5 + ["zz"]

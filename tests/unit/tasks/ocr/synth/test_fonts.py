@@ -14,9 +14,9 @@ from fontTools import subset
 from fontTools.ttLib import TTFont
 
 from seqlab.core.errors import ParamsError, SeqlabError
-from seqlab.tasks.ocr import fonts
 from seqlab.tasks.ocr.charset import Charset
-from seqlab.tasks.ocr.fonts import (
+from seqlab.tasks.ocr.synth import fonts
+from seqlab.tasks.ocr.synth.fonts import (
     CASE_UNRELIABLE_FONTS,
     CLASSES,
     FontFile,

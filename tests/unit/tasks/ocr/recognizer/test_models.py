@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from seqlab.tasks.ocr.ctc import greedy_decode
-from seqlab.tasks.ocr.models import CRNN, MODELS, ColumnBiLSTM
+from seqlab.tasks.ocr.recognizer.ctc import greedy_decode
+from seqlab.tasks.ocr.recognizer.models import CRNN, MODELS, ColumnBiLSTM
 
 HEIGHT = 8
 NUM_CLASSES = 5
@@ -135,7 +135,7 @@ def test_padded_bilstm_equals_packed_bidirectional_lstm(num_layers: int) -> None
     it gives the packed LSTM's outputs at every valid step, whatever the padding holds."""
     from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-    from seqlab.tasks.ocr.models import PaddedBiLSTM
+    from seqlab.tasks.ocr.recognizer.models import PaddedBiLSTM
 
     torch.manual_seed(0)
     reference = torch.nn.LSTM(6, 5, num_layers=num_layers, bidirectional=True).eval()

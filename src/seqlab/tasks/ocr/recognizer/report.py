@@ -25,7 +25,7 @@ from PIL import Image, ImageDraw, ImageFont
 from seqlab.core.storage import atomic_path
 from seqlab.core.task import Evaluation, Figure, Table
 from seqlab.tasks.ocr.data import LINE_SPLITS, OcrSplit
-from seqlab.tasks.ocr.metrics import by_words, cer, summarize, word_accuracy
+from seqlab.tasks.ocr.recognizer.metrics import by_words, cer, summarize, word_accuracy
 
 WORD_GRID_CELLS, LINE_GRID_CELLS = 60, 30  # a line cell is twice a word cell's width: the same area
 # eval.json's splits (seqlab.core.results): the training fonts' words and the reserved families' words, the

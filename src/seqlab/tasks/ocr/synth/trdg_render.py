@@ -13,11 +13,11 @@ Rendering choices:
 - No `width` is passed to trdg (it would clip long words): height is exact, width follows the text.
 - A line image is several words joined by single spaces (`ocr.data.lines`), or for a `lines.prose`
   share of the lines a window of `lines.chars` characters of prose from the training corpus
-  (seqlab.tasks.ocr.prose): trdg draws its spaces at the font's own advance, the label keeps one space
+  (seqlab.tasks.ocr.synth.prose): trdg draws its spaces at the font's own advance, the label keeps one space
   per gap. `test_lines` holds only lines; train and val hold `lines.share` of them; the other test
   splits hold words only. Each image's kind (a word's, "words" or "prose") is saved with the split.
 - Images whose text is nearly invisible (see `render_one`) are re-rendered, never kept or dropped.
-- Fonts are ids of the font inventory (seqlab.tasks.ocr.fonts), which decides which files may
+- Fonts are ids of the font inventory (seqlab.tasks.ocr.synth.fonts), which decides which files may
   train: fonts drawing lowercase as capitals only with caseless charsets, fonts lacking a
   visible glyph never, reserved evaluation families never.
 """
@@ -28,16 +28,13 @@ import contextlib
 import io
 import json
 import math
-import multiprocessing
 import random
-import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -48,11 +45,15 @@ from seqlab.core import paths
 from seqlab.core.errors import DataError
 from seqlab.core.storage import atomic_write
 from seqlab.tasks.ocr.charset import Charset
-from seqlab.tasks.ocr.data import save_split
-from seqlab.tasks.ocr.fonts import choose_heldout_fonts, font_dir, font_path, usable_fonts
-from seqlab.tasks.ocr.prose import PROSE_KIND, ProseSource
-from seqlab.tasks.ocr.trdg_compat import import_trdg, trdg_dir
-from seqlab.tasks.ocr.words import LINE_KIND, WordSource
+from seqlab.tasks.ocr.data import DATA_DIR, save_split, write_meta
+from seqlab.tasks.ocr.synth.fonts import choose_heldout_fonts, font_dir, font_path, usable_fonts
+from seqlab.tasks.ocr.synth.prose import PROSE_KIND, ProseSource
+from seqlab.tasks.ocr.synth.trdg_compat import import_trdg, trdg_dir
+from seqlab.tasks.ocr.synth.words import LINE_KIND, WordSource
+from seqlab.tasks.ocr.synth.workers import map_in_order
+
+if TYPE_CHECKING:
+    from seqlab.tasks.ocr.config import OcrDataConfig
 
 SPLITS = ("train", "val", "test", "test_heldout_fonts", "test_lines")
 BACKGROUNDS = {"noise": 0, "plain": 1, "quasicrystal": 2, "image": 3}  # name -> trdg background_type
@@ -75,7 +76,7 @@ class ImageSpec:
     """Everything that decides one image; its label is `charset.normalize(text)`."""
 
     text: str
-    font: str  # font id (seqlab.tasks.ocr.fonts): a trdg file name or "<package>/<file name>"
+    font: str  # font id (seqlab.tasks.ocr.synth.fonts): a trdg file name or "<package>/<file name>"
     seed: int
     background: int  # trdg background_type, see BACKGROUNDS
     distortion: int = 0  # 0 none, 1 sine, 2 cosine
@@ -217,68 +218,8 @@ def render_images(
     result = RenderResult([], 0)
     render = partial(_render_chunk, cfg=cfg)
     with tqdm(total=len(specs), unit="img", desc="render", disable=not progress) as bar:
-        if workers <= 1 or len(chunks) <= 1:
-            _collect(map(render, chunks), result, bar)
-        else:
-            _collect(_render_shared(render, chunks, min(workers, len(chunks)) - 1), result, bar)
+        _collect(map_in_order(render, chunks, workers), result, bar)
     return result
-
-
-def _render_shared(render: Callable[[Sequence[ImageSpec]], tuple[list[np.ndarray], int]],
-                   chunks: list[Sequence[ImageSpec]], helpers: int) -> Iterator[tuple[list[np.ndarray], int]]:
-    """Every chunk rendered, in order, by this process and `helpers` spawned ones, each taking the next
-    chunk as it finishes one.
-
-    This process renders from the start: spawned workers first import trdg, OpenCV and Pillow afresh
-    (~0.5 s idle, ~1.5 s on a loaded machine), which cost 2 workers a tenth of their speed-up on a
-    2000-image run when this process only waited for them.
-    """
-    pending = deque(range(len(chunks)))
-    done: dict[int, tuple[list[np.ndarray], int]] = {}
-    errors: list[BaseException] = []
-    changed = threading.Condition()
-
-    def take() -> int | None:
-        with changed:
-            return pending.popleft() if pending and not errors else None
-
-    def finished(i: int, value: tuple[list[np.ndarray], int]) -> None:
-        with changed:
-            done[i] = value
-            changed.notify()
-        submit()
-
-    def arrived(i: int) -> bool:
-        return i in done or bool(errors)
-
-    def failed(exc: BaseException) -> None:
-        with changed:
-            errors.append(exc)
-            changed.notify()
-
-    # spawn: workers start clean (no inherited RNG, thread or torch state) on every OS.
-    with multiprocessing.get_context("spawn").Pool(helpers) as pool:
-
-        def submit() -> None:
-            i = take()
-            if i is not None:
-                pool.apply_async(render, (chunks[i],), callback=partial(finished, i), error_callback=failed)
-
-        for _ in range(2 * helpers):  # one chunk at work and one queued per helper
-            submit()
-        for i in range(len(chunks)):
-            while i not in done:
-                mine = take()
-                if mine is not None:
-                    value = render(chunks[mine])
-                    with changed:
-                        done[mine] = value
-                    continue
-                with changed:
-                    changed.wait_for(partial(arrived, i))
-                    if errors:
-                        raise errors[0]
-            yield done.pop(i)
 
 
 def _collect(parts: Iterable[tuple[list[np.ndarray], int]], result: RenderResult, bar: tqdm) -> None:
@@ -322,6 +263,15 @@ def training_fonts_from_manifest(data_params: dict[str, Any], charset: Charset) 
         raise DataError(f"{path} was written for charset {manifest['charset']!r} and sources {manifest['sources']}, "
                         "not these params (run dvc repro ocr-fonts)")
     return [f["id"] for f in manifest["fonts"]], {f["id"]: f["reason"] for f in manifest["excluded"]}
+
+
+def generate_data(data: OcrDataConfig, seed: int) -> dict[str, Any]:
+    """The `seqlab generate ocr` stage (the task registry names it): every split under data/ocr and its
+    meta.json; returns JSON-ready stats."""
+    out_dir = paths.data_dir(DATA_DIR)
+    stats = generate(data.model_dump(), seed, out_dir, data.workers)
+    write_meta(out_dir, Charset.from_name(data.charset), data.height)
+    return stats
 
 
 def generate(

@@ -45,7 +45,7 @@ from seqlab.core.errors import ParamsError, SeqlabError
 from seqlab.core.storage import sha256_file, write_json
 from seqlab.tasks.ocr.charset import DEFAULT_CHARSET, Charset
 from seqlab.tasks.ocr.reserved_families import is_reserved, reserved_family
-from seqlab.tasks.ocr.trdg_compat import trdg_dir
+from seqlab.tasks.ocr.synth.trdg_compat import trdg_dir
 
 TRDG = "trdg"
 DEBIAN = "debian"
@@ -69,7 +69,7 @@ RESERVED_PACKAGES = (
     "fonts-croscore", "fonts-dejavu-core", "fonts-dejavu-extra", "fonts-freefont-ttf",
     "fonts-liberation", "fonts-liberation2", "fonts-texgyre", "fonts-urw-base35",
 )
-# Not fonts, installed with them: Debian's English word list, the evaluation split's words (pillow_render).
+# Not fonts, installed with them: Debian's English word list, the evaluation split's words (reserved_render).
 EVALUATION_PACKAGES = ("wamerican",)
 
 # Family (name table) prefix -> class; the longest matching prefix wins, so "Noto Sans Mono" is
@@ -485,7 +485,7 @@ def summary(data: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m seqlab.tasks.ocr.fonts", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m seqlab.tasks.ocr.synth.fonts", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     out = sub.add_parser("manifest", help="write the training-font manifest (JSON)")
     out.add_argument("out", type=Path)

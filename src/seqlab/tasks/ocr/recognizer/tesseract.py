@@ -2,7 +2,7 @@
 and the `seqlab tesseract` stage that scores it on our exact test images.
 
 The stage writes metrics/ocr-tesseract/ (eval.json, splits.json, by_line_words.csv, by_kind.csv and the
-prediction grids) through the same :func:`~seqlab.tasks.ocr.report.evaluate_recognizer` as the CTC models, so
+prediction grids) through the same :func:`~seqlab.tasks.ocr.recognizer.report.evaluate_recognizer` as the CTC models, so
 `dvc metrics show` puts figures computed the same way side by side. The evaluate stage of the CTC models logs
 those files into MLflow as the baseline's run when the store lacks it (:func:`reference`).
 
@@ -27,7 +27,7 @@ from seqlab.core.results import HEADLINE_FILE, SPLITS_FILE, write_results
 from seqlab.core.task import Evaluation, Figure, Reference
 from seqlab.tasks.ocr.charset import Charset
 from seqlab.tasks.ocr.data import DATA_DIR, LINE_SPLITS, WORD_SPLITS, load_test_splits, read_meta
-from seqlab.tasks.ocr.report import HEADLINE_METRIC, HEADLINE_SPLITS, evaluate_recognizer
+from seqlab.tasks.ocr.recognizer.report import HEADLINE_METRIC, HEADLINE_SPLITS, evaluate_recognizer
 
 MODEL_ID = "ocr-tesseract"  # its metrics directory, beside metrics/ocr-<variant>
 

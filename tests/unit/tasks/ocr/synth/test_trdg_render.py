@@ -12,9 +12,9 @@ from PIL import Image, ImageFont
 
 from seqlab.core.errors import ParamsError
 from seqlab.core.storage import load_arrays
-from seqlab.tasks.ocr import render
 from seqlab.tasks.ocr.charset import BLANK, Charset
-from seqlab.tasks.ocr.fonts import (
+from seqlab.tasks.ocr.synth import trdg_render as render
+from seqlab.tasks.ocr.synth.fonts import (
     CASE_UNRELIABLE_FONTS,
     font_dir,
     font_path,
@@ -22,7 +22,8 @@ from seqlab.tasks.ocr.fonts import (
     missing_glyphs,
     usable_fonts,
 )
-from seqlab.tasks.ocr.render import (
+from seqlab.tasks.ocr.synth.trdg_compat import import_trdg, patch_pillow
+from seqlab.tasks.ocr.synth.trdg_render import (
     SPLITS,
     ImageSpec,
     RenderConfig,
@@ -30,8 +31,7 @@ from seqlab.tasks.ocr.render import (
     generate,
     render_images,
 )
-from seqlab.tasks.ocr.trdg_compat import import_trdg, patch_pillow
-from seqlab.tasks.ocr.words import WordSource
+from seqlab.tasks.ocr.synth.words import WordSource
 
 FONTS = ["Lato-Regular.ttf", "OpenSans-Italic.ttf", "Pacifico.ttf", "Roboto-Bold.ttf", "BEBAS___.ttf", "Raleway-Thin.ttf"]
 PARAMS = {

@@ -8,7 +8,7 @@ pytest.importorskip("tesserocr")
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 from rapidfuzz.distance import Levenshtein  # noqa: E402
 
-from seqlab.tasks.ocr.tesseract import TesseractReader, is_available  # noqa: E402
+from seqlab.tasks.ocr.recognizer.tesseract import TesseractReader, is_available  # noqa: E402
 
 
 def render(word: str) -> np.ndarray:
@@ -45,7 +45,7 @@ def test_recognizer_reads_in_parallel_in_input_order_and_normalizes() -> None:
     if not ok:
         pytest.skip(reason)
     from seqlab.tasks.ocr.charset import Charset
-    from seqlab.tasks.ocr.tesseract import Tesseract
+    from seqlab.tasks.ocr.recognizer.tesseract import Tesseract
 
     words = ["Hello", "Quartz", "seqlab42", "World", "2048"]
     images = [render(w) for w in words]
@@ -69,7 +69,7 @@ def test_stage_writes_eval_json_and_grid(tmp_path, monkeypatch) -> None:
 
     from seqlab.tasks.ocr.charset import Charset
     from seqlab.tasks.ocr.data import LINE_SPLITS, TEST_SPLITS, save_split, split_path, write_meta
-    from seqlab.tasks.ocr.tesseract import reference, run_tesseract_stage
+    from seqlab.tasks.ocr.recognizer.tesseract import reference, run_tesseract_stage
 
     monkeypatch.chdir(tmp_path)
     charset = Charset.from_name("digits_lower")

@@ -1,4 +1,4 @@
-"""Line texts cut from prose: windows of whole words from one passage of the corpus (seqlab.tasks.ocr.corpus).
+"""Line texts cut from prose: windows of whole words from one passage of the corpus (seqlab.tasks.ocr.synth.corpus).
 
 A scanned document's lines start and end anywhere in a sentence, so a window does too: it starts at a word
 drawn uniformly from the corpus (a long passage gives more windows than a short one, in proportion to its
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from seqlab.tasks.ocr.charset import Charset
-from seqlab.tasks.ocr.corpus import read_passages
+from seqlab.tasks.ocr.synth.corpus import read_passages
 
 PROSE_KIND = "prose"  # the kind of a window's image in the data (seqlab.tasks.ocr.data, `kinds`)
 MAX_DRAWS = 1000  # per window; a usable corpus needs a handful at most

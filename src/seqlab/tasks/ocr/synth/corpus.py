@@ -13,7 +13,7 @@ One passage per line: a paragraph (a blank line or a ``%`` line ends one) with o
 typographic quotes and dashes mapped to ASCII and whitespace collapsed. Attribution lines ("-- Mark Twain")
 and the rest of their paragraph are dropped, and so are paragraphs that look like code or ASCII art
 (symbol-heavy, letter-poor, runs of one symbol, columns aligned by spaces) and passages of fewer than
-MIN_WORDS words. No charset filters here: the line drawers (seqlab.tasks.ocr.prose) keep the words a
+MIN_WORDS words. No charset filters here: the line drawers (seqlab.tasks.ocr.synth.prose) keep the words a
 charset accepts, so one corpus serves every charset.
 
 The sources are kept apart by directory, and a training passage that shares OVERLAP_WORDS consecutive

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from seqlab.tasks.ocr.charset import Charset
-from seqlab.tasks.ocr.trdg_compat import trdg_dir
+from seqlab.tasks.ocr.synth.trdg_compat import trdg_dir
 
 # Order of the kinds in WordSource.sample's draw; fixed so results do not depend on dict order.
 # "mixed" comes last: with mixed_ratio 0 the draw maps every uniform to the same kind as before.

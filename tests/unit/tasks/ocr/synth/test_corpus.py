@@ -1,4 +1,4 @@
-"""The OCR text corpus (seqlab.tasks.ocr.corpus) and the prose windows drawn from it (seqlab.tasks.ocr.prose)."""
+"""The OCR text corpus (seqlab.tasks.ocr.synth.corpus) and the prose windows drawn from it (seqlab.tasks.ocr.synth.prose)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import pytest
 
 from seqlab.core.errors import DataError, SeqlabError
 from seqlab.core.storage import sha256_file
-from seqlab.tasks.ocr import corpus
 from seqlab.tasks.ocr.charset import Charset
-from seqlab.tasks.ocr.corpus import Source, build, looks_like_code_or_art, passages, read_passages
-from seqlab.tasks.ocr.pillow_render import RESERVED_CHARS, reserved_lines
-from seqlab.tasks.ocr.prose import ProseSource
+from seqlab.tasks.ocr.synth import corpus
+from seqlab.tasks.ocr.synth.corpus import Source, build, looks_like_code_or_art, passages, read_passages
+from seqlab.tasks.ocr.synth.prose import ProseSource
+from seqlab.tasks.ocr.synth.reserved_render import RESERVED_CHARS, reserved_lines
 
 # Fortune records as the fortunes package writes them: `%` lines between records, attributions, overstrikes.
 FORTUNES = """\

@@ -1,7 +1,7 @@
 """CTC recognizers for single-word images: a pixel-column BiLSTM ("bilstm") and a small CRNN ("crnn").
 
 Both take ``images`` (B, 1, H, W) float, ink-normalized so that background and right padding are 0
-(see :func:`seqlab.tasks.ocr.batching.collate`), and ``widths`` (B,) the true width of each image, and return
+(see :func:`seqlab.tasks.ocr.recognizer.batching.collate`), and ``widths`` (B,) the true width of each image, and return
 ``(log_probs (T, B, C), out_lengths (B,))`` ready for ``nn.CTCLoss`` (blank = class 0).
 
 A sample's output does not depend on how much padding its batch adds (in eval mode): the BiLSTMs never let

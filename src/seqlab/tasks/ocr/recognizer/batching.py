@@ -1,9 +1,9 @@
 """Variable-width batching for word images: width buckets, the padded batch type, augmentation hook.
 
-Image convention (shared with :mod:`seqlab.tasks.ocr.models`): every batch, in training, evaluation and
+Image convention (shared with :mod:`seqlab.tasks.ocr.recognizer.models`): every batch, in training, evaluation and
 predict alike, goes through :func:`seqlab.tasks.ocr.normalize.normalize`, which turns the grayscale
 images (any polarity and contrast) into ink: text ~1, background ~0, right padding exactly 0. Training
-batches are augmented (:mod:`seqlab.tasks.ocr.augment`) before that normalisation.
+batches are augmented (:mod:`seqlab.tasks.ocr.recognizer.augment`) before that normalisation.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from torch import Tensor
 from torch.utils.data import Sampler
 
 from seqlab.core.seeding import derive_seed
-from seqlab.tasks.ocr.augment import augment, sample_params
 from seqlab.tasks.ocr.config import AugmentConfig
 from seqlab.tasks.ocr.data import OcrSplit
 from seqlab.tasks.ocr.normalize import normalize, pad_margins
+from seqlab.tasks.ocr.recognizer.augment import augment, sample_params
 
 MARGIN = 0.25  # ground left and right of every word, in image heights (see normalize.pad_margins)
 MIN_COLUMNS_PER_CTC_STEP = 4  # augmentation never squeezes a word below this many columns per CTC step
