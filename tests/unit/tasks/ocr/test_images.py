@@ -18,6 +18,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from seqlab.tasks.ocr.images import ImageReadError, load_word_image
+from tests.support import tiny_ocr_checkpoint
 
 HEIGHT = 32
 CHARSET = "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -114,17 +115,7 @@ def test_any_decoder_exception_becomes_one_line(files, monkeypatch):
 
 
 def _tiny_model_checkpoint(path: Path) -> Path:
-    from seqlab.core.checkpoint import save_checkpoint
-    from seqlab.tasks.ocr.models import CRNN
-
-    model_params = {"channels": [8, 16], "hidden_size": 16, "num_layers": 1, "downsample": 4, "pool": "stride", "frames_per_step": 1,
-                    "dropout": 0.0}
-    meta = {"charset": CHARSET, "height": HEIGHT}
-    model = CRNN(len(CHARSET) + 1, HEIGHT, **model_params)
-    config = {"task": "ocr", "variant": "crnn", "seed": 0, "model": model_params, "train": {}, "meta": meta}
-    save_checkpoint(path, {"task": "ocr", "variant": "crnn", "config": config, "model_state": model.state_dict(),
-                           "meta": {}})
-    return path
+    return tiny_ocr_checkpoint(path, CHARSET, HEIGHT)
 
 
 def _batch(files: Path) -> list[str]:
