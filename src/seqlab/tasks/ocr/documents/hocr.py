@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from xml.sax.saxutils import escape, quoteattr
 
 from seqlab.tasks.ocr.documents.pages import Box
-from seqlab.tasks.ocr.documents.reading import ReadLine, Reading
+from seqlab.tasks.ocr.documents.reading import Reading, ReadLine
 
 HEAD = """<?xml version="1.0" encoding="UTF-8"?>
 <!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Transitional//EN"

@@ -37,7 +37,7 @@ from seqlab.core.errors import SeqlabError
 from seqlab.core.storage import write_json, write_text
 from seqlab.tasks.ocr.documents.hocr import to_hocr
 from seqlab.tasks.ocr.documents.pages import Box
-from seqlab.tasks.ocr.documents.reading import Recognizer, ReadTimes, read_images
+from seqlab.tasks.ocr.documents.reading import ReadTimes, Recognizer, read_images
 from seqlab.tasks.ocr.images import ImageReadError, fit_image, read_image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")

@@ -64,6 +64,7 @@ GUTTER = 1.5  # a column gap is at least this wide
 CENTRE_BAND = 0.12  # each letter's centre counts over +- this
 JOIN = 1.0  # a component farther than this from every line band's edge belongs to no line (specks)
 SPLIT_BAND = 0.75  # a centre band taller than this share of the line pitch holds two lines
+MIN_PITCH = 1.5  # no two lines' centres are closer than this
 WORD_GAP = 0.35  # a gap between components wider than this separates words
 PAD_V, PAD_H = 0.35, 0.5  # crop margins: line heights above and below, h left and right
 
@@ -207,6 +208,8 @@ class _Components:
         self.x1, self.y1 = self.x0 + self.w, self.y0 + self.h
         self.cx, self.cy = (self.x0 + self.x1) / 2, (self.y0 + self.y1) / 2
         sized = (area > 2) & (self.h > 1)  # single pixels and pairs say nothing about the text's size
+        inner = sized & (self.y0 > 0) & (self.y1 < ink.shape[0])  # glyphs cut by the edge neither
+        sized = inner if inner.any() else sized
         self.unit = float(np.median(self.h[sized])) if sized.any() else float(np.median(self.h)) if self.count else 1.0
         self.unit = max(self.unit, 2.0)
         u = self.unit
@@ -260,7 +263,7 @@ def _lines(c: _Components, members: np.ndarray) -> list[np.ndarray]:
     np.add.at(profile, top, c.w[letters])
     np.add.at(profile, bottom, -c.w[letters])
     profile = np.convolve(np.cumsum(profile)[:-1], np.ones(3) / 3, mode="same")
-    bands = _split_bands(_runs(profile > 1e-9), profile)
+    bands = _split_bands(_runs(profile > 1e-9), profile, c.unit)
     if not bands:
         return []
     starts = np.array([b[0] for b in bands], dtype=np.float64)
@@ -290,8 +293,10 @@ def _lines(c: _Components, members: np.ndarray) -> list[np.ndarray]:
     return out
 
 
-def _split_bands(bands: list[tuple[int, int]], profile: np.ndarray) -> list[tuple[int, int]]:
-    """Centre bands, with any taller than SPLIT_BAND line pitches split at their lowest profile point."""
+def _split_bands(bands: list[tuple[int, int]], profile: np.ndarray, unit: float) -> list[tuple[int, int]]:
+    """Centre bands, with any taller than SPLIT_BAND line pitches split at their lowest profile point. Lines
+    set solid are still MIN_PITCH h apart: bands shorter than that are one line whatever the pitch estimate
+    (fragments of cut-off lines at an image's edges make it small)."""
     if len(bands) < 3:
         return bands
     centres = np.array([(a + b) / 2 for a, b in bands])
@@ -300,7 +305,7 @@ def _split_bands(bands: list[tuple[int, int]], profile: np.ndarray) -> list[tupl
     todo = list(bands)
     while todo:
         a, b = todo.pop(0)
-        if b - a > SPLIT_BAND * pitch and b - a >= 4:
+        if b - a > max(SPLIT_BAND * pitch, MIN_PITCH * unit) and b - a >= 4:
             inner = profile[a + 1:b - 1]
             cut = a + 1 + int(inner.argmin())
             todo[:0] = [(a, cut), (cut, b)]

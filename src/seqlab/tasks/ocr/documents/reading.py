@@ -87,12 +87,12 @@ def read_images(recognize: Recognizer, paths: Iterable[str], height: int, page: 
     texts = recognize(images) if images else []
     times.recognize += time.perf_counter() - start
     read: dict[int, list[ReadLine]] = {i: [] for i in grays}
-    for (i, line), text in zip(owners, texts, strict=True):
-        if line is None:
+    for (i, found_line), text in zip(owners, texts, strict=True):
+        if found_line is None:
             h, w = grays[i].shape
             read[i].append(ReadLine((0, 0, w, h), text))
         else:
-            read[i].append(ReadLine(line.box, text, line.words, line.column))
+            read[i].append(ReadLine(found_line.box, text, found_line.words, found_line.column))
     out = []
     for i, path in enumerate(paths):
         if i in errors:
