@@ -52,7 +52,7 @@ Box = tuple[int, int, int, int]  # x0, y0, x1, y1: pixel columns x0..x1-1 and ro
 MAX_SKEW = 5.0  # degrees searched either way
 COARSE_STEP, FINE_STEP = 0.25, 0.02  # degrees
 STRIPS = 4  # the deskew profile is taken in this many vertical strips, summed
-MAX_POINTS = 200_000  # ink pixels used for the deskew search (a strided sample of larger pages)
+MAX_POINTS = 40_000  # ink pixels used for the deskew search (a strided sample of larger pages)
 MIN_INK = 6  # fewer ink pixels: no text
 # Sizes in units of h, the median component height
 SPECK = 0.2  # components whose larger side is under this (or single pixels): specks, not text
