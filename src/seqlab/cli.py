@@ -10,7 +10,9 @@
     seqlab export kth|binary_add|ocr [--variant bilstm|crnn]   models/<id>.onnx, checked against torch
     seqlab tesseract                     the Tesseract baseline on the OCR test splits
     seqlab predict kth|binary_add        lines on stdin -> one answer per line
-    seqlab predict ocr IMAGE...          path<TAB>text per image (--engine onnxruntime: the ONNX export)
+    seqlab predict ocr IMAGE...          path<TAB>text per image, per text line of a page (--page, --format hocr;
+                                         --engine onnxruntime: the ONNX export)
+    seqlab read-pages                    read the sample pages with the default CRNN -> metrics/ocr-pages/
     seqlab bench [--quick]               speed ratios measured side by side -> metrics/bench.json
 
 User errors (bad params, missing or corrupt files, unsafe checkpoints) print one line to stderr
@@ -174,6 +176,26 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_read_pages(args: argparse.Namespace) -> int:
+    import json
+
+    from seqlab.core import paths
+    from seqlab.core.checkpoint import load_model
+    from seqlab.core.config import load_params
+    from seqlab.tasks.ocr.documents.page_eval import evaluate_pages
+    from seqlab.tasks.ocr.recognizer.task import OcrTask
+
+    samples = Path(args.samples or load_params(args.params, args.task).ocr.pages.samples)
+    checkpoint = Path(args.model) if args.model else paths.model_path(model_id(args.task, check_variant(args.task, None)))
+    task, model, _ = load_model(checkpoint, args.task)
+    if not isinstance(task, OcrTask):
+        raise SeqlabError(f"{checkpoint}: not an OCR model")
+    summary = evaluate_pages(task.recognizer(model), task.height, samples, args.out)
+    shown = {k: summary[k] for k in ("pages", "cer", "cer_nocase", "lines_found", "lines_expected", "all_in_order")}
+    print(f"[pages] {json.dumps(shown)}; timing {json.dumps(summary['timing'])}", file=sys.stderr)
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     import tempfile
 
@@ -210,7 +232,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if args.inputs:
             raise SeqlabError(f"predict {args.task} reads its input lines from stdin, not arguments")
         inputs = sys.stdin
-    failures = task.predict(model, config["meta"], inputs, sys.stdout, sys.stderr)
+    options: dict[str, object] = {}
+    if args.page:
+        options["page"] = True
+    if args.format is not None:
+        options["output_format"] = args.format
+    if set(options) - task.predict_options:
+        raise SeqlabError(f"predict {args.task} takes neither --page nor --format (they read OCR pages)")
+    failures = task.predict(model, config["meta"], inputs, sys.stdout, sys.stderr, **options)
     return 1 if failures else 0
 
 
@@ -251,6 +280,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tesseract", help="run the Tesseract baseline on the OCR test splits")
     p.set_defaults(func=cmd_tesseract, task="ocr")  # an OCR stage: reads ocr's section only
 
+    p = sub.add_parser("read-pages", help="read the transcribed sample pages with the default CRNN and score them "
+                       "(metrics/ocr-pages/)")
+    p.add_argument("--samples", help="folder of page images beside NAME.gt.txt (default: params ocr.pages.samples)")
+    p.add_argument("--model", help="OCR checkpoint (default: the pipeline's CRNN, models/ocr-crnn.pt)")
+    p.add_argument("--out", type=Path, default=Path("metrics/ocr-pages"), help="where eval.json, lines.csv, hocr/ go")
+    p.set_defaults(func=cmd_read_pages, task="ocr")  # an OCR stage: reads ocr's section only
+
     p = sub.add_parser("bench", help="benchmark suite: each figure a ratio measured in this run (metrics/bench.json)")
     p.add_argument("--quick", action="store_true", help="smoke test: one repeat, tiny sizes (ratios mean little)")
     p.add_argument("--out", type=Path, default=in_workspace(Path("metrics/bench.json")), help="where the report goes")
@@ -265,6 +301,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", choices=("torch", "onnxruntime"), default="torch",
                    help="torch (default), or onnxruntime on the model's ONNX export (models/<id>.onnx, made by "
                    "`seqlab export`; a checkpoint without one is exported on the fly)")
+    p.add_argument("--page", action="store_true",
+                   help="ocr: read every image as a page: find its text lines, print one output line per text line "
+                   "(without it, an image where two or more whole lines are found is read as a page)")
+    p.add_argument("--format", choices=("text", "hocr"),
+                   help="ocr: text (default: PATH<TAB>TEXT per line) or hocr (one hOCR document with line boxes)")
     p.set_defaults(func=cmd_predict)
     return parser
 

@@ -27,8 +27,8 @@ PACKAGE_DIR = ROOT / "src" / "seqlab"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("core",),                               # config, checkpoints, the Task contract, the registry
     ("tasks.sequence", "tasks.ocr", "tracking"),  # each task family (ocr: its base); MLflow store and model
+    ("tasks.ocr.documents",),                # pages, line finding, ground truth, hOCR: images in, no model
     ("tasks.ocr.synth", "tasks.ocr.recognizer"),  # OCR data synthesis and the recognizer: neither imports the other
-    ("tasks.ocr.documents",),                # pages and documents: over the recognizer (and the OCR base)
     ("training", "evaluation", "export"),    # the train, evaluate and export stages
     ("bench",),                              # benchmarks of the pieces below
     ("cli",),                                # the command: imports each stage's folders lazily

@@ -77,6 +77,8 @@ class Task(ABC):
     headline_splits: ClassVar[tuple[str, ...]] = ("test",)
     # `seqlab predict`: inputs are command-line arguments (e.g. image paths), else lines on stdin.
     predict_from_args: ClassVar[bool] = False
+    # Keyword arguments `predict` takes beyond the common ones (the OCR task's page mode and output format).
+    predict_options: ClassVar[frozenset[str]] = frozenset()
     # The MLflow model's input columns, name -> (MLflow type "string" or "binary", required). A row's input is
     # its first column that holds a value: binary values (encoded files) reach `answers` as temporary file paths.
     input_columns: ClassVar[dict[str, tuple[str, bool]]] = {"input": ("string", True)}

@@ -325,6 +325,12 @@ class TesseractConfig(Section):
     line_psm: PageSegMode  # on line images: 7 = single line
 
 
+class OcrPagesConfig(Section):
+    """The `ocr-pages` stage (documents.page_eval): the folder of transcribed sample pages it reads."""
+
+    samples: str  # page images beside NAME.gt.txt (and optionally NAME.boxes.tsv), relative to the repository
+
+
 class OcrRun(Section):
     """What one OCR training run reads (a RunSection): its variant's model and train sections and the
     shared augmentation, so all three are logged with the run and drive its resume fingerprint."""
@@ -341,6 +347,7 @@ class OcrConfig(Section):
     bilstm: BiLSTMVariantConfig
     crnn: CRNNVariantConfig
     tesseract: TesseractConfig
+    pages: OcrPagesConfig
 
     def run(self, name: str) -> OcrRun:
         """The training run of one OCR variant."""

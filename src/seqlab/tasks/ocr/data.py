@@ -27,7 +27,7 @@ fixed timestamps, so the same images give the same bytes) of N word or line imag
 loads with empty ``kinds``, and evaluation then has no per-kind figures for it.
 
 A split holds exactly one of ``height`` and ``heights``. Native-height images are brought to the model's
-height when read (seqlab.tasks.ocr.recognizer.images.fit_image, what predict does to any image).
+height when read (seqlab.tasks.ocr.images.fit_image, what predict does to any image).
 
 Images are grayscale; trdg's are dark text on a light background, the degraded reserved split also has
 light text on dark grounds (every image is normalised before a model sees it). ``meta.json`` is

@@ -7,9 +7,10 @@ height; batches group similar widths and CTC gets each sample's true output leng
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Self, TextIO
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -29,6 +30,7 @@ from seqlab.tasks.ocr.recognizer.tesseract import reference
 
 if TYPE_CHECKING:
     from seqlab.tasks.ocr.config import AugmentConfig
+    from seqlab.tasks.ocr.documents.reading import Reading
 
 class OcrTask(Task):
     name = "ocr"
@@ -38,6 +40,7 @@ class OcrTask(Task):
     monitor_mode = "min"
     headline_metric, headline_mode, headline_splits = HEADLINE_METRIC, "min", HEADLINE_SPLITS
     predict_from_args = True  # image paths
+    predict_options = frozenset({"page", "output_format"})  # predict --page, --format
     # Encoded image bytes (PNG, JPEG...) or an image file's path.
     input_columns = {"image": ("binary", False), "path": ("string", False)}
 
@@ -96,7 +99,7 @@ class OcrTask(Task):
     def evaluate(self, model: nn.Module, device: torch.device) -> Evaluation:
         """Test metrics, the by_length table and the prediction grid, scored as Tesseract's are. Splits stored
         at native heights (the scans) reach the model as predict would bring them (images.fit_split)."""
-        from seqlab.tasks.ocr.recognizer.images import fit_split
+        from seqlab.tasks.ocr.images import fit_split
 
         splits = {name: fit_split(split, self.height) for name, split in ocr_data.load_test_splits(self.charset).items()}
         return evaluate_recognizer(CtcReader(model, self.charset, device), splits, self.model_id)
@@ -108,19 +111,22 @@ class OcrTask(Task):
 
     # --- predict --------------------------------------------------------------------------
     def answers(self, model: nn.Module, meta: Mapping[str, Any], inputs: Iterable[str]) -> Iterator[Answer]:
-        """Image paths in, read as one batch; an unreadable file is refused, the rest still read. The charset
+        """Image paths in, read as one batch; an unreadable file is refused, the rest still read. An image
+        detected as a page (documents.reading) answers its lines' texts joined by newlines. The charset
         and height are this task's, built from the same checkpoint's `meta` (from_checkpoint)."""
-        from seqlab.tasks.ocr.recognizer.images import ImageReadError, load_word_image
+        for reading in self.read(model, inputs):
+            yield Answer(reading.path, None, reading.error) if reading.error else Answer(reading.path, reading.text, None)
 
-        paths_in, images, errors = list(inputs), [], {}
-        for i, path in enumerate(paths_in):
-            try:
-                images.append(load_word_image(path, self.height))
-            except ImageReadError as exc:
-                errors[i] = str(exc)
-        texts = iter(CtcReader(model, self.charset, torch.device("cpu")).read(images) if images else [])
-        for i, path in enumerate(paths_in):
-            yield Answer(path, None, errors[i]) if i in errors else Answer(path, next(texts), None)
+    def read(self, model: nn.Module, inputs: Iterable[str], page: bool | None = None) -> list[Reading]:
+        """Every input read with one recognizer call: line images as lines, pages (``page=True``, or detected
+        when None) line by line in reading order."""
+        from seqlab.tasks.ocr.documents.reading import read_images
+
+        return read_images(self.recognizer(model), inputs, self.height, page)
+
+    def recognizer(self, model: nn.Module) -> Callable[[Sequence[np.ndarray]], list[str]]:
+        """Model-height uint8 images in, texts out, in width-sorted batches on the CPU (CtcReader)."""
+        return CtcReader(model, self.charset, torch.device("cpu")).read
 
     def input_example(self, meta: Mapping[str, Any]) -> dict[str, list[Any]]:
         """The first validation image as PNG (training has the validation split at hand; the test splits
@@ -134,12 +140,19 @@ class OcrTask(Task):
         return {"image": [png.getvalue()]}
 
     def predict(self, model: nn.Module, meta: Mapping[str, Any], inputs: Iterable[str], out: TextIO,
-                err: TextIO) -> int:
-        failures = 0
-        for answer in self.answers(model, meta, inputs):
-            if answer.error is not None:
-                print(f"{answer.input}: {answer.error}", file=err)
-                failures += 1
-            else:
-                print(f"{answer.input}\t{answer.text}", file=out)
-        return failures
+                err: TextIO, *, page: bool | None = None, output_format: str = "text") -> int:
+        """``text``: ``PATH<TAB>TEXT`` per line image, and per text line of a page in reading order (a page
+        without text: one ``PATH<TAB>`` line); ``hocr``: one hOCR document (documents.hocr). Unreadable
+        inputs: one line each on `err`."""
+        readings = self.read(model, inputs, page)
+        for reading in readings:
+            if reading.error is not None:
+                print(f"{reading.path}: {reading.error}", file=err)
+            elif output_format == "text":
+                for line in reading.lines or [None]:
+                    print(f"{reading.path}\t{line.text if line else ''}", file=out)
+        if output_format == "hocr":
+            from seqlab.tasks.ocr.documents.hocr import to_hocr
+
+            out.write(to_hocr(readings))
+        return sum(r.error is not None for r in readings)

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from seqlab.tasks.ocr.recognizer.images import ImageReadError, load_word_image
+from seqlab.tasks.ocr.images import ImageReadError, load_word_image
+from tests.support import tiny_ocr_checkpoint
 
 HEIGHT = 32
 CHARSET = "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -103,7 +104,7 @@ def test_load_word_image_answers_or_says_why(files, name):
 
 def test_any_decoder_exception_becomes_one_line(files, monkeypatch):
     """Pillow raises more than OSError on damaged data (zlib.error, struct.error...): never let one escape."""
-    import seqlab.tasks.ocr.recognizer.images as images
+    import seqlab.tasks.ocr.images as images
 
     def broken(img):
         raise RuntimeError("")  # no message at all, the worst case for a one-line report
@@ -114,17 +115,7 @@ def test_any_decoder_exception_becomes_one_line(files, monkeypatch):
 
 
 def _tiny_model_checkpoint(path: Path) -> Path:
-    from seqlab.core.checkpoint import save_checkpoint
-    from seqlab.tasks.ocr.recognizer.models import CRNN
-
-    model_params = {"channels": [8, 16], "hidden_size": 16, "num_layers": 1, "downsample": 4, "pool": "stride", "frames_per_step": 1,
-                    "dropout": 0.0}
-    meta = {"charset": CHARSET, "height": HEIGHT}
-    model = CRNN(len(CHARSET) + 1, HEIGHT, **model_params)
-    config = {"task": "ocr", "variant": "crnn", "seed": 0, "model": model_params, "train": {}, "meta": meta}
-    save_checkpoint(path, {"task": "ocr", "variant": "crnn", "config": config, "model_state": model.state_dict(),
-                           "meta": {}})
-    return path
+    return tiny_ocr_checkpoint(path, CHARSET, HEIGHT)
 
 
 def _batch(files: Path) -> list[str]:
