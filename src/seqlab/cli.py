@@ -13,6 +13,9 @@
     seqlab predict ocr IMAGE...          path<TAB>text per image (--engine onnxruntime: the ONNX export)
     seqlab bench [--quick]               speed ratios measured side by side -> metrics/bench.json
 
+Every command runs under the project's thread policy (seqlab.core.threads, docs/threads.md), applied
+before torch loads.
+
 User errors (bad params, missing or corrupt files, unsafe checkpoints) print one line to stderr
 and exit 1 without a traceback.
 """
@@ -25,6 +28,7 @@ import sys
 import time
 from pathlib import Path
 
+from seqlab.core import threads
 from seqlab.core.errors import SeqlabError
 from seqlab.core.registry import check_variant, entries, model_id, task_class, task_names, variant_names
 
@@ -257,6 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        threads.apply()  # before anything imports torch: OpenMP reads its wait policy when it starts
+    except SeqlabError as exc:
+        print(f"seqlab: error: {exc}", file=sys.stderr)
+        return 1
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command == "predict" and not any(e.startswith("-") for e in extra):
