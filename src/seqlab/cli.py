@@ -165,7 +165,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from seqlab.core.config import load_params
 
     params = load_params(args.params)
-    run_suite(params, QUICK if args.quick else FULL, args.quick, args.project or paths.repo_root(), args.out)
+    run_suite(params, Path(args.params), QUICK if args.quick else FULL, args.quick, args.project or paths.repo_root(), args.out)
     return 0
 
 
