@@ -120,7 +120,8 @@ def run_queue(repo: Path, env: dict[str, str], jobs: int, names: list[str]) -> f
     failed = [name for name in names if not _succeeded(status, name)]
     if failed:
         raise SystemExit(f"queue_parallel: experiments {', '.join(failed)} did not succeed:\n{status}\n"
-                         f"(see `dvc queue logs NAME` in {repo})")
+                         f"(see `dvc queue logs NAME` in {repo}; a queued experiment commits every output of the "
+                         "pipeline, so the cache must hold the committed ones: `dvc repro` the project first)")
     return seconds
 
 
