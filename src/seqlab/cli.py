@@ -15,6 +15,9 @@
     seqlab read-pages                    read the sample pages with the default CRNN -> metrics/ocr-pages/
     seqlab bench [--quick]               speed ratios measured side by side -> metrics/bench.json
 
+Every command runs under the project's thread policy (seqlab.core.threads, docs/threads.md), applied
+before torch loads.
+
 User errors (bad params, missing or corrupt files, unsafe checkpoints) print one line to stderr
 and exit 1 without a traceback.
 """
@@ -27,6 +30,7 @@ import sys
 import time
 from pathlib import Path
 
+from seqlab.core import threads
 from seqlab.core.errors import SeqlabError
 from seqlab.core.paths import in_workspace
 from seqlab.core.registry import (
@@ -172,7 +176,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from seqlab.core.config import load_params
 
     params = load_params(args.params)
-    run_suite(params, QUICK if args.quick else FULL, args.quick, args.project or paths.repo_root(), args.out)
+    run_suite(params, Path(args.params), QUICK if args.quick else FULL, args.quick, args.project or paths.repo_root(), args.out)
     return 0
 
 
@@ -311,6 +315,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        threads.apply()  # before anything imports torch: OpenMP reads its wait policy when it starts
+    except SeqlabError as exc:
+        print(f"seqlab: error: {exc}", file=sys.stderr)
+        return 1
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command == "predict" and not any(e.startswith("-") for e in extra):

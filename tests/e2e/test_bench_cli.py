@@ -35,10 +35,14 @@ def test_quick_bench_writes_a_consistent_report(tmp_path: Path) -> None:
                 for name, fig in body["figures"].items() if "skipped" not in fig}
     expected = {("training", "kth"), ("training", "binary_add"), ("rendering", "2 workers vs 1"),
                 ("rendering", "vs trdg command line"), ("ocr", "words/s"), ("compute", "CRNN step vs sgemm"),
-                ("pipeline", "no-op dvc repro"), ("pipeline", "no-op dvc repro vs same shape")}
+                ("pipeline", "no-op dvc repro"), ("pipeline", "no-op dvc repro vs same shape"),
+                *(("threads", f"{model} {which}") for model in ("kth", "binary_add", "ocr-bilstm", "ocr-crnn")
+                  for which in ("busy/idle, policy", "busy/idle, torch defaults", "idle, policy vs defaults"))}
     assert expected <= set(measured)
     assert report["sections"]["ocr"]["figures"]["CER"]["skipped"].startswith("no trained model")
     assert measured[("training", "kth")]["target"] == 100 and measured[("rendering", "2 workers vs 1")]["target"] == 1.8
+    assert measured[("threads", "ocr-crnn busy/idle, policy")]["target"] == 0.45
+    assert measured[("pipeline", "no-op dvc repro")]["target"] == 2.5
     printed = result.stdout
     assert "training: binary_add" in printed and "pipeline: no-op dvc repro" in printed
 

@@ -7,6 +7,7 @@ One module per benchmark, each returning its section of metrics/bench.json:
     ocr        CRNN words/s and CER vs Tesseract on the same images and threads
     inference  the CRNN on torch eager vs onnxruntime (fp32 and dynamic int8) vs Tesseract, words/s and CER
     compute    CRNN training step GFLOP/s as a fraction of this machine's sgemm GFLOP/s
+    threads    training steps idle and beside a busy process, torch's thread defaults vs the project's policy
     pipeline   no-op `dvc repro` of the project vs DVC's floor on a one-stage pipeline
 
 `report` holds what they share (a figure's repeats, median and spread, the ratio and whether its

@@ -1,7 +1,7 @@
 """The shape of metrics/bench.json, built and checked here and nowhere else.
 
-A report is ``{"schema", "timestamp", "quick", "repeats", "machine", "sections"}``; each of the six
-sections (a report from before `inference` existed has five) is ``{"settings": {...}, "figures": {name: figure}}``. A measured figure is
+A report is ``{"schema", "timestamp", "quick", "repeats", "machine", "sections"}``; each of the seven
+sections (a report from before `inference` or `threads` existed lacks them) is ``{"settings": {...}, "figures": {name: figure}}``. A measured figure is
 
     {"ours": spread, "baseline": spread, "ratio": spread, "unit", "ours_label", "baseline_label",
      "better": "higher" | "lower", "target": float | None, "met": bool | None}
@@ -26,8 +26,8 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 SCHEMA = 1
-SECTIONS = ("training", "rendering", "ocr", "inference", "compute", "pipeline")
-LATER_SECTIONS = ("inference",)  # a report written before these sections existed is still valid without them
+SECTIONS = ("training", "rendering", "ocr", "inference", "compute", "threads", "pipeline")
+LATER_SECTIONS = ("inference", "threads")  # a report written before these sections existed is still valid without them
 Better = Literal["higher", "lower"]
 PACKAGES = ("torch", "numpy", "pillow", "trdg", "tesserocr", "dvc", "opencv-python-headless", "onnxruntime")
 

@@ -1,6 +1,8 @@
-"""Run the six benchmarks in one process and write metrics/bench.json (see seqlab.bench.report for its shape).
+"""Run the seven benchmarks and write metrics/bench.json (see seqlab.bench.report for its shape).
 
-Sizes: the full run takes ~5 minutes on 2 idle cores; `--quick` (a smoke test: one repeat, tiny
+The threads section runs each measurement in a fresh child process (its thread settings must be in place
+before torch loads); the others run in this process, under the project's thread policy.
+Sizes: the full run takes ~10 minutes on 2 idle cores (the threads section ~5 of them: 48 child processes); `--quick` (a smoke test: one repeat, tiny
 sizes, under a minute) checks that everything runs, and its ratios mean little (at 40 images the
 pool start-up dominates rendering, for instance).
 """
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from seqlab.bench import compute, inference, ocr, pipeline, rendering, training
+from seqlab.bench import compute, inference, ocr, pipeline, rendering, threads, training
 from seqlab.bench.report import check_report, new_report, table
 from seqlab.core.config import Params
 from seqlab.core.storage import write_json
@@ -30,15 +32,18 @@ class Sizes:
     crnn_batch: int
     timed_steps: int  # CRNN steps and sgemm products per repeat (median)
     sgemm_n: int
+    thread_seconds: float  # each threads-section measurement: steps counted for this long, after a warm-up
+    thread_warmup: int
 
 
 FULL = Sizes(repeats=3, train_samples=20000, seed_samples=1000, images=3000, ocr_images=1000, crnn_batch=64,
-             timed_steps=10, sgemm_n=1024)
+             timed_steps=10, sgemm_n=1024, thread_seconds=3.0, thread_warmup=3)
 QUICK = Sizes(repeats=1, train_samples=1000, seed_samples=50, images=40, ocr_images=40, crnn_batch=8, timed_steps=2,
-              sgemm_n=256)
+              sgemm_n=256, thread_seconds=0.05, thread_warmup=1)
 
 
-def run_suite(params: Params, sizes: Sizes, quick: bool, project: Path, out: Path) -> dict[str, Any]:
+def run_suite(params: Params, params_path: Path, sizes: Sizes, quick: bool, project: Path,
+              out: Path) -> dict[str, Any]:
     """Measure every figure, check the report, write it to `out` and print the table."""
     report = new_report(quick, sizes.repeats)
     sections = report["sections"]
@@ -56,6 +61,8 @@ def run_suite(params: Params, sizes: Sizes, quick: bool, project: Path, out: Pat
         _progress("compute: CRNN training step vs sgemm")
         sections["compute"] = compute.run(params, sizes.repeats, images, texts, sizes.crnn_batch, sizes.timed_steps,
                                           sizes.sgemm_n)
+        _progress("threads: training steps idle and beside a busy process, torch defaults vs the policy")
+        sections["threads"] = threads.run(params_path, sizes.repeats, sizes.thread_seconds, sizes.thread_warmup)
         _progress("pipeline: no-op dvc repro vs DVC's floor")
         sections["pipeline"] = pipeline.run(project, sizes.repeats, work)
     report["machine"]["load_average_at_end"] = round(os.getloadavg()[0], 2)

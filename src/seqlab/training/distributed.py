@@ -18,7 +18,8 @@ How the work is shared, and why:
 - Seeds: rank 0 keeps the run's seed, the others their own (seeding.rank_seed); the model starts from rank
   0's weights, which DDP broadcasts.
 - Threads: torchrun would give every rank one (OMP_NUM_THREADS=1); a rank takes the cores it may run on
-  divided by the ranks on its node, at least 1, or SEQLAB_THREADS_PER_RANK when set.
+  divided by the ranks on its node, at least 1, or SEQLAB_THREADS_PER_RANK when set: the project's thread
+  policy (seqlab.core.threads), which each rank's `seqlab.cli` entry point applies before torch loads.
 - Rank 0 alone validates (the other ranks wait idle, so it borrows their threads meanwhile), logs to MLflow
   and writes checkpoints and outputs; the validation metrics are broadcast so that every rank takes the same
   early-stopping decision. A resume checkpoint keeps every rank's RNG state: kill -9 and rerun resumes as a
@@ -45,11 +46,11 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as dist
 
+from seqlab.core import threads
 from seqlab.core.errors import SeqlabError
 
 T = TypeVar("T")
 
-THREADS_ENV = "SEQLAB_THREADS_PER_RANK"
 # Before a rank's traceback is printed: time for torchrun to stop this rank if another one died first (the
 # agent checks its workers every 0.1 s), so that the launcher's line stays the whole report of that failure.
 TRACEBACK_HOLD_S = 2.0
@@ -82,10 +83,8 @@ def current_world() -> World:
 
 
 def threads_per_rank(local_size: int) -> int:
-    if os.environ.get(THREADS_ENV):
-        return max(1, int(os.environ[THREADS_ENV]))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cores // local_size)
+    """The threads the thread policy gives each of `local_size` ranks on this node."""
+    return threads.choose({**os.environ, "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": str(local_size)}).threads
 
 
 # --- the launcher ------------------------------------------------------------------------------------
@@ -99,7 +98,9 @@ def launch(nproc: int, argv: Sequence[str]) -> None:
     from torch.distributed.launcher.api import elastic_launch
     from torch.distributed.run import config_from_args, parse_args
 
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads_per_rank(nproc)))  # else torchrun sets 1
+    # Each rank's entry point applies the thread policy; this value only counts where the policy is off
+    # (SEQLAB_THREAD_POLICY=off), since torchrun would give every rank 1 thread.
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads_per_rank(nproc)))
     args = parse_args(["--standalone", f"--nproc-per-node={nproc}", "-m", "seqlab.cli", *argv])
     # What torchrun's --standalone does: a private rendezvous on a free local port.
     args.rdzv_backend, args.rdzv_endpoint, args.rdzv_id = "c10d", "localhost:0", str(uuid.uuid4())
@@ -189,11 +190,10 @@ def rank_device(device: torch.device, world: World) -> torch.device:
 
 
 def start(world: World, device: torch.device) -> None:
-    """Join the process group and size this rank's thread pool; nothing for a single process."""
+    """Join the process group; nothing for a single process. (The thread policy sized the pool before torch loaded.)"""
     if world.size == 1:
         return
     _die_with_launcher()
-    torch.set_num_threads(threads_per_rank(world.local_size))
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
 
 

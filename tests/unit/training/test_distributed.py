@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 
+from seqlab.core import threads
 from seqlab.core.errors import SeqlabError
 from seqlab.training import distributed
 from seqlab.training.devices import Precision, configure_cudnn, pick_device, pick_precision
@@ -85,11 +86,12 @@ def test_ranks_take_one_gpu_each(cuda):
 
 
 def test_threads_per_rank(monkeypatch):
-    monkeypatch.delenv(distributed.THREADS_ENV, raising=False)
+    for name in (threads.THREADS_ENV, threads.RANK_THREADS_ENV, "DVC_EXP_NAME"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
     assert distributed.threads_per_rank(4) == 4
     assert distributed.threads_per_rank(32) == 1
-    monkeypatch.setenv(distributed.THREADS_ENV, "3")
+    monkeypatch.setenv(threads.RANK_THREADS_ENV, "3")
     assert distributed.threads_per_rank(4) == 3
 
 

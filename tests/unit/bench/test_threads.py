@@ -1,0 +1,46 @@
+"""The bench's threads section, --quick sizes: each variant runs in a fresh process that got its thread settings
+before torch loaded, the busy process is started and stopped, and the figures carry the targets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psutil
+import pytest
+
+from seqlab.bench import threads
+from seqlab.bench.report import check_report, new_report
+from seqlab.core import threads as policy
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def test_quick_section_measures_both_variants_and_carries_the_targets(monkeypatch):
+    monkeypatch.setattr(threads, "MODELS", ("binary_add",))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the caller's OpenMP settings are not the section's
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    section = threads.run(REPO / "params.yaml", repeats=1, seconds=0.05, warmup=1)
+    assert {p.pid for p in psutil.Process().children(recursive=True)} == before  # the busy loop is gone
+
+    figures = section["figures"]
+    assert set(figures) == {"binary_add busy/idle, policy", "binary_add busy/idle, torch defaults",
+                            "binary_add idle, policy vs defaults"}
+    assert figures["binary_add busy/idle, policy"]["target"] == threads.BUSY_TARGET == 0.45
+    assert figures["binary_add idle, policy vs defaults"]["target"] == threads.IDLE_TARGET
+    assert figures["binary_add busy/idle, torch defaults"]["target"] is None
+    variants = section["settings"]["variants"]
+    assert variants["policy"]["GOMP_SPINCOUNT"] == str(policy.SPINCOUNT)
+    assert variants["policy"]["threads"] == policy.cores() == int(variants["policy"]["OMP_NUM_THREADS"])
+    assert variants["torch defaults"]["GOMP_SPINCOUNT"] is None
+    assert variants["torch defaults"]["OMP_NUM_THREADS"] is None
+
+    report = new_report(quick=True, repeats=1)
+    for name in ("training", "rendering", "ocr", "compute", "pipeline"):  # the sections every report has
+        report["sections"][name] = {"settings": {}, "figures": {"x": figures["binary_add busy/idle, policy"]}}
+    report["sections"]["threads"] = section
+    check_report(report)
+
+
+def test_a_failing_step_names_the_model_and_variant(tmp_path):
+    with pytest.raises(RuntimeError, match=r"kth step \(policy\) failed"):
+        threads.measure(tmp_path / "missing.yaml", "kth", "policy", busy=False, seconds=0.01, warmup=0)
