@@ -30,7 +30,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 TOOLS = REPO / "tools"
 SCRIPTS = REPO / "scripts"
-TIMING_FIELDS = ("train_seconds", "epoch_seconds", "train_samples_per_s", "words_per_s")
+TIMING_FIELDS = ("train_seconds", "epoch_seconds", "cpu_seconds", "train_samples_per_s", "words_per_s")
 
 
 # --- params -------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@
     seqlab evaluate kth|binary_add|ocr [--variant bilstm|crnn]
     seqlab export kth|binary_add|ocr [--variant bilstm|crnn]   models/<id>.onnx, checked against torch
     seqlab tesseract                     the Tesseract baseline on the OCR test splits
+    seqlab finetune ocr --gt DIR --out PATH [--from MODEL] ...   fine-tune a trained OCR model on ground truth
     seqlab predict kth|binary_add        lines on stdin -> one answer per line
     seqlab predict ocr IMAGE...          path<TAB>text per image, per text line of a page (--page, --format hocr;
                                          --engine onnxruntime: the ONNX export)
@@ -170,6 +171,58 @@ def cmd_tesseract(args: argparse.Namespace) -> int:
     return 0
 
 
+# `seqlab finetune ocr` flag -> the ocr.finetune key it overrides
+FINETUNE_FLAGS = {"gt": "gt", "test_gt": "test_gt", "val_share": "val_share", "epochs": "epochs", "minutes": "minutes",
+                  "lr": "lr", "batch_size": "batch_size", "augment": "augment", "synthetic_share": "synthetic_share",
+                  "extend_charset": "extend_charset", "drop_bad": "drop_bad", "seed": "seed"}
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from seqlab.core import paths
+    from seqlab.core.config import load_params, parse_params
+    from seqlab.tracking.runs import check_tracking_server
+
+    params = load_params(args.params, args.task)
+    overrides = {key: getattr(args, flag) for flag, key in FINETUNE_FLAGS.items() if getattr(args, flag) is not None}
+    if overrides:  # validated as params.yaml is: errors name the ocr.finetune key
+        raw = params.model_dump()
+        raw["ocr"]["finetune"].update(overrides)
+        params = parse_params(raw, args.task)
+    config = params.ocr.finetune
+    check_tracking_server()
+    from seqlab.evaluation.evaluate import log_evaluation
+    from seqlab.tasks.ocr.data import split_path
+    from seqlab.tasks.ocr.recognizer.finetune import Start, prepare, score, summary_line
+    from seqlab.tracking.runs import server_outage
+    from seqlab.training.loop import train
+
+    def echo(line: str) -> None:
+        print(f"[finetune] {line}", file=sys.stderr)
+
+    start_name = args.start or str(paths.model_path(model_id(args.task, check_variant(args.task, None))))
+    with tempfile.TemporaryDirectory(prefix="seqlab-model-") as tmp:
+        if start_name.startswith(MODEL_URI_SCHEMES):
+            from seqlab.tracking.mlflow_model import download_checkpoint
+
+            start = Start.load(download_checkpoint(start_name, Path(tmp)), start_name)
+        else:
+            start = Start.load(Path(start_name))
+    out: Path = args.out
+    model = out.stem  # metrics/<stem>/, the MLflow model seqlab-<stem>
+    run = prepare(config, start, model, out, paths.state_dir() / "finetune" / model, params.ocr.augment,
+                  split_path("train"), echo)
+    echo(f"from {start.name}: {run.counts}")
+    with server_outage("rerun: fine-tuning resumes after its last finished epoch"):
+        summary = train(run.task, config.seed, run.section, run.cpu_budget_s)
+    files, metrics = score(run, summary, paths.metrics_dir(model), echo)
+    with server_outage("rerun"):
+        log_evaluation(run.task, out, files, metrics)
+    print(summary_line(model, metrics), file=sys.stderr)
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from seqlab.bench.suite import FULL, QUICK, run_suite
     from seqlab.core import paths
@@ -290,6 +343,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="OCR checkpoint (default: the pipeline's CRNN, models/ocr-crnn.pt)")
     p.add_argument("--out", type=Path, default=Path("metrics/ocr-pages"), help="where eval.json, lines.csv, hocr/ go")
     p.set_defaults(func=cmd_read_pages, task="ocr")  # an OCR stage: reads ocr's section only
+
+    p = sub.add_parser("finetune", help="fine-tune a trained OCR model on ground-truth lines (docs/finetuning.md); "
+                       "the flags override params.yaml's ocr.finetune")
+    p.add_argument("task", choices=("ocr",))
+    p.add_argument("--gt", help="ground-truth folder to train on (ocr.finetune.gt)")
+    p.add_argument("--test-gt", dest="test_gt", help="ground-truth folder to score on instead of the held-back lines")
+    p.add_argument("--from", dest="start", metavar="MODEL", help="checkpoint or MLflow model URI (models:/...) to "
+                   "start from (default: the pipeline's models/ocr-crnn.pt)")
+    p.add_argument("--out", type=Path, required=True, help="the fine-tuned checkpoint; its file stem names "
+                   "metrics/<stem>/ and the MLflow model seqlab-<stem>")
+    p.add_argument("--drop-bad", dest="drop_bad", action="store_true", default=None,
+                   help="leave bad ground-truth lines out (counted) instead of stopping on them")
+    p.add_argument("--minutes", type=float, help="CPU-minute budget (process CPU time)")
+    p.add_argument("--epochs", type=int, help="at most this many epochs")
+    p.add_argument("--lr", type=float, help="learning rate (constant)")
+    p.add_argument("--batch-size", dest="batch_size", type=int, help="lines per batch")
+    p.add_argument("--val-share", dest="val_share", type=float, help="share of the lines held back for validation")
+    p.add_argument("--synthetic-share", dest="synthetic_share", type=float,
+                   help="share of each epoch's samples drawn from the synthetic training data")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                   help="augment the training batches as ocr.augment says")
+    p.add_argument("--extend-charset", dest="extend_charset", action=argparse.BooleanOptionalAction, default=None,
+                   help="add output classes for characters the ground truth needs")
+    p.add_argument("--seed", type=int, help="seed of the hold-out, new output rows, batches and augmentation")
+    p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser("bench", help="benchmark suite: each figure a ratio measured in this run (metrics/bench.json)")
     p.add_argument("--quick", action="store_true", help="smoke test: one repeat, tiny sizes (ratios mean little)")

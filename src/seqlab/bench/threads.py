@@ -146,10 +146,10 @@ def _ocr_step(params: Any, variant: str) -> tuple[Any, Any, Any, Any]:
     import numpy as np
     import torch
 
-    from seqlab.tasks.ocr.batching import collate
+    from seqlab.tasks.ocr.recognizer.batching import collate
     from seqlab.tasks.ocr.charset import Charset
-    from seqlab.tasks.ocr.models import MODELS as OCR_MODELS
-    from seqlab.tasks.ocr.task import OcrTask
+    from seqlab.tasks.ocr.recognizer.models import MODELS as OCR_MODELS
+    from seqlab.tasks.ocr.recognizer.task import OcrTask
 
     section = getattr(params.ocr, variant)
     charset = Charset.from_name(params.ocr.data.charset)

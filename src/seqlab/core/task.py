@@ -92,6 +92,11 @@ class Task(ABC):
     def data_dir(self) -> Path:
         return paths.data_dir(self.name)
 
+    @property
+    def model_file(self) -> Path:
+        """Where training writes the model: models/<model id>.pt (a fine-tuning run writes where it is told)."""
+        return paths.model_path(self.model_id)
+
     # --- construction -----------------------------------------------------------------------
     @classmethod
     @abstractmethod

@@ -26,7 +26,7 @@ def evaluate(task_name: str, variant: str | None = None) -> dict[str, dict[str, 
     with torch.no_grad():
         evaluation = task.evaluate(model, device)
     files = write_results(paths.metrics_dir(task.model_id), evaluation, task.headline_metric, task.headline_splits)
-    _log_to_mlflow(task, model_file, files, evaluation.metrics)
+    log_evaluation(task, model_file, files, evaluation.metrics)
     return evaluation.metrics
 
 
@@ -40,7 +40,7 @@ def headline(task: type[Task], model_id: str, metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _log_to_mlflow(task: Task, model_file: Path, files: list[Path], metrics: dict[str, dict[str, Any]]) -> None:
+def log_evaluation(task: Task, model_file: Path, files: list[Path], metrics: dict[str, dict[str, Any]]) -> None:
     """Add the evaluation to the MLflow run that trained this model, when the store has it, and register its
     MLflow model as a new version (champion if its test metric is the best so far); then log the task's
     references (OCR: the Tesseract baseline) when the store lacks them.

@@ -10,6 +10,10 @@ restored for dropout.
 One process, or several that share each step (`train.nproc`, seqlab.training.distributed: DDP under torchrun,
 rank 0 alone validating, tracking and writing); on the CPU or a GPU, in fp32 or mixed precision
 (`train.device`, `train.precision`, seqlab.training.devices).
+
+A run may also stop on a CPU-time budget (fine-tuning's `minutes`): after the epoch that spends it, counted in
+process CPU seconds (every thread) so that a busy machine's waiting does not count; the spent time is in the
+loop state, so a resumed run goes on with what is left.
 """
 
 from __future__ import annotations
@@ -153,9 +157,10 @@ class Run:
     resume_path: Path
 
 
-def train(task: Task, seed: int, section: RunSection) -> dict[str, Any]:
+def train(task: Task, seed: int, section: RunSection, cpu_budget_s: float | None = None) -> dict[str, Any]:
     """Train `task` as `section` says on its train split, select on val, write model, metrics and plots;
-    return the summary. The checkpoint keeps the run's config as plain dicts (model: constructor args)."""
+    return the summary. The checkpoint keeps the run's config as plain dicts (model: constructor args).
+    `cpu_budget_s`: stop after the epoch that brings the run's CPU seconds to it (None: epochs only)."""
     check_tracking_server()  # fail fast, before loading data or spending time on training
     run = _set_up(task, seed, section)
     state = _resume(run)
@@ -165,7 +170,7 @@ def train(task: Task, seed: int, section: RunSection) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         for epoch in range(state.epoch + 1, run.cfg.epochs + 1):
-            if state.bad_epochs >= run.cfg.patience:
+            if state.bad_epochs >= run.cfg.patience or _budget_spent(state, cpu_budget_s):
                 break  # resumed after an early stop: an uninterrupted run stopped here too
             record = _run_epoch(run, net, epoch)
             _select(run, state, record)
@@ -175,6 +180,11 @@ def train(task: Task, seed: int, section: RunSection) -> dict[str, Any]:
             if state.bad_epochs >= run.cfg.patience:
                 if run.world.is_main:
                     print(f"[{task.model_id}] early stop: no {task.monitor} improvement for {run.cfg.patience} epochs",
+                          file=sys.stderr)
+                break
+            if _budget_spent(state, cpu_budget_s):
+                if run.world.is_main:
+                    print(f"[{task.model_id}] CPU budget of {cpu_budget_s:.0f}s spent after epoch {epoch}",
                           file=sys.stderr)
                 break
     except BaseException:
@@ -259,10 +269,14 @@ def _start_tracking(run: Run, state: LoopState, section: RunSection) -> Tracker 
     return tracker
 
 
+def _budget_spent(state: LoopState, cpu_budget_s: float | None) -> bool:
+    return cpu_budget_s is not None and sum(r["cpu_seconds"] for r in state.history) >= cpu_budget_s
+
+
 def _run_epoch(run: Run, net: torch.nn.Module, epoch: int) -> dict[str, Any]:
     """One epoch of training on every rank, then validation on rank 0; the epoch's history record."""
     task, world, device, cfg = run.task, run.world, run.device, run.cfg
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     run.model.train()
     gen = torch.Generator().manual_seed(derive_seed(run.seed, "epoch", epoch))
     loss_sum, count, samples = torch.zeros((), dtype=torch.float64, device=device), 0, 0
@@ -281,7 +295,7 @@ def _run_epoch(run: Run, net: torch.nn.Module, epoch: int) -> dict[str, Any]:
     val = distributed.from_main(lambda: _validate(task, run.model, run.val_data, device, world), world)
     return {"epoch": epoch, "train_loss": total / max(steps, 1), **val,
             "lr": run.optimizer.param_groups[0]["lr"], "epoch_seconds": time.perf_counter() - t0,
-            "train_samples_per_s": seen / train_seconds if seen else None}
+            "cpu_seconds": time.process_time() - cpu0, "train_samples_per_s": seen / train_seconds if seen else None}
 
 
 def _select(run: Run, state: LoopState, record: dict[str, Any]) -> None:
@@ -325,6 +339,7 @@ def _finish(run: Run, state: LoopState, tracker: Tracker | None, started: float)
     best = next(r for r in state.history if r["epoch"] == state.best_epoch)
     summary = {"best_epoch": state.best_epoch, "epochs_run": state.epoch,
                "train_seconds": round(sum(r["epoch_seconds"] for r in state.history), 3),
+               "cpu_seconds": round(sum(r["cpu_seconds"] for r in state.history), 3),
                **{k: v for k, v in best.items() if k.startswith("val_")},
                "parameters": sum(p.numel() for p in model.parameters())}
     if world.is_main:
@@ -344,7 +359,7 @@ def _validate(task: Task, model: torch.nn.Module, data: Any, device: torch.devic
 
 def _write_outputs(task: Task, model: torch.nn.Module, config: dict[str, Any], state: LoopState,
                    summary: dict[str, Any], tracker: Tracker | None) -> None:
-    model_file = paths.model_path(task.model_id)
+    model_file = task.model_file
     save_checkpoint(model_file, {
         "task": task.name, "variant": task.variant, "config": config,
         "model_state": {k: v.cpu() for k, v in model.state_dict().items()},
@@ -352,7 +367,7 @@ def _write_outputs(task: Task, model: torch.nn.Module, config: dict[str, Any], s
     })
     out = paths.metrics_dir(task.model_id)
     write_json(out / "train.json", {k: summary[k] for k in TRAIN_METRICS})
-    history = [{k: v for k, v in r.items() if k not in ("epoch_seconds", "train_samples_per_s")}
+    history = [{k: v for k, v in r.items() if k not in ("epoch_seconds", "cpu_seconds", "train_samples_per_s")}
                for r in state.history]
     write_csv(out / "history.csv", history)
     loss_keys = [k for k in history[0] if k.endswith("loss")]

@@ -106,6 +106,16 @@ class Charset:
         except KeyError as exc:
             raise ValueError(f"{text!r}: character {exc.args[0]!r} is not in charset {self.name!r}") from None
 
+    def missing(self, texts: Iterable[str]) -> str:
+        """The characters of `texts` (normalized) that the charset lacks, each once, in code-point order."""
+        return "".join(sorted({ch for text in texts for ch in self.normalize(text) if ch not in self._index}))
+
+    def extended(self, chars: str) -> Charset:
+        """This charset with `chars` appended: every old character keeps its class index, the new ones follow.
+        Saved as its characters, it loads back (from_name) as an explicit, case-sensitive charset."""
+        added = "".join(ch for ch in dict.fromkeys(chars) if ch not in self._index)
+        return self if not added else Charset(self.chars + added, self.chars + added, self.caseless)
+
     def decode(self, indices: Iterable[int]) -> str:
         """Text of class indices; blanks (0) are skipped, so collapsed CTC paths decode directly."""
         out = []

@@ -1,5 +1,5 @@
 """The `ocr` section of params.yaml: rendering (`data`), the reserved-family test splits (`reserved`),
-training-time augmentation (`augment`), one model/train pair per variant, Tesseract.
+training-time augmentation (`augment`), one model/train pair per variant, Tesseract, fine-tuning (`finetune`).
 
 Model sections are named for the constructors they feed (seqlab.tasks.ocr.recognizer.models): `ocr.bilstm.model`
 holds ColumnBiLSTM's arguments, `ocr.crnn.model` CRNN's. Torch-free and trdg-free (fonts are listed
@@ -331,6 +331,30 @@ class OcrPagesConfig(Section):
     samples: str  # page images beside NAME.gt.txt (and optionally NAME.boxes.tsv), relative to the repository
 
 
+class FinetuneConfig(Section):
+    """`seqlab finetune ocr` and the ocr-finetune stage: a trained model adapted to ground-truth lines
+    (seqlab.tasks.ocr.recognizer.finetune, docs/finetuning.md). Its command-line flags override these keys."""
+
+    gt: NonEmptyStr  # the ground-truth folder trained on
+    test_gt: NonEmptyStr | None  # scored on these lines; None: on the held-back validation lines of `gt`
+    val_share: Annotated[float, Field(gt=0, lt=1)]  # of `gt`'s lines, held back (seeded, by line) for validation
+    epochs: PositiveInt | None  # at most this many epochs; None: until the budget is spent
+    minutes: Annotated[float, Field(gt=0)] | None  # CPU-minute budget (process CPU time); None: `epochs` only
+    lr: Annotated[float, Field(gt=0)]  # constant learning rate of AdamW
+    batch_size: PositiveInt
+    augment: bool  # ocr.augment's training-time augmentation on every training batch
+    synthetic_share: Annotated[float, Field(ge=0, lt=1)]  # of each epoch's samples, drawn from data/ocr/train.npz
+    extend_charset: bool  # add the characters the ground truth needs (else lines with others are bad ground truth)
+    drop_bad: bool  # leave bad ground-truth lines out (counted) instead of stopping on them
+    seed: NonNegativeInt  # the validation hold-out, new output rows, batch order, synthetic draw and augmentation
+
+    @model_validator(mode="after")
+    def _bounded(self) -> FinetuneConfig:
+        rule(self.epochs is not None or self.minutes is not None,
+             "`epochs` and `minutes` are both null: set at least one (a number of epochs or a CPU-minute budget)")
+        return self
+
+
 class OcrRun(Section):
     """What one OCR training run reads (a RunSection): its variant's model and train sections and the
     shared augmentation, so all three are logged with the run and drive its resume fingerprint."""
@@ -348,6 +372,7 @@ class OcrConfig(Section):
     crnn: CRNNVariantConfig
     tesseract: TesseractConfig
     pages: OcrPagesConfig
+    finetune: FinetuneConfig
 
     def run(self, name: str) -> OcrRun:
         """The training run of one OCR variant."""

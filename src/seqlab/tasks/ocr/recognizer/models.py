@@ -265,3 +265,25 @@ class CRNN(nn.Module):
 # OCR variant -> model class; the params section ocr.<variant>.model holds the class's arguments
 # (besides num_classes and height, which come from the data), so a model is MODELS[variant](**args).
 MODELS: dict[str, type[nn.Module]] = {"bilstm": ColumnBiLSTM, "crnn": CRNN}
+
+
+def extend_classes(model: nn.Module, added: int) -> None:
+    """Give `model`'s classifier (`fc`, the last layer of ColumnBiLSTM and CRNN) `added` more output classes,
+    appended after the old ones in each CTC frame's block of rows (see :func:`_ctc_frames`).
+
+    Every old weight is kept, so the old classes' logits stay what they were for any input; the new rows are
+    initialised as a fresh nn.Linear's (from torch's global RNG): small, so the new classes start out rarely
+    winning and the model reads as before until training teaches them. Fine-tuning uses this to extend a
+    trained model's charset (seqlab.tasks.ocr.recognizer.finetune).
+    """
+    fc, frames = model.fc, model.frames
+    if not isinstance(fc, nn.Linear) or not isinstance(frames, int) or added < 0:
+        raise ValueError(f"cannot add {added} classes to {type(model).__name__}")
+    if not added:
+        return
+    old = fc.out_features // frames
+    grown = nn.Linear(fc.in_features, (old + added) * frames, device=fc.weight.device, dtype=fc.weight.dtype)
+    with torch.no_grad():
+        grown.weight.view(frames, old + added, -1)[:, :old] = fc.weight.view(frames, old, -1)
+        grown.bias.view(frames, old + added)[:, :old] = fc.bias.view(frames, old)
+    model.fc = grown
