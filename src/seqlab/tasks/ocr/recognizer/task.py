@@ -1,4 +1,4 @@
-"""ocr (unaligned seq2seq with CTC): read a word image, output its characters.
+"""ocr (unaligned seq2seq with CTC): read a word or text-line image, output its characters.
 
 Two variants share the data and this task: `bilstm` (a BiLSTM over raw pixel columns) and `crnn`
 (a conv stack whose feature columns feed a BiLSTM). Images keep their aspect ratio at a fixed
