@@ -8,7 +8,7 @@ height; batches group similar widths and CTC gets each sample's true output leng
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Self, TextIO
+from typing import Any, Self, TextIO
 
 import torch
 from torch import nn
@@ -19,6 +19,7 @@ from seqlab.core.sections import RunSection
 from seqlab.core.task import Answer, Evaluation, Reference, Task
 from seqlab.tasks.ocr import data as ocr_data
 from seqlab.tasks.ocr.charset import Charset
+from seqlab.tasks.ocr.config import AugmentConfig, OcrRun
 from seqlab.tasks.ocr.data import OcrSplit
 from seqlab.tasks.ocr.recognizer.batching import OcrBatch, iterate_batches
 from seqlab.tasks.ocr.recognizer.ctc import CtcReader, ctc_loss
@@ -27,8 +28,6 @@ from seqlab.tasks.ocr.recognizer.models import MODELS
 from seqlab.tasks.ocr.recognizer.report import HEADLINE_METRIC, HEADLINE_SPLITS, evaluate_recognizer
 from seqlab.tasks.ocr.recognizer.tesseract import reference
 
-if TYPE_CHECKING:
-    from seqlab.tasks.ocr.config import AugmentConfig
 
 class OcrTask(Task):
     name = "ocr"
@@ -53,8 +52,10 @@ class OcrTask(Task):
     def for_training(cls, section: RunSection, variant: str | None) -> Self:
         if variant is None:
             raise ValueError(f"an OCR training run needs a variant ({', '.join(cls.variants)})")
+        if not isinstance(section, OcrRun):
+            raise TypeError(f"an OCR training run reads an OcrRun section (OcrConfig.run), not {type(section).__name__}")
         meta = ocr_data.read_meta(paths.data_dir(cls.name))  # read once: data_meta hands these on to the checkpoint
-        return cls(variant, Charset.from_name(meta["charset"]), getattr(section, "augment", None), int(meta["height"]))
+        return cls(variant, Charset.from_name(meta["charset"]), section.augment, int(meta["height"]))
 
     @classmethod
     def from_checkpoint(cls, config: Mapping[str, Any]) -> Self:
