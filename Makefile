@@ -71,7 +71,7 @@ bench: install  ## benchmark suite, each figure a ratio measured in one run -> m
 test: lint  ## lint, type-check and run the whole test suite (the CI gate); lists the 15 slowest tests
 	$(BIN)/python -m pytest -q --durations=15
 
-test-fast: install  ## the unit tier, tests/unit, without its few slow tests (about a minute); no lint
+test-fast: install  ## the unit tier (the folder tests/unit) less its few `slow` tests (about a minute); no lint
 	$(BIN)/python -m pytest -q -m "not slow" tests/unit
 
 lint: install  ## ruff over all Python code, mypy over the package (config: pyproject [tool.mypy])

@@ -29,6 +29,14 @@ from tests.support import (
 
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+E2E = Path(__file__).resolve().parent / "e2e"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The folder is the tier: a `slow` mark in tests/e2e (all of it slow) would be a second definition."""
+    marked = [item.nodeid for item in items if item.path.is_relative_to(E2E) and item.get_closest_marker("slow")]
+    if marked:
+        raise pytest.UsageError(f"tests/e2e needs no `slow` mark (the folder is the tier): {marked}")
 
 
 @pytest.fixture

@@ -63,9 +63,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_fonts(args: argparse.Namespace) -> int:
     from seqlab.core import paths
     from seqlab.core.config import load_params
+    from seqlab.tasks.ocr.config import OcrConfig
     from seqlab.tasks.ocr.synth.fonts import summary, write_manifest
 
-    data = load_params(args.params, args.task).ocr.data
+    data = OcrConfig.of(load_params(args.params, args.task)).data
     manifest = write_manifest(paths.fonts_manifest(), data.charset, data.font_sources)
     print(summary(manifest), file=sys.stderr)
     return 0
@@ -82,11 +83,12 @@ def cmd_render_reserved(args: argparse.Namespace) -> int:
     from seqlab.core import paths
     from seqlab.core.config import load_params
     from seqlab.tasks.ocr.charset import Charset
+    from seqlab.tasks.ocr.config import OcrConfig
     from seqlab.tasks.ocr.data import RESERVED_DIR
     from seqlab.tasks.ocr.synth.reserved_render import generate_reserved
 
     params = load_params(args.params, args.task)
-    ocr = params.ocr
+    ocr = OcrConfig.of(params)
     stats = generate_reserved(ocr.reserved.count, Charset.from_name(ocr.data.charset), ocr.data.height, params.seed,
                               paths.data_dir(RESERVED_DIR), ocr.reserved.workers, ocr.reserved.lines,
                               ocr.reserved.scans)
@@ -160,10 +162,12 @@ def cmd_tesseract(args: argparse.Namespace) -> int:
 
     params = load_params(args.params, args.task)
     check_tracking_server()
+    from seqlab.tasks.ocr.config import OcrConfig
     from seqlab.tasks.ocr.recognizer.tesseract import reference, run_tesseract_stage
     from seqlab.tracking.runs import log_reference_run, server_outage
 
-    run_tesseract_stage(params.ocr.tesseract.word_psm, params.ocr.tesseract.line_psm)
+    tesseract = OcrConfig.of(params).tesseract
+    run_tesseract_stage(tesseract.word_psm, tesseract.line_psm)
     baseline = reference()
     assert baseline is not None  # the stage just wrote its files
     with server_outage("rerun"):

@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
 from seqlab.bench.pipeline import same_shape_pipeline, stale_stages, trivial_pipeline
@@ -16,7 +15,6 @@ from seqlab.bench.report import SECTIONS, check_report
 from tests.support import REPO
 
 
-@pytest.mark.e2e
 def test_quick_bench_writes_a_consistent_report(tmp_path: Path) -> None:
     project = trivial_pipeline(tmp_path / "project")  # stands in for the repository, whose repro may not be a no-op
     out = tmp_path / "out" / "bench.json"
@@ -47,7 +45,6 @@ def test_quick_bench_writes_a_consistent_report(tmp_path: Path) -> None:
     assert "training: binary_add" in printed and "pipeline: no-op dvc repro" in printed
 
 
-@pytest.mark.e2e
 def test_same_shape_pipeline_mirrors_the_projects_stages_and_edges(tmp_path: Path) -> None:
     project = tmp_path / "project"
     trivial_pipeline(project)

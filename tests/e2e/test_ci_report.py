@@ -16,8 +16,6 @@ import yaml
 
 from tests.support import SEQUENCE_TARGETS, clone_pipeline, run, sandbox_env, stage_outcomes, tiny_params
 
-pytestmark = pytest.mark.e2e
-
 SCRIPT = Path("scripts") / "ci_report.sh"
 BASE_HIDDEN = tiny_params()["binary_add"]["model"]["hidden_size"]  # what the template repo trained
 

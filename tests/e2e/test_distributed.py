@@ -105,7 +105,6 @@ QUALITY = [
 ]
 
 
-@pytest.mark.e2e
 @pytest.mark.parametrize(("args", "model_id", "tolerances"), QUALITY, ids=[q[1] for q in QUALITY])
 def test_two_gloo_ranks_train_one_run_with_single_process_quality(tmp_path, data_dir, args, model_id, tolerances):
     single = _trained(tmp_path, data_dir, 1, *args)
@@ -142,7 +141,6 @@ if os.environ.get("RANK") == "1":
 '''
 
 
-@pytest.mark.e2e
 def test_a_dead_rank_fails_the_stage_with_one_line(tmp_path, data_dir):
     root = _workspace(tmp_path / "dead", _params(2))
     (root / "data").symlink_to(data_dir)
@@ -159,7 +157,6 @@ def test_a_dead_rank_fails_the_stage_with_one_line(tmp_path, data_dir):
     assert not (root / "models" / "kth.pt").exists()
 
 
-@pytest.mark.e2e
 def test_an_error_in_every_rank_is_reported_once(tmp_path):
     root = _workspace(tmp_path / "nodata", _params(2))
     proc = _seqlab(root, "train", "kth", check=False)
@@ -188,7 +185,6 @@ def _processes_with(marker: str) -> list[int]:
     return found
 
 
-@pytest.mark.e2e
 def test_kill_9_under_ddp_then_rerun_matches_uninterrupted(tmp_path, data_dir):
     params = _params(2)
     # Many short epochs: the kill lands after epoch 1's checkpoint, and the ranks, which die with their

@@ -24,8 +24,6 @@ sys.path.insert(0, str(TOOLS))
 
 from mlflow_server import free_port  # noqa: E402
 
-pytestmark = pytest.mark.e2e
-
 BUCKET = "seqlab-dvc"
 REMOTE_URL = f"s3://{BUCKET}/store"
 # moto accepts any key pair; these stand for real secrets and must never reach a committed file.

@@ -16,8 +16,6 @@ import yaml
 
 from tests.support import EXPERIMENT_LRS, REPO, mlflow_runs, run, runs_by_exp_name, stage_outcomes
 
-pytestmark = pytest.mark.e2e
-
 
 def _only_run(repo, name: str) -> dict:
     runs = runs_by_exp_name(repo.db).get(name, [])

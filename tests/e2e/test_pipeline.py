@@ -13,8 +13,6 @@ import pytest
 
 from tests.support import pipeline_repo, run, sandbox_env, stage_outcomes, tiny_params
 
-pytestmark = pytest.mark.e2e
-
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory) -> tuple[Path, dict]:

@@ -24,6 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from seqlab.bench.report import figure
 from seqlab.core.config import Params
 from seqlab.tasks.ocr.charset import Charset
+from seqlab.tasks.ocr.config import OcrConfig
 from seqlab.tasks.ocr.recognizer.batching import OcrBatch, collate
 from seqlab.tasks.ocr.recognizer.models import CRNN
 from seqlab.tasks.ocr.recognizer.task import OcrTask
@@ -32,11 +33,12 @@ from seqlab.training.loop import make_scheduler, train_step
 
 def run(params: Params, repeats: int, images: Sequence[np.ndarray], texts: Sequence[str], batch_size: int,
         steps: int, matrix: int) -> dict[str, Any]:
-    charset = Charset.from_name(params.ocr.data.charset)
+    ocr = OcrConfig.of(params)
+    charset = Charset.from_name(ocr.data.charset)
     batch = _batch(images, texts, charset, batch_size)
-    section = params.ocr.crnn
+    section = ocr.crnn
     torch.manual_seed(params.seed)
-    model = CRNN(num_classes=charset.num_classes, height=params.ocr.data.height, **section.model.model_dump()).train()
+    model = CRNN(num_classes=charset.num_classes, height=ocr.data.height, **section.model.model_dump()).train()
     task = OcrTask("crnn", charset)
     optimizer = torch.optim.AdamW(model.parameters(), lr=section.train.lr, weight_decay=section.train.weight_decay)
     scheduler = make_scheduler(optimizer, section.train.scheduler, (steps + 2) * repeats + 2)

@@ -28,6 +28,7 @@ from seqlab.core.config import Params
 from seqlab.export.onnx import example_batches, to_onnx, verify
 from seqlab.export.runtime import OnnxModel
 from seqlab.export.session import new_session
+from seqlab.tasks.ocr.config import OcrConfig
 from seqlab.tasks.ocr.recognizer.ctc import CtcReader
 from seqlab.tasks.ocr.recognizer.metrics import cer
 from seqlab.tasks.ocr.recognizer.tesseract import Tesseract, is_available
@@ -50,7 +51,7 @@ def run(params: Params, repeats: int, images: Sequence[np.ndarray], texts: Seque
         workdir: Path) -> dict[str, Any]:
     model, charset, source = ocr._crnn(params)
     threads = torch.get_num_threads()
-    batches = example_batches(model, {"height": params.ocr.data.height}, None)
+    batches = example_batches(model, {"height": OcrConfig.of(params).data.height}, None)
     graph = to_onnx(model, batches[0], source)
     max_diff = verify(model, graph, batches[1:], source)
     readers: dict[str, Any] = {

@@ -23,6 +23,7 @@ from seqlab.core import paths
 from seqlab.core.checkpoint import load_model
 from seqlab.core.config import Params
 from seqlab.tasks.ocr.charset import Charset
+from seqlab.tasks.ocr.config import OcrConfig
 from seqlab.tasks.ocr.recognizer.ctc import CtcReader
 from seqlab.tasks.ocr.recognizer.metrics import cer
 from seqlab.tasks.ocr.recognizer.models import CRNN
@@ -68,7 +69,8 @@ def _crnn(params: Params) -> tuple[torch.nn.Module, Charset, str]:
     if path.is_file():
         _, model, ckpt = load_model(path, "ocr")
         return model, Charset.from_name(ckpt["config"]["meta"]["charset"]), str(path)
-    charset = Charset.from_name(params.ocr.data.charset)
+    ocr = OcrConfig.of(params)
+    charset = Charset.from_name(ocr.data.charset)
     torch.manual_seed(params.seed)
-    model = CRNN(num_classes=charset.num_classes, height=params.ocr.data.height, **params.ocr.crnn.model.model_dump())
+    model = CRNN(num_classes=charset.num_classes, height=ocr.data.height, **ocr.crnn.model.model_dump())
     return model.eval(), charset, "untrained (params.yaml ocr.crnn.model)"

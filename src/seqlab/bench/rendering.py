@@ -31,6 +31,7 @@ import numpy as np
 from seqlab.bench.report import figure
 from seqlab.core.config import Params
 from seqlab.tasks.ocr.charset import Charset
+from seqlab.tasks.ocr.config import OcrConfig
 from seqlab.tasks.ocr.synth.fonts import font_path, usable_fonts
 from seqlab.tasks.ocr.synth.trdg_render import (
     BACKGROUNDS,
@@ -39,8 +40,8 @@ from seqlab.tasks.ocr.synth.trdg_render import (
     RenderConfig,
     build_specs,
     render_images,
+    word_source,
 )
-from seqlab.tasks.ocr.synth.words import WordSource
 
 WORKERS = 2
 TARGET = 1.8  # 2 workers vs 1 (issue 11)
@@ -52,11 +53,11 @@ CLI = ("import sys; from seqlab.tasks.ocr.synth.trdg_compat import patch_pillow;
 
 def run(params: Params, repeats: int, count: int, workdir: Path) -> tuple[dict[str, Any], list[np.ndarray], list[str]]:
     """The rendering section, and the images it rendered with their texts (the OCR benchmark reads them)."""
-    data = params.ocr.data.model_dump()
-    charset = Charset.from_name(data["charset"])
+    data = OcrConfig.of(params).data
+    charset = Charset.from_name(data.charset)
     fonts = [f for f in usable_fonts("all", charset)[0] if font_path(f).suffix == ".ttf"]
-    cfg = RenderConfig.from_params(data)
-    specs = build_specs(np.random.default_rng(params.seed), count, fonts, WordSource(charset, **data["words"]), data)
+    cfg = RenderConfig.of(data)
+    specs = build_specs(np.random.default_rng(params.seed), count, fonts, word_source(charset, data.words), data)
     render_images(specs[:2], cfg, 1, progress=False)  # warm-up: trdg imported in this process
 
     one: list[float] = []
@@ -82,7 +83,7 @@ def run(params: Params, repeats: int, count: int, workdir: Path) -> tuple[dict[s
                                        baseline_label=f"trdg -t {WORKERS}"),
     }
     settings = {"images": count, "fonts": len(fonts), "height": cfg.height,
-                "background_weights": data["background_weights"], "cli_background": CLI_BACKGROUND,
+                "background_weights": data.background_weights.model_dump(), "cli_background": CLI_BACKGROUND,
                 "images_per_cpu_s": cpu_rates}
     return {"settings": settings, "figures": figures}, images, [s.text for s in specs]
 

@@ -1,7 +1,7 @@
 """params.yaml as typed configuration: the root `Params`, and loading.
 
     params = load_params("params.yaml")           # validated once, at start-up
-    params.kth.data.k                              # a stage reads its own section ...
+    params.section_of("kth", KthConfig).data.k     # a stage reads its own section, typed (OcrConfig.of) ...
     params.run_section("ocr", "crnn").model        # ... or the model/train pair of one training run
     load_params("params.yaml", "kth")              # seed and the kth section only (a stage's own)
 
@@ -21,7 +21,7 @@ import difflib
 import re
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, TypeVar, cast
 
 import yaml
 from pydantic import BaseModel, ValidationError, create_model
@@ -32,6 +32,7 @@ from seqlab.core.errors import ParamsError
 from seqlab.core.sections import NonNegativeInt, RunSection, Section
 
 DEFAULT_PARAMS = "params.yaml"
+SectionT = TypeVar("SectionT", bound=Section)
 
 
 class Params(Section):
@@ -41,12 +42,18 @@ class Params(Section):
 
     seed: NonNegativeInt
 
-    if TYPE_CHECKING:  # the task sections are fields of the model params_model builds
-        def __getattr__(self, name: str) -> Any: ...
-
     def section(self, task: str) -> Section:
         """A task's params section (params.yaml's `<task>` key)."""
-        return getattr(self, task)
+        return cast(Section, getattr(self, task))
+
+    def section_of(self, task: str, kind: type[SectionT]) -> SectionT:
+        """A task's params section as its own class, so that the type checker follows every key read from it
+        (`params.section_of("ocr", OcrConfig).data.height`; core names no task's class, so `params.ocr` is
+        not typed: the task sections are fields of the model params_model builds at run time)."""
+        section = self.section(task)
+        if not isinstance(section, kind):
+            raise TypeError(f"params section {task!r} is a {type(section).__name__}, not {kind.__name__}")
+        return section
 
     def run_section(self, task: str, variant: str | None = None) -> RunSection:
         """The model/train pair a training run of `task` (and `variant`) reads: the task's section itself, or

@@ -1,9 +1,10 @@
 """Building blocks of the typed params.yaml sections: the strict base model, the sections several tasks
 share (training, recurrent model) and the helpers for cross-key rules.
 
-Layering, so that nothing imports in a circle: this module knows no task. Task sections are built from it
-in seqlab.core.config (kth, binary_add) and seqlab.tasks.ocr.config (OCR), and seqlab.core.config assembles the
-root `Params` from both. Nothing here imports torch or trdg, so `seqlab validate` starts fast.
+Layering, so that nothing imports in a circle: this module knows no task. Each task's section is built from
+it in the task's own folder (seqlab.tasks.sequence.config, seqlab.tasks.ocr.config), and seqlab.core.config
+assembles the root `Params` from the sections the registry names. Nothing here imports torch or trdg, so
+`seqlab validate` starts fast.
 
 Every section is strict (no "3" -> 3 coercion, a bool is not a number; an int is accepted where a float
 is expected), forbids unknown keys, has no defaults (params.yaml is the complete contract) and is frozen.

@@ -26,8 +26,6 @@ from seqlab.core.registry import task_class
 from seqlab.core.task import Task
 from seqlab.export.session import new_session
 
-ENGINES = ("torch", "onnxruntime")
-
 
 class OnnxModel(nn.Module):
     """An exported seqlab model on onnxruntime, called like the torch model: CPU tensors in and out."""

@@ -19,8 +19,6 @@ import torch
 
 from tests.support import clone_pipeline, one_error_line, run, sha256
 
-pytestmark = pytest.mark.e2e
-
 
 class _RunsCode:
     """Unpickling this runs a shell command (the classic malicious-checkpoint payload)."""

@@ -15,8 +15,6 @@ import pytest
 
 from tests.support import clone_pipeline, leftover_temps, read_params, run
 
-pytestmark = pytest.mark.e2e
-
 EXPERIMENTS = {"lr-a": 0.02, "lr-b": 0.03}
 
 

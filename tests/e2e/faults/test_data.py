@@ -25,7 +25,6 @@ def _arrays_equal(a, b):
     return a.keys() == b.keys() and all(a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.e2e
 @pytest.mark.parametrize("task, split, names", [("kth", "val", ("digits", "lengths", "targets", "k")),
                                                 ("binary_add", "val", ("inputs", "sums", "lengths", "op_bits"))])
 def test_every_single_byte_edit_is_caught_or_harmless(repo, tmp_path, task, split, names):
@@ -71,7 +70,6 @@ def _tamper(path, how):
         path.unlink()
 
 
-@pytest.mark.e2e
 @pytest.mark.parametrize("task, split, command, how, fragment", [
     ("kth", "train", ["train", "kth"], "truncated", "corrupt or truncated"),
     ("kth", "train", ["train", "kth"], "byte-edited", "corrupt"),
@@ -98,7 +96,6 @@ def test_stage_refuses_damaged_data_and_dvc_status_sees_it(repo, task, split, co
     assert f"data/{task}" not in run(["dvc", "status", "--json"], repo).stdout
 
 
-@pytest.mark.e2e
 def test_valid_but_swapped_archive_is_caught_by_dvc_status(repo):
     """A well-formed file with other contents loads fine; DVC's hash is what catches it."""
     train, val = repo / "data/kth/train.npz", repo / "data/kth/val.npz"

@@ -10,8 +10,6 @@ as JSON without it instead of by hash.
 
 from __future__ import annotations
 
-import pytest
-
 from tests.support import (
     clone_pipeline,
     lock_outs,
@@ -21,8 +19,6 @@ from tests.support import (
     without_timing,
     write_params,
 )
-
-pytestmark = pytest.mark.e2e
 
 SEQUENCE_TARGETS = ["evaluate@kth", "evaluate@binary_add"]
 OCR_TARGETS = ["ocr-evaluate@bilstm", "ocr-evaluate@crnn", "ocr-tesseract"]

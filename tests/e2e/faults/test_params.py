@@ -19,8 +19,6 @@ from tests.support import (
     write_params,
 )
 
-pytestmark = pytest.mark.e2e
-
 OUTPUTS = ("data", "models", "metrics")
 VALIDATE = ["validate", "--write", "data/params.ok"]
 

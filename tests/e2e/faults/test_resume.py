@@ -87,7 +87,6 @@ def copies(pipeline_template, tmp_path_factory):
     return first, second
 
 
-@pytest.mark.e2e
 def test_kill_9_mid_epoch_then_rerun_matches_uninterrupted(copies):
     killed, clean = copies
     # The uninterrupted reference runs alongside (it only has to finish, not to be timed).
@@ -140,7 +139,6 @@ def test_kill_9_mid_epoch_then_rerun_matches_uninterrupted(copies):
     assert leftover_temps(killed) == [] and _resume_files(killed) == []
 
 
-@pytest.mark.e2e
 def test_stale_temp_file_of_a_killed_writer_is_removed(copies):
     """A write killed between create and rename leaves `.<name>.<pid>.<rand>.tmp`; the next write removes it."""
     killed, _ = copies
@@ -240,7 +238,6 @@ def _run_interrupted(params, interrupt_at_call: int) -> None:
         _train(task, params)
 
 
-@pytest.mark.slow  # trains in-process for seconds
 def test_resume_restores_rng_for_dropout(tmp_path, monkeypatch):
     import seqlab.training.loop as training
 
@@ -267,7 +264,6 @@ def test_resume_restores_rng_for_dropout(tmp_path, monkeypatch):
             assert not _same(_final_state(root), reference)
 
 
-@pytest.mark.slow  # trains in-process for seconds
 def test_resume_after_early_stop_does_not_train_more(tmp_path, monkeypatch):
     import seqlab.training.loop as training
     from seqlab.tasks.sequence.kth import KthTask
@@ -295,7 +291,6 @@ def test_resume_after_early_stop_does_not_train_more(tmp_path, monkeypatch):
     assert _same(_final_state(root), _final_state(clean))
 
 
-@pytest.mark.slow  # trains in-process for seconds
 def test_resume_checkpoint_has_everything(tmp_path, monkeypatch):
     """The per-epoch checkpoint holds model, optimizer, scheduler, RNG and loop state, and loads weights_only."""
     from seqlab.core.checkpoint import load_checkpoint
@@ -372,7 +367,6 @@ def _train_ocr(params, interrupt_at_call: int | None = None) -> dict:
     return {}
 
 
-@pytest.mark.slow  # trains in-process for seconds
 def test_ocr_resume_with_augmentation_is_byte_identical(tmp_path, monkeypatch, capsys, one_thread):
     """OCR trained with augmentation, interrupted in epoch 2 and resumed, writes the uninterrupted model's bytes.
 
@@ -408,7 +402,6 @@ def test_ocr_resume_with_augmentation_is_byte_identical(tmp_path, monkeypatch, c
     assert not resume_file.exists() and leftover_temps(root) == []
 
 
-@pytest.mark.slow  # `seqlab train ocr` killed and rerun: two processes, seconds each
 def test_ocr_kill_9_then_rerun_writes_the_uninterrupted_model(tmp_path):
     """`seqlab train ocr` with augmentation, killed with SIGKILL after its epoch-1 checkpoint and run again,
     writes the bytes, history and summary of an uninterrupted run (the stage command itself, without DVC)."""

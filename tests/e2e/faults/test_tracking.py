@@ -48,8 +48,10 @@ def _closed_port() -> int:
 
 class _Health(http.server.BaseHTTPRequestHandler):
     status = 200
+    paths: list[str]  # the paths asked for, in order (each _serve's handler class has its own list)
 
     def do_GET(self):  # noqa: N802 - http.server's naming
+        self.paths.append(self.path)
         self.send_response(self.status)
         self.end_headers()
         self.wfile.write(b"OK")
@@ -59,7 +61,7 @@ class _Health(http.server.BaseHTTPRequestHandler):
 
 
 def _serve(status: int):
-    handler = type("Handler", (_Health,), {"status": status})
+    handler = type("Handler", (_Health,), {"status": status, "paths": []})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
@@ -88,7 +90,6 @@ def _train_with(repo, uri, command=("seqlab", "train", "kth")):
     return proc, elapsed, before
 
 
-@pytest.mark.e2e
 @pytest.mark.parametrize("outage", ["refused", "silent", "http-503"])
 def test_down_server_fails_fast_and_clearly(repo, silent_server, outage):
     server = None
@@ -113,7 +114,6 @@ def test_down_server_fails_fast_and_clearly(repo, silent_server, outage):
     assert leftover_temps(repo) == []
 
 
-@pytest.mark.e2e
 def test_down_server_fails_fast_under_dvc(repo, silent_server):
     proc, elapsed, _ = _train_with(repo, silent_server, ("dvc", "repro", "-f", "-s", "train@kth"))
     out = proc.stdout + proc.stderr
@@ -129,12 +129,13 @@ def test_healthy_server_passes_the_probe(monkeypatch):
     server = _serve(200)
     try:
         monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{server.server_address[1]}")
-        check_tracking_server()  # no exception: the outage tests fail for the outage, not for any http URI
+        # No exception, after a real probe: the outage tests fail for the outage, not for any http URI.
+        assert check_tracking_server() is None
+        assert server.RequestHandlerClass.paths == ["/health"]
     finally:
         server.shutdown()
 
 
-@pytest.mark.slow  # creates and migrates a SQLite MLflow store
 def test_embedded_default_store_never_touches_the_network(monkeypatch, tmp_path):
     from seqlab.tracking import runs as tracking
 
@@ -151,7 +152,6 @@ def test_embedded_default_store_never_touches_the_network(monkeypatch, tmp_path)
     assert run_id and (tmp_path / "mlflow.db").exists()
 
 
-@pytest.mark.slow  # a second Python process that waits for the lock
 def test_opening_a_new_store_waits_for_the_store_lock(tmp_path, monkeypatch):
     """Two stages creating the same SQLite store must not migrate it at once: the second waits for the lock."""
     import subprocess
@@ -204,7 +204,6 @@ def _kill_group(pgid: int) -> None:
         time.sleep(0.05)
 
 
-@pytest.mark.e2e
 def test_server_dying_mid_training_fails_in_one_line_and_the_rerun_resumes(tmp_path):
     root = tmp_path / "repo"
     root.mkdir()

@@ -37,8 +37,6 @@ from tests.support import (
 sys.path.insert(0, str(REPO / "tools"))  # the process-group helpers of the MLflow server tool
 from mlflow_server import free_port  # noqa: E402
 
-pytestmark = pytest.mark.slow  # the fixtures train kth through the CLI and start fresh Python processes
-
 KTH_LINES = ["9 7 0 5 6", "1 2", "3 1 4 1 5 9 2 6", "x1", "0 0 7"]  # lines 2 and 4 are refused
 
 # What a user runs: plain mlflow + pandas, output as JSON records.

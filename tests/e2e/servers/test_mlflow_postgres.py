@@ -24,7 +24,7 @@ from mlflow_server import start_server  # noqa: E402
 from postgres_server import start_postgres, unavailable_reason  # noqa: E402
 
 NO_POSTGRES = unavailable_reason()
-pytestmark = [pytest.mark.e2e, pytest.mark.skipif(NO_POSTGRES is not None, reason=str(NO_POSTGRES))]
+pytestmark = pytest.mark.skipif(NO_POSTGRES is not None, reason=str(NO_POSTGRES))
 
 EXPERIMENT = "seqlab-binary_add"
 LRS = {"pg-a": 0.015, "pg-b": 0.025}  # binary_add.train.lr of the two queued experiments

@@ -18,8 +18,6 @@ sys.path.insert(0, str(TOOLS))  # the MLflow server helper is a documentation to
 
 from mlflow_server import api, group_members, start_server  # noqa: E402
 
-pytestmark = pytest.mark.e2e
-
 EXPERIMENTS = ("q-a", "q-b")
 
 

@@ -1,1 +1,2 @@
-"""CTC OCR task: charsets, word sources and trdg word-image rendering."""
+"""OCR: the base both sides share (charset, on-disk format, normalisation, params sections); synth/ renders
+the data, recognizer/ reads it."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AfterValidator, Discriminator, Field, Tag, model_validator
 
@@ -30,6 +30,9 @@ from seqlab.core.sections import (
 )
 from seqlab.tasks.ocr.charset import Charset
 from seqlab.tasks.ocr.reserved_families import reserved_family
+
+if TYPE_CHECKING:
+    from seqlab.core.config import Params
 
 FramesPerStep = Annotated[int, Field(ge=1, le=4)]
 FontSource = Literal["trdg", "debian"]  # trdg's Latin fonts; the Debian packages scripts/install_fonts.sh installs
@@ -373,6 +376,11 @@ class OcrConfig(Section):
     tesseract: TesseractConfig
     pages: OcrPagesConfig
     finetune: FinetuneConfig
+
+    @classmethod
+    def of(cls, params: Params) -> OcrConfig:
+        """params.yaml's `ocr` section, typed (`OcrConfig.of(params).data.height` is checked by mypy)."""
+        return params.section_of("ocr", cls)
 
     def run(self, name: str) -> OcrRun:
         """The training run of one OCR variant."""

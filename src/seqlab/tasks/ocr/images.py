@@ -45,7 +45,7 @@ def to_grayscale(img: Image.Image) -> np.ndarray:
 
 
 def load_word_image(path: str | Path, height: int) -> np.ndarray:
-    """Load `path` as a grayscale word image of `height` rows; ImageReadError says what is wrong."""
+    """Load `path` as a grayscale word or line image of `height` rows; ImageReadError says what is wrong."""
     return fit_image(read_image(path), height)
 
 

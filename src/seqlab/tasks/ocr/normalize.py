@@ -1,4 +1,4 @@
-"""The one normalisation every word image gets before the model: in training (after augmentation),
+"""The one normalisation every word or line image gets before the model: in training (after augmentation),
 evaluation and predict.
 
 Users feed photos: light text on dark ground, grey-on-grey, margins around the word. The model only

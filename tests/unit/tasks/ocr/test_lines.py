@@ -66,15 +66,14 @@ PROSE = ["It was the best of times, it was the worst of times, it was the age of
 
 def test_prose_lines_replace_some_word_lines_and_nothing_else() -> None:
     """Windows are drawn after the word lines: they change only the texts and kinds of the lines they replace."""
-    from .synth.test_trdg_render import FONTS, PARAMS
+    from .synth.test_trdg_render import DATA, FONTS, PARAMS, data
 
-    source = WordSource(CHARSET, **PARAMS["words"])
+    source = render.word_source(CHARSET, DATA.words)
     prose = ProseSource(PROSE, CHARSET, 8, 40)
-    words = render.build_specs(np.random.default_rng(5), 300, FONTS, source, PARAMS, 0.3)
-    mixed = render.build_specs(np.random.default_rng(5), 300, FONTS, source, {**PARAMS, "lines": {
-        **PARAMS["lines"], "prose": 0.5}}, 0.3, prose)
-    assert mixed == render.build_specs(np.random.default_rng(5), 300, FONTS, source, {**PARAMS, "lines": {
-        **PARAMS["lines"], "prose": 0.5}}, 0.3, prose)
+    half_prose = data(lines={**PARAMS["lines"], "prose": 0.5})
+    words = render.build_specs(np.random.default_rng(5), 300, FONTS, source, DATA, 0.3)
+    mixed = render.build_specs(np.random.default_rng(5), 300, FONTS, source, half_prose, 0.3, prose)
+    assert mixed == render.build_specs(np.random.default_rng(5), 300, FONTS, source, half_prose, 0.3, prose)
     assert {s.kind for s in words} == {"dictionary", "number", "random", "words"}
     windows = [m for m in mixed if m.kind == "prose"]
     assert 25 < len(windows) < 65  # ~45 of ~90 lines
@@ -83,17 +82,16 @@ def test_prose_lines_replace_some_word_lines_and_nothing_else() -> None:
         assert (w.font, w.seed, w.background, w.distortion) == (m.font, m.seed, m.background, m.distortion)
         assert (w.text, w.kind) == (m.text, m.kind) or (w.kind, m.kind) == ("words", "prose")
     with pytest.raises(ValueError, match="needs a ProseSource"):
-        render.build_specs(np.random.default_rng(5), 10, FONTS, source, {**PARAMS, "lines": {
-            **PARAMS["lines"], "prose": 0.5}}, 0.3)
+        render.build_specs(np.random.default_rng(5), 10, FONTS, source, half_prose, 0.3)
 
 
 def test_a_line_share_leaves_the_word_images_as_they_were() -> None:
     """Lines are drawn after everything else: turning them on changes only the texts of the line images."""
-    from .synth.test_trdg_render import FONTS, PARAMS
+    from .synth.test_trdg_render import DATA, FONTS
 
-    source = WordSource(CHARSET, **PARAMS["words"])
-    words = render.build_specs(np.random.default_rng(5), 300, FONTS, source, PARAMS, 0.0)
-    mixed = render.build_specs(np.random.default_rng(5), 300, FONTS, source, PARAMS, 0.3)
+    source = render.word_source(CHARSET, DATA.words)
+    words = render.build_specs(np.random.default_rng(5), 300, FONTS, source, DATA, 0.0)
+    mixed = render.build_specs(np.random.default_rng(5), 300, FONTS, source, DATA, 0.3)
     lines = [m for m in mixed if " " in m.text]
     assert 50 < len(lines) < 130  # ~90 expected
     assert all(2 <= len(m.text.split()) <= 3 for m in lines)  # PARAMS' lines.words

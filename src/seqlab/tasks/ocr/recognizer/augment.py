@@ -1,4 +1,4 @@
-"""On-the-fly augmentation of word images: every epoch shows each word under fresh degradations.
+"""On-the-fly augmentation of word and line images: every epoch shows each text under fresh degradations.
 
 The model otherwise only sees tight, dark-on-light trdg crops; users feed photos with margins, light
 text on dark ground, colour, blur and JPEG artefacts. :func:`augment` turns a padded batch into new

@@ -1,4 +1,4 @@
-"""Variable-width batching for word images: width buckets, the padded batch type, augmentation hook.
+"""Variable-width batching for word and line images: width buckets, the padded batch type, augmentation hook.
 
 Image convention (shared with :mod:`seqlab.tasks.ocr.recognizer.models`): every batch, in training, evaluation and
 predict alike, goes through :func:`seqlab.tasks.ocr.normalize.normalize`, which turns the grayscale
@@ -31,7 +31,7 @@ BUCKET_BATCHES = 64
 
 @dataclass(frozen=True)
 class OcrBatch:
-    """Word images padded to one width, with their CTC targets."""
+    """Word and line images padded to one width, with their CTC targets."""
 
     images: Tensor  # float32 (B, 1, H, Wpad), normalised ink (text ~1, ground ~0), zero-padded on the right
     widths: Tensor  # int64 (B,) true widths

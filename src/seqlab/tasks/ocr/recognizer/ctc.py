@@ -53,7 +53,7 @@ def greedy_decode(log_probs: Tensor, lengths: Tensor, blank: int = 0) -> list[li
 
 
 class CtcReader:
-    """A CTC model (in eval mode) as a recognizer: uint8 word images in, text out.
+    """A CTC model (in eval mode) as a recognizer: uint8 word or line images in, text out.
 
     Images go through in width-sorted batches of :data:`READ_BATCH` (the order the task's validation
     has always used, so the figures do not depend on which caller reads) and come back in input order.

@@ -1,4 +1,4 @@
-"""CTC recognizers for single-word images: a pixel-column BiLSTM ("bilstm") and a small CRNN ("crnn").
+"""CTC recognizers for word and text-line images: a pixel-column BiLSTM ("bilstm") and a small CRNN ("crnn").
 
 Both take ``images`` (B, 1, H, W) float, ink-normalized so that background and right padding are 0
 (see :func:`seqlab.tasks.ocr.recognizer.batching.collate`), and ``widths`` (B,) the true width of each image, and return

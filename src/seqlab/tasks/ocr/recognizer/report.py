@@ -37,7 +37,7 @@ GRIDS = {"test": "predictions.png", "test_reserved_degraded": "predictions_reser
 
 class Recognizer(Protocol):
     def read(self, images: Sequence[np.ndarray]) -> list[str]:
-        """The text of each uint8 grayscale (H, W) word image (dark on light), in the charset's labels."""
+        """The text of each uint8 grayscale (H, W) word or line image (dark on light), in the charset's labels."""
         ...
 
 

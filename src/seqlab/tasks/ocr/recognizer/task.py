@@ -1,4 +1,4 @@
-"""ocr (unaligned seq2seq with CTC): read a word image, output its characters.
+"""ocr (unaligned seq2seq with CTC): read a word or text-line image, output its characters.
 
 Two variants share the data and this task: `bilstm` (a BiLSTM over raw pixel columns) and `crnn`
 (a conv stack whose feature columns feed a BiLSTM). Images keep their aspect ratio at a fixed
@@ -20,6 +20,7 @@ from seqlab.core.sections import RunSection
 from seqlab.core.task import Answer, Evaluation, Reference, Task
 from seqlab.tasks.ocr import data as ocr_data
 from seqlab.tasks.ocr.charset import Charset
+from seqlab.tasks.ocr.config import AugmentConfig, OcrRun
 from seqlab.tasks.ocr.data import OcrSplit
 from seqlab.tasks.ocr.recognizer.batching import OcrBatch, iterate_batches
 from seqlab.tasks.ocr.recognizer.ctc import CtcReader, ctc_loss
@@ -29,7 +30,6 @@ from seqlab.tasks.ocr.recognizer.report import HEADLINE_METRIC, HEADLINE_SPLITS,
 from seqlab.tasks.ocr.recognizer.tesseract import reference
 
 if TYPE_CHECKING:
-    from seqlab.tasks.ocr.config import AugmentConfig
     from seqlab.tasks.ocr.documents.reading import Reading
 
 class OcrTask(Task):
@@ -56,8 +56,10 @@ class OcrTask(Task):
     def for_training(cls, section: RunSection, variant: str | None) -> Self:
         if variant is None:
             raise ValueError(f"an OCR training run needs a variant ({', '.join(cls.variants)})")
+        if not isinstance(section, OcrRun):
+            raise TypeError(f"an OCR training run reads an OcrRun section (OcrConfig.run), not {type(section).__name__}")
         meta = ocr_data.read_meta(paths.data_dir(cls.name))  # read once: data_meta hands these on to the checkpoint
-        return cls(variant, Charset.from_name(meta["charset"]), getattr(section, "augment", None), int(meta["height"]))
+        return cls(variant, Charset.from_name(meta["charset"]), section.augment, int(meta["height"]))
 
     @classmethod
     def from_checkpoint(cls, config: Mapping[str, Any]) -> Self:

@@ -26,11 +26,8 @@ check found trdg's AllerDisplay, small caps, which the hand-made list had missed
 
 from __future__ import annotations
 
-import argparse
 import re
 import subprocess
-import sys
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -43,7 +40,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from seqlab.core.errors import ParamsError, SeqlabError
 from seqlab.core.storage import sha256_file, write_json
-from seqlab.tasks.ocr.charset import DEFAULT_CHARSET, Charset
+from seqlab.tasks.ocr.charset import Charset
 from seqlab.tasks.ocr.reserved_families import is_reserved, reserved_family
 from seqlab.tasks.ocr.synth.trdg_compat import trdg_dir
 
@@ -353,11 +350,6 @@ def classify(
     return usable, excluded
 
 
-def training_fonts(charset: Charset, sources: Sequence[str] = SOURCES) -> list[FontFile]:
-    """Font files that may train on `charset`: covered, case-reliable when needed, never reserved."""
-    return classify(charset, sources)[0]
-
-
 def reserved_fonts(charset: Charset | None = None) -> list[tuple[Path, str, str, str]]:
     """The evaluation fonts as (path, family, style, class), by id; only those covering `charset` if given.
 
@@ -482,25 +474,3 @@ def summary(data: dict[str, Any]) -> str:
         reasons[reason] = reasons.get(reason, 0) + 1
     lines.append("excluded: " + "; ".join(f"{n} {r}" for r, n in sorted(reasons.items())))
     return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m seqlab.tasks.ocr.synth.fonts", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    out = sub.add_parser("manifest", help="write the training-font manifest (JSON)")
-    out.add_argument("out", type=Path)
-    out.add_argument("--charset", default=DEFAULT_CHARSET, help="charset name or explicit characters")
-    out.add_argument("--sources", nargs="+", default=list(SOURCES), choices=SOURCES)
-    args = parser.parse_args(argv)
-    try:
-        start = time.perf_counter()
-        data = write_manifest(args.out, args.charset, args.sources)
-        print(f"{summary(data)}\nwrote {args.out} in {time.perf_counter() - start:.1f} s")
-    except SeqlabError as exc:
-        print(f"seqlab: error: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

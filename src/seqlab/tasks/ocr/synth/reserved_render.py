@@ -141,12 +141,6 @@ def reserved_word_source(
                       case_mix=CASE_MIX if case_mix is None else case_mix, mixed_ratio=mixed_ratio)
 
 
-def reserved_words(rng: np.random.Generator, n: int, charset: Charset, **source: Any) -> list[str]:
-    """`n` words as written (render these; label with `charset.normalize`) of `reserved_word_source(charset,
-    **source)`."""
-    return reserved_word_source(charset, **source).sample(rng, n)
-
-
 def reserved_lines(count: int, charset: Charset, seed: int, corpus_dir: Path | None = None) -> list[str]:
     """The `count` lines of the reserved line splits for `seed`, as written: windows of RESERVED_CHARS
     characters of the reserved corpus (data/ocr-corpus/reserved.txt, or `corpus_dir`'s). Every split drawn

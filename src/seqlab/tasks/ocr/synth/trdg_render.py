@@ -53,7 +53,7 @@ from seqlab.tasks.ocr.synth.words import LINE_KIND, WordSource
 from seqlab.tasks.ocr.synth.workers import map_in_order
 
 if TYPE_CHECKING:
-    from seqlab.tasks.ocr.config import OcrDataConfig
+    from seqlab.tasks.ocr.config import OcrDataConfig, OcrWordsConfig
 
 SPLITS = ("train", "val", "test", "test_heldout_fonts", "test_lines")
 BACKGROUNDS = {"noise": 0, "plain": 1, "quasicrystal": 2, "image": 3}  # name -> trdg background_type
@@ -92,8 +92,8 @@ class RenderConfig:
     text_colors: tuple[str, ...] = ("#000000",)  # trdg draws each RGB channel between first and last
 
     @classmethod
-    def from_params(cls, params: dict[str, Any]) -> RenderConfig:
-        return cls(int(params["height"]), int(params["skew_angle"]), float(params["blur"]), tuple(params["text_colors"]))
+    def of(cls, data: OcrDataConfig) -> RenderConfig:
+        return cls(data.height, data.skew_angle, float(data.blur), tuple(data.text_colors))
 
 
 @dataclass
@@ -103,29 +103,29 @@ class RenderResult:
 
 
 def build_specs(
-    rng: np.random.Generator, count: int, fonts: Sequence[str], words: WordSource, params: dict[str, Any],
+    rng: np.random.Generator, count: int, fonts: Sequence[str], words: WordSource, data: OcrDataConfig,
     line_share: float = 0.0, prose: ProseSource | None = None,
 ) -> list[ImageSpec]:
     """`count` image specs drawn from `rng`: texts, fonts, backgrounds, distortions and seeds.
 
-    A `line_share` of the images show a line of `params["lines"]["words"]` words instead of one word, and
-    a `params["lines"]["prose"]` share of those lines a window of `prose` instead. The lines are drawn
+    A `line_share` of the images show a line of `data.lines.words` words instead of one word, and
+    a `data.lines.prose` share of those lines a window of `prose` instead. The lines are drawn
     after everything else and the windows after the lines, so the other draws depend on neither share.
     """
-    weights = np.array([float(params["background_weights"].get(name, 0)) for name in BACKGROUNDS])
+    weights = np.array([float(weight) for weight in _background_weights(data).values()])
     texts, kinds = words.sample_with_kinds(rng, count)
     font_ids = rng.integers(len(fonts), size=count)
     backgrounds = rng.choice(list(BACKGROUNDS.values()), size=count, p=weights / weights.sum())
-    distorted = rng.random(count) < float(params["distortion_ratio"])
+    distorted = rng.random(count) < float(data.distortion_ratio)
     distortions = np.where(distorted, rng.integers(1, 3, size=count), 0)
     orientations = rng.integers(0, 3, size=count)
     seeds = rng.integers(2**31, size=count)
     if line_share > 0:
         is_line = np.flatnonzero(rng.random(count) < line_share)
-        lines = words.sample_lines(rng, len(is_line), *params["lines"]["words"])
+        lines = words.sample_lines(rng, len(is_line), *data.lines.words)
         for i, line in zip(is_line.tolist(), lines, strict=True):
             texts[i], kinds[i] = line, LINE_KIND
-        prose_share = float(params["lines"]["prose"])
+        prose_share = float(data.lines.prose)
         if prose_share > 0:
             if prose is None:
                 raise ValueError("lines.prose > 0 needs a ProseSource to draw windows from")
@@ -140,6 +140,18 @@ def build_specs(
             orientations.tolist(), kinds, strict=True,
         )
     ]
+
+
+def _background_weights(data: OcrDataConfig) -> dict[str, float]:
+    """`data.background_weights` in BACKGROUNDS order (the order of the draws)."""
+    weights = data.background_weights
+    return {"noise": weights.noise, "plain": weights.plain, "quasicrystal": weights.quasicrystal, "image": weights.image}
+
+
+def word_source(charset: Charset, words: OcrWordsConfig) -> WordSource:
+    """The training words of `ocr.data.words`."""
+    return WordSource(charset, words.min_len, words.max_len, words.dictionary_ratio, words.number_ratio,
+                      case_mix=words.case_mix.model_dump(), mixed_ratio=words.mixed_ratio)
 
 
 def _seed_all(seed: int) -> None:
@@ -251,15 +263,15 @@ def contact_sheet(path: Path, images: Sequence[np.ndarray], labels: Sequence[str
     atomic_write(path, lambda fh: sheet.save(fh, format="PNG"))
 
 
-def training_fonts_from_manifest(data_params: dict[str, Any], charset: Charset) -> tuple[list[str], dict[str, str]]:
+def training_fonts_from_manifest(data: OcrDataConfig, charset: Charset) -> tuple[list[str], dict[str, str]]:
     """Font ids to render train/val/test with: the manifest's (fonts: all) or the explicit list, checked."""
-    if data_params["fonts"] != "all":
-        return usable_fonts(data_params["fonts"], charset, data_params["font_sources"])
+    if data.fonts != "all":
+        return usable_fonts(data.fonts, charset, data.font_sources)
     path = paths.fonts_manifest()
     if not path.is_file():
         raise DataError(f"{path} is missing (run the fonts stage first: dvc repro ocr-fonts)")
     manifest = json.loads(path.read_text())
-    if manifest["charset"] != charset.name or manifest["sources"] != sorted(data_params["font_sources"]):
+    if manifest["charset"] != charset.name or manifest["sources"] != sorted(data.font_sources):
         raise DataError(f"{path} was written for charset {manifest['charset']!r} and sources {manifest['sources']}, "
                         "not these params (run dvc repro ocr-fonts)")
     return [f["id"] for f in manifest["fonts"]], {f["id"]: f["reason"] for f in manifest["excluded"]}
@@ -269,13 +281,13 @@ def generate_data(data: OcrDataConfig, seed: int) -> dict[str, Any]:
     """The `seqlab generate ocr` stage (the task registry names it): every split under data/ocr and its
     meta.json; returns JSON-ready stats."""
     out_dir = paths.data_dir(DATA_DIR)
-    stats = generate(data.model_dump(), seed, out_dir, data.workers)
+    stats = generate(data, seed, out_dir, data.workers)
     write_meta(out_dir, Charset.from_name(data.charset), data.height)
     return stats
 
 
 def generate(
-    data_params: dict[str, Any], seed: int, out_dir: Path, workers: int = 1, progress: bool = True,
+    data: OcrDataConfig, seed: int, out_dir: Path, workers: int = 1, progress: bool = True,
     corpus_dir: Path | None = None,
 ) -> dict[str, Any]:
     """The OCR generate stage: render every split to `out_dir/<split>.npz` plus a contact sheet.
@@ -288,24 +300,26 @@ def generate(
 
     start = time.perf_counter()
     out_dir = Path(out_dir)
-    charset = Charset.from_name(data_params["charset"])
-    fonts, excluded = training_fonts_from_manifest(data_params, charset)
-    heldout = choose_heldout_fonts(data_params["heldout_fonts"], fonts, seed)
+    charset = Charset.from_name(data.charset)
+    fonts, excluded = training_fonts_from_manifest(data, charset)
+    heldout = choose_heldout_fonts(data.heldout_fonts, fonts, seed)
     train_fonts = [f for f in fonts if f not in heldout]
-    words = WordSource(charset, **data_params["words"])
-    cfg = RenderConfig.from_params(data_params)
-    lines = data_params["lines"]
-    shortest, longest = lines["chars"]
-    prose = ProseSource.from_corpus("train", charset, shortest, longest, corpus_dir) if lines["prose"] > 0 else None
+    words = word_source(charset, data.words)
+    cfg = RenderConfig.of(data)
+    shortest, longest = data.lines.chars
+    prose = ProseSource.from_corpus("train", charset, shortest, longest, corpus_dir) if data.lines.prose > 0 else None
 
-    line_share = {"train": data_params["lines"]["share"], "val": data_params["lines"]["share"], "test_lines": 1.0}
+    line_share = {"train": data.lines.share, "val": data.lines.share, "test_lines": 1.0}
+    c = data.counts
+    counts = {"train": c.train, "val": c.val, "test": c.test, "test_heldout_fonts": c.test_heldout_fonts,
+              "test_lines": c.test_lines}
     specs = {
         split: build_specs(
             np.random.default_rng(derive_seed(seed, "ocr", split)),
-            int(data_params["counts"][split]),
+            counts[split],
             heldout if split == "test_heldout_fonts" else train_fonts,
             words,
-            data_params,
+            data,
             line_share.get(split, 0.0),
             prose,
         )

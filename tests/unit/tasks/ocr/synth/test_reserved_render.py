@@ -16,7 +16,7 @@ from seqlab.tasks.ocr.synth.reserved_render import (
     ScanLook,
     render_reserved_split,
     render_scan_split,
-    reserved_words,
+    reserved_word_source,
 )
 from seqlab.tasks.ocr.synth.trdg_compat import trdg_dir
 
@@ -94,8 +94,8 @@ def test_reserved_words_mix_kinds_and_cases(tmp_path: Path) -> None:
     dictionary = tmp_path / "words"
     dictionary.write_text("apple\nLondon\nbook\nmilk\nsilo\ndon't\nzebra\nlittle\n")
     cs = Charset.from_name("digits_lower")
-    words = reserved_words(np.random.default_rng(0), 600, cs, dictionary=dictionary)
-    assert words == reserved_words(np.random.default_rng(0), 600, cs, dictionary=dictionary)
+    words = reserved_word_source(cs, dictionary=dictionary).sample(np.random.default_rng(0), 600)
+    assert words == reserved_word_source(cs, dictionary=dictionary).sample(np.random.default_rng(0), 600)
     assert all(cs.accepts(w) and 2 <= len(w) <= 12 for w in words)
     plain = {w.lower() for w in words if w.isalpha()}
     assert plain <= {"apple", "london", "book", "milk", "silo", "zebra", "little"}  # no random strings
@@ -107,8 +107,8 @@ def test_reserved_words_mix_kinds_and_cases(tmp_path: Path) -> None:
 @pytest.mark.skipif(not DEBIAN_WORDS.is_file(), reason="Debian's wamerican word list is not installed")
 def test_reserved_words_come_from_the_debian_list() -> None:
     cs = Charset.from_name("digits_lower")
-    words = reserved_words(np.random.default_rng(1), 300, cs, dictionary_ratio=1, number_ratio=0, mixed_ratio=0,
-                           case_mix={"as_spelled": 1})
+    source = reserved_word_source(cs, dictionary_ratio=1, number_ratio=0, mixed_ratio=0, case_mix={"as_spelled": 1})
+    words = source.sample(np.random.default_rng(1), 300)
     debian = set(DEBIAN_WORDS.read_text(encoding="utf-8", errors="ignore").split())
     assert all(w in debian for w in words)
 

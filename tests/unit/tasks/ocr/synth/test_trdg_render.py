@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import string
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from PIL import Image, ImageFont
 from seqlab.core.errors import ParamsError
 from seqlab.core.storage import load_arrays
 from seqlab.tasks.ocr.charset import BLANK, Charset
+from seqlab.tasks.ocr.config import OcrDataConfig
 from seqlab.tasks.ocr.synth import trdg_render as render
 from seqlab.tasks.ocr.synth.fonts import (
     CASE_UNRELIABLE_FONTS,
@@ -42,7 +44,8 @@ PARAMS = {
     "heldout_fonts": 2,
     "font_sources": ["trdg"],
     "fonts": FONTS,
-    "words": {"min_len": 2, "max_len": 12, "dictionary_ratio": 0.6, "number_ratio": 0.2},
+    "words": {"min_len": 2, "max_len": 12, "dictionary_ratio": 0.6, "number_ratio": 0.2, "mixed_ratio": 0.0,
+              "case_mix": {"as_spelled": 1.0, "capitalized": 0.0, "upper": 0.0}},
     "skew_angle": 2,
     "blur": 1,
     "distortion_ratio": 0.3,
@@ -50,6 +53,14 @@ PARAMS = {
     "text_colors": ["#000000", "#555555"],
     "workers": 1,
 }
+
+
+def data(**changes: Any) -> OcrDataConfig:
+    """PARAMS as the typed `ocr.data` section the renderer reads, with top-level keys replaced by `changes`."""
+    return OcrDataConfig.model_validate({**PARAMS, **changes})
+
+
+DATA = data()
 
 
 # --- charset ---------------------------------------------------------------------------------
@@ -272,7 +283,7 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> dict[int, tuple[Path,
     out = {}
     for workers in (1, 2):
         path = tmp_path_factory.mktemp(f"ocr-w{workers}")
-        out[workers] = (path, generate(PARAMS, 3, path, workers=workers, progress=False))
+        out[workers] = (path, generate(DATA, 3, path, workers=workers, progress=False))
     return out
 
 
@@ -309,15 +320,16 @@ def test_generate_records_kinds_and_draws_prose_from_the_training_corpus(tmp_pat
     corpus.mkdir()
     (corpus / "train.txt").write_text("A visit to a strange place will bring fresh work.\n"
                                       "Beware of low-flying butterflies.\n")
-    params = {**PARAMS, "counts": {"train": 8, "val": 2, "test": 2, "test_heldout_fonts": 2, "test_lines": 4},
-              "lines": {**PARAMS["lines"], "prose": 1.0}, "background_weights": {"plain": 1.0}}
+    counts = {"train": 8, "val": 2, "test": 2, "test_heldout_fonts": 2, "test_lines": 4}
+    params = data(counts=counts, lines={**PARAMS["lines"], "prose": 1.0},
+                  background_weights={"noise": 0.0, "plain": 1.0, "quasicrystal": 0.0, "image": 0.0})
     stats = generate(params, 3, tmp_path / "ocr", progress=False, corpus_dir=corpus)
     assert stats["prose_words"] == 11  # digits_lower refuses "work.", "low-flying" and "butterflies."
     cs = Charset.from_name(PARAMS["charset"])
     for split in SPLITS:
         a = load_arrays(tmp_path / "ocr" / f"{split}.npz")
         kinds, texts = a["kinds"].tolist(), a["texts"].tolist()
-        assert len(kinds) == len(texts) == params["counts"][split]
+        assert len(kinds) == len(texts) == counts[split]
         words = {"dictionary", "number", "random"}  # PARAMS' word mix
         assert set(kinds) <= (words | {"prose"} if split in ("train", "val", "test_lines") else words)
         prose = [t for t, k in zip(texts, kinds, strict=True) if k == "prose"]
