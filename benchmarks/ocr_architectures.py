@@ -39,9 +39,9 @@ from seqlab.core.storage import atomic_path, write_json
 from seqlab.tasks.ocr import data as ocr_data
 from seqlab.tasks.ocr.charset import Charset
 from seqlab.tasks.ocr.data import OcrSplit
+from seqlab.tasks.ocr.images import fit_split
 from seqlab.tasks.ocr.recognizer.batching import iterate_batches
 from seqlab.tasks.ocr.recognizer.ctc import CtcReader, ctc_loss
-from seqlab.tasks.ocr.images import fit_split
 from seqlab.tasks.ocr.recognizer.metrics import summarize
 from seqlab.tasks.ocr.recognizer.models import CRNN
 

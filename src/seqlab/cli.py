@@ -194,7 +194,10 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         raw = params.model_dump()
         raw["ocr"]["finetune"].update(overrides)
         params = parse_params(raw, args.task)
-    config = params.ocr.finetune
+    from seqlab.tasks.ocr.config import OcrConfig
+
+    ocr = OcrConfig.of(params)
+    config = ocr.finetune
     check_tracking_server()
     from seqlab.evaluation.evaluate import log_evaluation
     from seqlab.tasks.ocr.data import split_path
@@ -215,7 +218,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
             start = Start.load(Path(start_name))
     out: Path = args.out
     model = out.stem  # metrics/<stem>/, the MLflow model seqlab-<stem>
-    run = prepare(config, start, model, out, paths.state_dir() / "finetune" / model, params.ocr.augment,
+    run = prepare(config, start, model, out, paths.state_dir() / "finetune" / model, ocr.augment,
                   split_path("train"), echo)
     echo(f"from {start.name}: {run.counts}")
     with server_outage("rerun: fine-tuning resumes after its last finished epoch"):
@@ -243,10 +246,11 @@ def cmd_read_pages(args: argparse.Namespace) -> int:
     from seqlab.core import paths
     from seqlab.core.checkpoint import load_model
     from seqlab.core.config import load_params
+    from seqlab.tasks.ocr.config import OcrConfig
     from seqlab.tasks.ocr.documents.page_eval import evaluate_pages
     from seqlab.tasks.ocr.recognizer.task import OcrTask
 
-    samples = Path(args.samples or load_params(args.params, args.task).ocr.pages.samples)
+    samples = Path(args.samples or OcrConfig.of(load_params(args.params, args.task)).pages.samples)
     checkpoint = Path(args.model) if args.model else paths.model_path(model_id(args.task, check_variant(args.task, None)))
     task, model, _ = load_model(checkpoint, args.task)
     if not isinstance(task, OcrTask):

@@ -146,8 +146,8 @@ def _ocr_step(params: Any, variant: str) -> tuple[Any, Any, Any, Any]:
     import numpy as np
     import torch
 
-    from seqlab.tasks.ocr.recognizer.batching import collate
     from seqlab.tasks.ocr.charset import Charset
+    from seqlab.tasks.ocr.recognizer.batching import collate
     from seqlab.tasks.ocr.recognizer.models import MODELS as OCR_MODELS
     from seqlab.tasks.ocr.recognizer.task import OcrTask
 

@@ -13,8 +13,8 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from seqlab.tasks.ocr.data import OcrSplit
-from seqlab.tasks.ocr.normalize import crop_to_line, prepare_image
 from seqlab.tasks.ocr.images import fit_image, fit_split
+from seqlab.tasks.ocr.normalize import crop_to_line, prepare_image
 from seqlab.tasks.ocr.synth.reserved_render import render_reserved_split
 from seqlab.tasks.ocr.synth.trdg_compat import trdg_dir
 

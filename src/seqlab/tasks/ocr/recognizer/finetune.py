@@ -36,13 +36,13 @@ from seqlab.core.seeding import derive_seed
 from seqlab.core.storage import write_json
 from seqlab.core.task import Reference
 from seqlab.tasks.ocr import data as ocr_data
-from seqlab.tasks.ocr.recognizer.batching import OcrBatch, iterate_batches
 from seqlab.tasks.ocr.charset import Charset
 from seqlab.tasks.ocr.config import AugmentConfig, ColumnBiLSTMConfig, CRNNConfig, FinetuneConfig
-from seqlab.tasks.ocr.recognizer.ctc import CtcReader
 from seqlab.tasks.ocr.data import OcrSplit
 from seqlab.tasks.ocr.documents.ground_truth import GtLine, gt_split, read_ground_truth
 from seqlab.tasks.ocr.images import fit_split
+from seqlab.tasks.ocr.recognizer.batching import OcrBatch, iterate_batches
+from seqlab.tasks.ocr.recognizer.ctc import CtcReader
 from seqlab.tasks.ocr.recognizer.metrics import summarize
 from seqlab.tasks.ocr.recognizer.models import MODELS, extend_classes
 from seqlab.tasks.ocr.recognizer.report import LINE_GRID_CELLS, Recognizer, prediction_grid

@@ -97,8 +97,8 @@ def test_ctc_evaluation_reads_native_height_scans_as_predict_would(tmp_path, mon
     """Every test split is scored; the scans, stored at their own heights, reach the model through
     images.fit_split (the normaliser predict uses), at the model's height."""
     from seqlab.tasks.ocr.data import LINE_SPLITS, TEST_SPLITS, save_split, split_path
-    from seqlab.tasks.ocr.recognizer import task as task_module
     from seqlab.tasks.ocr.images import fit_image
+    from seqlab.tasks.ocr.recognizer import task as task_module
     from seqlab.tasks.ocr.recognizer.models import CRNN
 
     monkeypatch.chdir(tmp_path)
