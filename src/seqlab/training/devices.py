@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -72,7 +73,24 @@ def pick_precision(name: str, device: torch.device) -> Precision:
                           "(fp16 needs CUDA; use 'bf16', 'auto' or 'fp32')")
     if name == "bf16" and kind == "cuda" and not torch.cuda.is_bf16_supported():
         raise SeqlabError("train.precision is 'bf16' but this GPU has no bfloat16 support (use 'fp16' or 'auto')")
+    if name == "bf16" and kind == "cpu" and not cpu_bf16_lstm():
+        raise SeqlabError("train.precision is 'bf16' but this CPU has no bfloat16 LSTM kernel (oneDNN needs "
+                          "AVX-512 for it; use 'fp32')")
     return Precision(kind, torch.bfloat16 if name == "bf16" else torch.float16)
+
+
+@functools.cache
+def cpu_bf16_lstm() -> bool:
+    """Whether an LSTM runs under CPU bf16 autocast here. oneDNN's bf16 LSTM needs AVX-512; on an AVX2-only
+    CPU (seen on an AMD EPYC of this project's machine kind) the first forward raises "could not create a
+    primitive descriptor", so the request is refused before training starts."""
+    lstm = torch.nn.LSTM(2, 2, batch_first=True)
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            lstm(torch.zeros(1, 1, 2))
+    except RuntimeError:
+        return False
+    return True
 
 
 def configure_cudnn() -> dict[str, str]:

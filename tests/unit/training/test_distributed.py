@@ -162,9 +162,22 @@ def test_ocr_shards_build_only_their_batches_and_keep_width_buckets():
 # --- the training step in mixed precision ---------------------------------------------------------------
 
 
+def test_bf16_is_refused_in_one_line_on_a_cpu_without_bf16_lstm_kernels(monkeypatch):
+    import seqlab.training.devices as devices
+
+    monkeypatch.setattr(devices, "cpu_bf16_lstm", lambda: False)
+    with pytest.raises(SeqlabError, match="no bfloat16 LSTM kernel"):
+        pick_precision("bf16", torch.device("cpu"))
+    assert pick_precision("fp32", torch.device("cpu")).dtype is None
+
+
 @pytest.mark.parametrize("scaled", [False, True])
 def test_mixed_precision_step_trains(scaled):
     """bf16 autocast (CPU's stands in for CUDA's) and the scaler's path: a finite loss, fp32 weights that move."""
+    from seqlab.training.devices import cpu_bf16_lstm
+
+    if not cpu_bf16_lstm():
+        pytest.skip("this CPU has no bf16 LSTM kernel (oneDNN needs AVX-512); pick_precision refuses bf16 here")
     from seqlab.training.loop import make_scheduler, train_step
 
     task, data = _kth_split(64)
