@@ -56,6 +56,9 @@ def test_without_cuda_auto_is_cpu_and_fp32(monkeypatch):
     assert device == torch.device("cpu")
     precision = pick_precision("auto", device)
     assert precision.dtype is None and precision.name == "fp32" and precision.scaler() is None
+    import seqlab.training.devices as devices
+
+    monkeypatch.setattr(devices, "cpu_bf16_lstm", lambda: True)  # a CPU with oneDNN's bf16 LSTM (AVX-512)
     assert pick_precision("bf16", device) == Precision("cpu", torch.bfloat16)  # CPU autocast has bf16
     with pytest.raises(SeqlabError, match="'fp16' but the model trains on the CPU"):
         pick_precision("fp16", device)
