@@ -46,6 +46,12 @@ def to_grayscale(img: Image.Image) -> np.ndarray:
 
 def load_word_image(path: str | Path, height: int) -> np.ndarray:
     """Load `path` as a grayscale word image of `height` rows; ImageReadError says what is wrong."""
+    return fit_image(read_image(path), height)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """`path` as uint8 grayscale (H, W) at its own resolution (see the module docstring for the modes read);
+    ImageReadError says what is wrong."""
     path = Path(path)
     if path.is_dir():
         raise ImageReadError("is a directory, not an image file")
@@ -68,7 +74,7 @@ def load_word_image(path: str | Path, height: int) -> np.ndarray:
     except Exception as exc:  # noqa: BLE001 - truncated or corrupt data fails in many ways (OSError, zlib.error...)
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ImageReadError(f"cannot decode image ({detail})") from None
-    return fit_image(gray, height)
+    return gray
 
 
 def fit_image(gray: np.ndarray, height: int) -> np.ndarray:

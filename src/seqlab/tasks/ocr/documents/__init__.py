@@ -1,0 +1,1 @@
+"""Real documents: a user's own transcribed lines (ground truth), scoring engines on them, and page images."""
