@@ -115,8 +115,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    if args.gt is not None:
-        return cmd_evaluate_gt(args)
     given = [flag for flag, value in (("--model", args.model), ("--grid", args.grid), ("--no-tesseract", args.no_tesseract),
                                       ("--drop-bad", args.drop_bad)) if value]
     if given:
@@ -240,6 +238,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+class GroundTruthMode(argparse.Action):
+    """`evaluate --gt DIR` switches the command to cmd_evaluate_gt when parsed, so the evaluate stage (which never
+    passes --gt) runs and depends on nothing of it."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, values)
+        namespace.func = cmd_evaluate_gt
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seqlab", description="Sequence-learning pipeline stages and predict.")
     parser.add_argument("--params", default=os.environ.get("SEQLAB_PARAMS", "params.yaml"),
@@ -259,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name != "generate":
             p.add_argument("--variant", choices=variant_names(), help=f"model variant, for tasks that have them ({variants})")
         if name == "evaluate":
-            p.add_argument("--gt", type=Path, metavar="DIR", help="ocr: score the model and Tesseract on your own "
+            p.add_argument("--gt", type=Path, metavar="DIR", action=GroundTruthMode, help="ocr: score the model and Tesseract on your own "
                            "ground truth instead of the test splits: a folder of line images beside NAME.gt.txt "
                            "and/or PAGE XML, or a name<TAB>text .tsv file (docs/documents.md)")
             p.add_argument("--model", help="with --gt: checkpoint file or MLflow model URI (models:/...) to score "
