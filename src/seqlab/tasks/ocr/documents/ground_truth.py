@@ -125,7 +125,7 @@ def read_ground_truth(source: str | Path, charset: Charset | None = None, *, dro
     if bad and not drop_bad:
         problems = [b.message for b in bad]
         heading = (f"{len(problems)} problem{'s' * (len(problems) != 1)} in the ground truth {source} "
-                   f"({total} lines; fix them, or drop those lines with --drop-bad):")
+                   f"({total} line{'s' * (total != 1)}; fix them, or drop those lines with --drop-bad):")
         raise GroundTruthError("\n".join([heading, *problems]), problems)
     if bad:
         counts: Counter[str] = Counter()
