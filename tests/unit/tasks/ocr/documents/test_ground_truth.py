@@ -283,3 +283,14 @@ def test_gt_split_round_trips_through_the_data_format(tmp_path):
 
     raw = gt_split(lines)  # no charset: texts as given, labels left to load_split
     assert raw.texts == texts and raw.labels == [[], [], []]
+
+
+def test_page_without_a_line_finder_is_named(tmp_path, monkeypatch):
+    page, _ = page_with_lines(["one", "two"])
+    Image.fromarray(page).save(tmp_path / "page.png")
+    (tmp_path / "page.gt.txt").write_text("one\ntwo\n")
+    monkeypatch.setitem(sys.modules, LINE_FINDER, None)  # a build without the pages module
+    with pytest.raises(GroundTruthError) as err:
+        read_ground_truth(tmp_path)
+    assert err.value.problems == [f"page.gt.txt: a page of 2 text lines, but this build has no line finder "
+                                  f"({LINE_FINDER}) to cut them"]
