@@ -18,7 +18,8 @@ What :func:`read_ground_truth` reads, in the layouts the OCR tools people use wr
   ``FILE.tsv:ROW``.
 - **A PAGE XML file** (any schema year: 2010, 2013, 2017, 2019): each ``TextLine`` of the ``Page`` (in
   ``TextRegion`` s, nested or in tables, in document order) is cut from the page image (``Page@imageFilename``,
-  relative to the XML file) along its ``Coords`` polygon (``points="x,y x,y ..."``, or the 2010 schema's
+  relative to the XML file or, as OCR-D workspaces have it, to a folder above it: up to the folder read, or
+  the XML's parent folder for a single file) along its ``Coords`` polygon (``points="x,y x,y ..."``, or the 2010 schema's
   ``Point`` children): the polygon's bounding box, pixels outside the polygon set to white (the page ground).
   Its text is the ``Unicode`` of its own ``TextEquiv``; of several, the one with the lowest ``index`` (a missing
   index counts as 0; ties: the first), the convention that puts ground truth at index 0 beside OCR results at
@@ -169,7 +170,7 @@ def _read_source(source: Path) -> Iterator[_Entry]:
         elif _page_namespace(root) is None:
             raise GroundTruthError(f"{source}: not a PAGE XML file (root element {root.tag})")
         else:
-            yield from _read_page_xml(source, source.name, root)
+            yield from _read_page_xml(source, source.name, root, source.parent.parent)
     else:
         raise GroundTruthError(f"{source}: not a folder, a {TSV_SUFFIX} file or a PAGE XML file")
 
@@ -191,7 +192,7 @@ def _read_folder(root: Path) -> Iterator[_Entry]:
             parsed = _parse_xml(path, rel=path.relative_to(root).as_posix())
             if isinstance(parsed, _Bad) or _page_namespace(parsed) is not None:  # other XML (METS...) is not ours
                 pages[path] = parsed
-    page_images = {(p.parent / name).resolve() for p, r in pages.items() if not isinstance(r, _Bad)
+    page_images = {_page_image(p, name, root).resolve() for p, r in pages.items() if not isinstance(r, _Bad)
                    if (name := _page_image_name(r))}
     # base path -> {"gt": path, suffix: image path}
     pairs: dict[Path, dict[str, Path]] = {}
@@ -206,7 +207,7 @@ def _read_folder(root: Path) -> Iterator[_Entry]:
         units.append((base, partial(_read_pair, root, base, found)))
     for path, parsed in pages.items():
         read = partial(iter, [parsed]) if isinstance(parsed, _Bad) else \
-            partial(_read_page_xml, path, path.relative_to(root).as_posix(), parsed)
+            partial(_read_page_xml, path, path.relative_to(root).as_posix(), parsed, root)
         units.append((path, read))
     for _, read_unit in sorted(units, key=lambda unit: unit[0].as_posix()):
         yield from read_unit()
@@ -314,7 +315,14 @@ def _page_image_name(root: ET.Element) -> str | None:
     return None if page is None else page.get("imageFilename")
 
 
-def _read_page_xml(path: Path, rel: str, root: ET.Element) -> Iterator[_Entry]:
+def _page_image(xml: Path, name: str, top: Path) -> Path:
+    """The page image `name` relative to the XML file's folder or, where OCR-D workspaces put it (relative to the
+    workspace), to a folder above it up to `top`; the first that exists, else the XML-relative path."""
+    folders = [xml.parent, *(f for f in xml.parent.parents if f == top or top in f.parents)]
+    return next((f / name for f in folders if (f / name).is_file()), xml.parent / name)
+
+
+def _read_page_xml(path: Path, rel: str, root: ET.Element, top: Path) -> Iterator[_Entry]:
     ns = _page_namespace(root)
     page = root.find(f"{{{ns}}}Page")
     if page is None:
@@ -327,7 +335,7 @@ def _read_page_xml(path: Path, rel: str, root: ET.Element) -> Iterator[_Entry]:
     if not image_name:
         yield _Bad("unreadable", f"{rel}: the Page has no imageFilename", len(lines))
         return
-    gray = _read_image(path.parent / image_name, f"{rel}: page image {image_name}", len(lines))
+    gray = _read_image(_page_image(path, image_name, top), f"{rel}: page image {image_name}", len(lines))
     if isinstance(gray, _Bad):
         yield gray
         return

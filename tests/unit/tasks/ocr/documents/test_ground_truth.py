@@ -294,3 +294,16 @@ def test_page_without_a_line_finder_is_named(tmp_path, monkeypatch):
         read_ground_truth(tmp_path)
     assert err.value.problems == [f"page.gt.txt: a page of 2 text lines, but this build has no line finder "
                                   f"({LINE_FINDER}) to cut them"]
+
+
+def test_ocrd_workspace_page_image_relative_to_the_workspace(tmp_path):
+    """OCR-D writes imageFilename relative to the workspace (where mets.xml is), not to the PAGE file."""
+    page, ((x0, y0, x1, y1),) = page_with_lines(["In a workspace"])
+    (tmp_path / "OCR-D-IMG").mkdir()
+    (tmp_path / "OCR-D-GT").mkdir()
+    Image.fromarray(page).save(tmp_path / "OCR-D-IMG" / "p1.png")
+    (tmp_path / "OCR-D-GT" / "p1.xml").write_text(page_xml(NS_2019, "OCR-D-IMG/p1.png", [
+        ("l", f"{x0},{y0} {x1 - 1},{y0} {x1 - 1},{y1 - 1} {x0},{y1 - 1}", [(None, "In a workspace")])]))
+    for source in (tmp_path, tmp_path / "OCR-D-GT" / "p1.xml"):
+        (line,) = read_ground_truth(source, ENGLISH)  # the page image is no line image without transcription
+        assert line.text == "In a workspace" and np.array_equal(line.image, page[y0:y1, x0:x1])
