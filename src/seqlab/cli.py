@@ -267,8 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name != "generate":
             p.add_argument("--variant", choices=variant_names(), help=f"model variant, for tasks that have them ({variants})")
         if name == "evaluate":
-            p.add_argument("--gt", type=Path, metavar="DIR", action=GroundTruthMode, help="ocr: score the model and Tesseract on your own "
-                           "ground truth instead of the test splits: a folder of line images beside NAME.gt.txt "
+            p.add_argument("--gt", type=Path, metavar="DIR", action=GroundTruthMode,
+                           help="ocr: score the model and Tesseract on your own ground truth instead of the test splits: a folder of line images beside NAME.gt.txt "
                            "and/or PAGE XML, or a name<TAB>text .tsv file (docs/documents.md)")
             p.add_argument("--model", help="with --gt: checkpoint file or MLflow model URI (models:/...) to score "
                            "(default: the pipeline's model of --variant, models/ocr-crnn.pt)")
