@@ -7,6 +7,8 @@
     seqlab render-reserved               the OCR test splits in the reserved font families, data/ocr-reserved/
     seqlab train kth|binary_add|ocr [--variant bilstm|crnn]
     seqlab evaluate kth|binary_add|ocr [--variant bilstm|crnn]
+    seqlab evaluate ocr --gt DIR [--model MODEL] [--grid PNG] [--no-tesseract] [--drop-bad]
+                                         a model and Tesseract scored on your own ground-truth lines
     seqlab export kth|binary_add|ocr [--variant bilstm|crnn]   models/<id>.onnx, checked against torch
     seqlab tesseract                     the Tesseract baseline on the OCR test splits
     seqlab finetune ocr --gt DIR --out PATH [--from MODEL] ...   fine-tune a trained OCR model on ground truth
@@ -131,6 +133,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    given = [flag for flag, value in (("--model", args.model), ("--grid", args.grid), ("--no-tesseract", args.no_tesseract),
+                                      ("--drop-bad", args.drop_bad)) if value]
+    if given:
+        raise SeqlabError(f"{', '.join(given)}: only with --gt DIR (scoring on your own ground truth)")
     from seqlab.evaluation.evaluate import evaluate, headline
     from seqlab.tracking.runs import server_outage
 
@@ -139,6 +145,45 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         metrics = evaluate(args.task, variant)
     print(headline(task_class(args.task), model_id(args.task, variant), metrics), file=sys.stderr)
     return 0
+
+
+def cmd_evaluate_gt(args: argparse.Namespace) -> int:
+    """`seqlab evaluate ocr --gt DIR`: the model and Tesseract scored on a ground-truth folder, a table on stdout."""
+    import tempfile
+
+    from seqlab.core.checkpoint import load_model
+    from seqlab.tasks.ocr.documents.ground_truth import read_ground_truth
+    from seqlab.tasks.ocr.recognizer.score_ground_truth import score_ground_truth, scores_table
+    from seqlab.tasks.ocr.recognizer.task import OcrTask
+
+    if args.task != "ocr":
+        raise SeqlabError(f"--gt scores OCR models on transcribed lines, not {args.task}")
+    with tempfile.TemporaryDirectory(prefix="seqlab-model-") as tmp:
+        checkpoint, name = model_checkpoint(args.task, args.model, args.variant, Path(tmp))
+        task, model, _ = load_model(checkpoint, args.task, name=name)
+    assert isinstance(task, OcrTask)  # load_model checked the checkpoint's task
+
+    def echo(line: str) -> None:
+        print(line, file=sys.stderr)
+
+    lines = read_ground_truth(args.gt, task.charset, drop_bad=args.drop_bad, echo=echo)
+    scores = score_ground_truth(task, model, lines, name or str(checkpoint), tesseract=not args.no_tesseract,
+                                grid=args.grid, echo=echo)
+    print(scores_table(scores))
+    return 0
+
+
+def model_checkpoint(task: str, model: str | None, variant: str | None, tmp: Path) -> tuple[Path, str | None]:
+    """The checkpoint `--model` names (a file, or an MLflow model URI downloaded under `tmp`), else the one the
+    pipeline trained for `variant`; and the URI as the model's name (None for files)."""
+    from seqlab.core import paths
+
+    if model and model.startswith(MODEL_URI_SCHEMES):
+        from seqlab.tracking.mlflow_model import download_checkpoint
+
+        return download_checkpoint(model, tmp), model  # errors name the URI
+    default = paths.in_workspace(paths.model_path(model_id(task, check_variant(task, variant))))
+    return (Path(model) if model else default), None
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -266,19 +311,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     from torch import nn
 
-    from seqlab.core import paths
     from seqlab.core.checkpoint import load_model
 
     with tempfile.TemporaryDirectory(prefix="seqlab-model-") as tmp:
-        name = None
         model: nn.Module
-        if args.model and args.model.startswith(MODEL_URI_SCHEMES):
-            from seqlab.tracking.mlflow_model import download_checkpoint
-
-            checkpoint, name = download_checkpoint(args.model, Path(tmp)), args.model  # errors name the URI
-        else:
-            default = paths.in_workspace(paths.model_path(model_id(args.task, check_variant(args.task, None))))
-            checkpoint = Path(args.model) if args.model else default
+        checkpoint, name = model_checkpoint(args.task, args.model, None, Path(tmp))
         if args.engine == "torch" and checkpoint.suffix == ".onnx":
             raise SeqlabError(f"{checkpoint}: an ONNX export, which the default engine (torch) does not read; "
                               "pass --engine onnxruntime")
@@ -308,6 +345,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+class GroundTruthMode(argparse.Action):
+    """`evaluate --gt DIR` switches the command to cmd_evaluate_gt when parsed, so the evaluate stage (which never
+    passes --gt) runs and depends on nothing of it."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, values)
+        namespace.func = cmd_evaluate_gt
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seqlab", description="Sequence-learning pipeline stages and predict.")
     parser.add_argument("--params", type=Path, default=os.environ.get("SEQLAB_PARAMS") or in_workspace(Path("params.yaml")),
@@ -326,6 +373,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("task", choices=task_names())
         if name != "generate":
             p.add_argument("--variant", choices=variant_names(), help=f"model variant, for tasks that have them ({variants})")
+        if name == "evaluate":
+            p.add_argument("--gt", type=Path, metavar="DIR", action=GroundTruthMode,
+                           help="ocr: score the model and Tesseract on your own ground truth instead of the test splits: a folder of line images beside NAME.gt.txt "
+                           "and/or PAGE XML, or a name<TAB>text .tsv file (docs/documents.md)")
+            p.add_argument("--model", help="with --gt: checkpoint file or MLflow model URI (models:/...) to score "
+                           "(default: the pipeline's model of --variant, models/ocr-crnn.pt)")
+            p.add_argument("--grid", type=Path, metavar="PNG", help="with --gt: write the prediction grid (errors "
+                           "first) here, Tesseract's beside it as <stem>-tesseract.png")
+            p.add_argument("--no-tesseract", action="store_true", help="with --gt: score the model only")
+            p.add_argument("--drop-bad", action="store_true", help="with --gt: leave bad ground-truth lines out "
+                           "(and say how many) instead of listing them and exiting 1")
         p.set_defaults(func=func)
 
     p = sub.add_parser("export", help="export a trained model to models/<id>.onnx, checked against torch")

@@ -50,7 +50,8 @@ def load_word_image(path: str | Path, height: int) -> np.ndarray:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Decode `path` as uint8 grayscale (H, W) at its own size; ImageReadError says what is wrong."""
+    """`path` as uint8 grayscale (H, W) at its own resolution (see the module docstring for the modes read);
+    ImageReadError says what is wrong."""
     path = Path(path)
     if path.is_dir():
         raise ImageReadError("is a directory, not an image file")

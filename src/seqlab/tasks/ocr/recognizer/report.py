@@ -13,7 +13,7 @@ strings badly leans on a language prior, which the split's one CER hides.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
@@ -41,13 +41,15 @@ class Recognizer(Protocol):
         ...
 
 
-def evaluate_recognizer(recognizer: Recognizer, splits: Mapping[str, OcrSplit], name: str) -> Evaluation:
+def evaluate_recognizer(recognizer: Recognizer, splits: Mapping[str, OcrSplit], name: str,
+                        grids: Mapping[str, str] = GRIDS, line_splits: Collection[str] = LINE_SPLITS) -> Evaluation:
     """Read every split and score it: figures per split, {"by_length": rows, "by_line_words": rows, "by_kind":
     rows} (by_line_words for line splits, by number of words per line; by_kind for splits that record their
     text kinds), {"predictions.png": grid, ...}.
 
     ``words_per_s`` is the wall-clock reading rate on ``threads`` = torch's thread count, the cores both
-    our models and Tesseract are given. Prediction grids (errors first) show the splits in GRIDS.
+    our models and Tesseract are given. Prediction grids (errors first) show the splits in `grids` (split ->
+    file name); `line_splits` hold lines (the test splits' names by default; a user's ground truth: its own).
     """
     metrics: dict[str, Any] = {}
     rows: Table = []
@@ -62,16 +64,16 @@ def evaluate_recognizer(recognizer: Recognizer, splits: Mapping[str, OcrSplit], 
         by_len = s.pop("by_length")
         metrics[split] = {**s, "words_per_s": len(data) / seconds, "threads": torch.get_num_threads()}
         rows += [{"length": int(k), "split": split, **v} for k, v in by_len.items()]
-        if split in LINE_SPLITS:
+        if split in line_splits:
             line_rows += [{"words": k, "split": split, **v} for k, v in by_words(preds, data.texts).items()]
         if data.kinds:
             kind_rows += [{"split": split, **r} for r in by_kind(preds, data.texts, data.kinds)]
-        if split in GRIDS:
-            figures[GRIDS[split]] = partial(prediction_grid, images=data.images, preds=preds, truths=data.texts,
+        if split in grids:
+            lines = split in line_splits
+            figures[grids[split]] = partial(prediction_grid, images=data.images, preds=preds, truths=data.texts,
                                             title=f"{name} on {split}: errors first",
-                                            columns=2 if split in LINE_SPLITS else 4,
-                                            cell_width=480 if split in LINE_SPLITS else 240,
-                                            limit=LINE_GRID_CELLS if split in LINE_SPLITS else WORD_GRID_CELLS)
+                                            columns=2 if lines else 4, cell_width=480 if lines else 240,
+                                            limit=LINE_GRID_CELLS if lines else WORD_GRID_CELLS)
     tables = {"by_length": rows}
     if line_rows:
         tables["by_line_words"] = line_rows
