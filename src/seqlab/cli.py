@@ -41,6 +41,7 @@ from seqlab.core.registry import (
     data_generator,
     entries,
     model_id,
+    reader_class,
     task_class,
     task_names,
     variant_names,
@@ -326,6 +327,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         else:
             task, model, ckpt = load_model(checkpoint, args.task, name=name)
             config = ckpt["config"]
+    task = reader_class(args.task).from_checkpoint(config)  # the task as predict reads (ocr: pages too)
     if task.predict_from_args:
         if not args.inputs:
             raise SeqlabError(f"predict {args.task} needs one or more inputs (image paths)")

@@ -93,7 +93,8 @@ def imported_names(tree: ast.AST, module: str) -> set[str]:
     return names
 
 
-REGISTRY_LOADERS = {"config_class": "config", "task_class": "task", "data_generator": "generator"}
+REGISTRY_LOADERS = {"config_class": "config", "task_class": "task", "data_generator": "generator",
+                    "reader_class": "reader"}
 
 
 def loaders_used(tree: ast.AST) -> set[str]:
@@ -109,7 +110,7 @@ def _registered_modules(task: str | None, fields: set[str]) -> set[str]:
     from seqlab.core.registry import entries
 
     refs = [getattr(e, field) for e in entries() if task in (None, e.name) for field in sorted(fields)]
-    return {ref.partition(":")[0] for ref in refs}
+    return {ref.partition(":")[0] for ref in refs if ref is not None}  # reader: None means the task's own class
 
 
 @cache

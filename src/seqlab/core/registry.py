@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     from seqlab.core.sections import Section
     from seqlab.core.task import Task
 
-__all__ = ["TaskEntry", "check_variant", "config_class", "data_generator", "entries", "model_id", "register",
-           "task_class", "task_names", "variant_names"]
+__all__ = ["TaskEntry", "check_variant", "config_class", "data_generator", "entries", "model_id", "reader_class",
+           "register", "task_class", "task_names", "variant_names"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,9 @@ class TaskEntry:
     generator: str
     variants: tuple[str, ...] = ()  # models of the task, each with its own section <name>.<variant>
     default_variant: str | None = None
+    # "module:Class" of the Task subclass `seqlab predict` reads with (default: `task`); ocr's adds pages, so
+    # the page code is no dependency of the stages that load the plain Task.
+    reader: str | None = None
 
     def __post_init__(self) -> None:
         if self.variants and self.default_variant not in self.variants:
@@ -55,7 +58,7 @@ register(TaskEntry("binary_add", "seqlab.tasks.sequence.binary_add:BinaryAddTask
                    "seqlab.tasks.sequence.config:BinaryAddConfig", "seqlab.tasks.sequence.binary_add:BinaryAddTask.generate"))
 register(TaskEntry("ocr", "seqlab.tasks.ocr.recognizer.task:OcrTask", "seqlab.tasks.ocr.config:OcrConfig",
                    "seqlab.tasks.ocr.synth.trdg_render:generate_data", variants=("bilstm", "crnn"),
-                   default_variant="crnn"))
+                   default_variant="crnn", reader="seqlab.tasks.ocr.recognizer.page_reader:OcrPageReader"))
 
 
 def entries() -> tuple[TaskEntry, ...]:
@@ -87,6 +90,12 @@ def _load(ref: str) -> Any:
 
 def task_class(name: str) -> type[Task]:
     return _load(entry(name).task)
+
+
+def reader_class(name: str) -> type[Task]:
+    """The Task class `seqlab predict <name>` reads with (TaskEntry.reader, else the task's own class)."""
+    known = entry(name)
+    return _load(known.reader or known.task)
 
 
 def config_class(name: str) -> type[Section]:

@@ -8,7 +8,7 @@ height; batches group similar widths and CTC gets each sample's true output leng
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Self, TextIO
+from typing import Any, Self, TextIO
 
 import numpy as np
 import torch
@@ -29,8 +29,6 @@ from seqlab.tasks.ocr.recognizer.models import MODELS
 from seqlab.tasks.ocr.recognizer.report import HEADLINE_METRIC, HEADLINE_SPLITS, evaluate_recognizer
 from seqlab.tasks.ocr.recognizer.tesseract import reference
 
-if TYPE_CHECKING:
-    from seqlab.tasks.ocr.documents.reading import Reading
 
 class OcrTask(Task):
     name = "ocr"
@@ -40,7 +38,6 @@ class OcrTask(Task):
     monitor_mode = "min"
     headline_metric, headline_mode, headline_splits = HEADLINE_METRIC, "min", HEADLINE_SPLITS
     predict_from_args = True  # image paths
-    predict_options = frozenset({"page", "output_format"})  # predict --page, --format
     # Encoded image bytes (PNG, JPEG...) or an image file's path.
     input_columns = {"image": ("binary", False), "path": ("string", False)}
 
@@ -113,18 +110,20 @@ class OcrTask(Task):
 
     # --- predict --------------------------------------------------------------------------
     def answers(self, model: nn.Module, meta: Mapping[str, Any], inputs: Iterable[str]) -> Iterator[Answer]:
-        """Image paths in, read as one batch; an unreadable file is refused, the rest still read. An image
-        detected as a page (documents.reading) answers its lines' texts joined by newlines. The charset
-        and height are this task's, built from the same checkpoint's `meta` (from_checkpoint)."""
-        for reading in self.read(model, inputs):
-            yield Answer(reading.path, None, reading.error) if reading.error else Answer(reading.path, reading.text, None)
+        """Image paths in, each a word or line image, read as one batch; an unreadable file is refused, the rest
+        still read. The charset and height are this task's, built from the same checkpoint's `meta`
+        (from_checkpoint). Pages: recognizer.page_reader.OcrPageReader, what `seqlab predict ocr` uses."""
+        from seqlab.tasks.ocr.images import ImageReadError, load_word_image
 
-    def read(self, model: nn.Module, inputs: Iterable[str], page: bool | None = None) -> list[Reading]:
-        """Every input read with one recognizer call: line images as lines, pages (``page=True``, or detected
-        when None) line by line in reading order."""
-        from seqlab.tasks.ocr.documents.reading import read_images
-
-        return read_images(self.recognizer(model), inputs, self.height, page)
+        paths_in, images, errors = list(inputs), [], {}
+        for i, path in enumerate(paths_in):
+            try:
+                images.append(load_word_image(path, self.height))
+            except ImageReadError as exc:
+                errors[i] = str(exc)
+        texts = iter(self.recognizer(model)(images) if images else [])
+        for i, path in enumerate(paths_in):
+            yield Answer(path, None, errors[i]) if i in errors else Answer(path, next(texts), None)
 
     def recognizer(self, model: nn.Module) -> Callable[[Sequence[np.ndarray]], list[str]]:
         """Model-height uint8 images in, texts out, in width-sorted batches on the CPU (CtcReader)."""
@@ -142,19 +141,12 @@ class OcrTask(Task):
         return {"image": [png.getvalue()]}
 
     def predict(self, model: nn.Module, meta: Mapping[str, Any], inputs: Iterable[str], out: TextIO,
-                err: TextIO, *, page: bool | None = None, output_format: str = "text") -> int:
-        """``text``: ``PATH<TAB>TEXT`` per line image, and per text line of a page in reading order (a page
-        without text: one ``PATH<TAB>`` line); ``hocr``: one hOCR document (documents.hocr). Unreadable
-        inputs: one line each on `err`."""
-        readings = self.read(model, inputs, page)
-        for reading in readings:
-            if reading.error is not None:
-                print(f"{reading.path}: {reading.error}", file=err)
-            elif output_format == "text":
-                for line in reading.lines or [None]:
-                    print(f"{reading.path}\t{line.text if line else ''}", file=out)
-        if output_format == "hocr":
-            from seqlab.tasks.ocr.documents.hocr import to_hocr
-
-            out.write(to_hocr(readings))
-        return sum(r.error is not None for r in readings)
+                err: TextIO) -> int:
+        failures = 0
+        for answer in self.answers(model, meta, inputs):
+            if answer.error is not None:
+                print(f"{answer.input}: {answer.error}", file=err)
+                failures += 1
+            else:
+                print(f"{answer.input}\t{answer.text}", file=out)
+        return failures

@@ -111,9 +111,15 @@ def test_read_pages_writes_its_metrics(model, tmp_path, capsys) -> None:
 
 
 def test_answers_join_a_pages_lines(model, images) -> None:
+    """The reader predict uses (registry reader: OcrPageReader) reads pages; the plain OcrTask that training,
+    evaluation and export load reads every image as one line."""
     from seqlab.core.checkpoint import load_model
+    from seqlab.core.registry import reader_class
 
-    task, net, ckpt = load_model(model, "ocr")
+    plain, net, ckpt = load_model(model, "ocr")
+    (line,) = plain.answers(net, ckpt["config"]["meta"], [str(images["page"])])
+    assert line.error is None and line.text is not None and "\n" not in line.text
+    task = reader_class("ocr").from_checkpoint(ckpt["config"])
     (answer,) = task.answers(net, ckpt["config"]["meta"], [str(images["page"])])
     assert answer.error is None and answer.text is not None and answer.text.count("\n") == len(TEXTS) - 1
     out = io.StringIO()
