@@ -55,7 +55,6 @@ STRIPS = 4  # the deskew profile is taken in this many vertical strips, summed
 MAX_POINTS = 40_000  # ink pixels used for the deskew search (a strided sample of larger pages)
 MIN_INK = 6  # fewer ink pixels: no text
 # Sizes in units of h, the median component height
-SPECK = 0.2  # components whose larger side is under this (or single pixels): specks, not text
 SMALL = 0.4  # components whose larger side is under this: dots, punctuation, specks (join lines, never make one)
 LETTER_MAX = 1.6  # taller components (touching glyphs of two lines) do not shape the centre profile
 BIG = 5.0  # taller: figures, frames, drop capitals; not text
@@ -63,6 +62,7 @@ RULE = 8.0  # a component this many times longer than thick (and thinner than h 
 GUTTER = 1.5  # a column gap is at least this wide
 CENTRE_BAND = 0.12  # each letter's centre counts over +- this
 JOIN = 1.0  # a component farther than this from every line band's edge belongs to no line (specks)
+BELOW_COST = 2.0  # a small mark below a line's core is this much farther from it than one as far above
 SPLIT_BAND = 0.75  # a centre band taller than this share of the line pitch holds two lines
 MIN_PITCH = 1.5  # no two lines' centres are closer than this
 WORD_GAP = 0.35  # a gap between components wider than this separates words
@@ -214,8 +214,11 @@ class _Components:
         self.unit = max(self.unit, 2.0)
         u = self.unit
         rule = ((self.w >= RULE * self.h) & (self.h < u / 2)) | ((self.h >= RULE * self.w) & (self.w < u / 2) & (self.h > 2 * u))
-        speck = (np.maximum(self.w, self.h) < SPECK * u) | (area <= 1)
-        self.text = ~rule & ~speck & (self.h <= BIG * u)  # what lines are made of
+        # A lone pixel is noise at any size where text is legible; every larger mark, however small (an i's dot
+        # is 3x3 px at 12 pt and 300 dpi: under 0.2 h), is kept for now and dropped later only when it lies
+        # far from every line (_attach_marks).
+        noise = area <= 1
+        self.text = ~rule & ~noise & (self.h <= BIG * u)  # what lines are made of
         self.small = self.text & (np.maximum(self.w, self.h) < SMALL * u)
         self.letter = self.text & ~self.small & (self.h <= LETTER_MAX * u)
 
@@ -268,7 +271,7 @@ def _lines(c: _Components, members: np.ndarray) -> list[np.ndarray]:
         return []
     starts = np.array([b[0] for b in bands], dtype=np.float64)
     stops = np.array([b[1] for b in bands], dtype=np.float64)
-    idx = np.flatnonzero(members)
+    idx = np.flatnonzero(members & ~c.small)
     # Distance of each component's centre to each band (0 inside it); touching glyphs of two lines
     # (taller than a letter) go by overlap instead.
     cy = c.cy[idx][:, None]
@@ -285,12 +288,34 @@ def _lines(c: _Components, members: np.ndarray) -> list[np.ndarray]:
         mask = np.zeros(c.count, dtype=bool)
         mask[idx[(nearest == k) & near]] = True
         if (mask & c.letter).any():
-            # Dots and punctuation belong to the line only beside its letters, not out in the margin.
-            reach = c.unit * JOIN
-            left, right = c.x0[mask & c.letter].min() - reach, c.x1[mask & c.letter].max() + reach
-            mask &= ~c.small | ((c.x1 > left) & (c.x0 < right))
             out.append(mask)
+    _attach_marks(c, members & c.small, out)
     return out
+
+
+def _attach_marks(c: _Components, marks: np.ndarray, lines: list[np.ndarray]) -> None:
+    """Add each small mark (i and j dots, accents, periods, commas, apostrophes, quotes, hyphens) to the line
+    it belongs to, in place: the line whose core (the median top to the median bottom of its letters) it lies
+    in, or nearest to, counting a distance below a core BELOW_COST times one above it (dots, accents and quotes
+    sit above their line's core, periods and commas on its baseline; none hangs well below a line). Only marks
+    beside a line's letters (within JOIN h left or right) and within JOIN h of its core join it: the rest are
+    specks."""
+    idx = np.flatnonzero(marks)
+    if idx.size == 0 or not lines:
+        return
+    top = np.array([np.median(c.y0[m & c.letter]) for m in lines])
+    bottom = np.array([np.median(c.y1[m & c.letter]) for m in lines])
+    reach = JOIN * c.unit
+    left = np.array([c.x0[m & c.letter].min() for m in lines]) - reach
+    right = np.array([c.x1[m & c.letter].max() for m in lines]) + reach
+    cy = c.cy[idx][:, None]
+    cost = np.where(cy < top, top - cy, np.where(cy > bottom, BELOW_COST * (cy - bottom), 0.0))
+    beside = (c.x1[idx][:, None] > left) & (c.x0[idx][:, None] < right)
+    cost = np.where(beside, cost, np.inf)
+    best = cost.argmin(axis=1)
+    keep = cost[np.arange(idx.size), best] <= reach
+    for k, mask in enumerate(lines):
+        mask[idx[keep & (best == k)]] = True
 
 
 def _split_bands(bands: list[tuple[int, int]], profile: np.ndarray, unit: float) -> list[tuple[int, int]]:
