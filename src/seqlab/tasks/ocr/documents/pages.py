@@ -15,8 +15,10 @@ The classical method of ocropy's ``gpageseg`` and kraken's legacy box segmenter,
    A page whose best angle moves its far edge by under a pixel is not rotated at all.
 3. **Connected components** (8-connected, OpenCV's labelling) of the ink. The median component height ``h`` (about an
    x-height: most glyphs are lowercase letters) is the unit of every size below. Rules (long thin
-   strokes), figures (taller than BIG h) and specks (under SPECK h) are not text; small components (dots,
-   punctuation) never make a line of their own but join the line they sit beside.
+   strokes) and figures (taller than BIG h) are not text. Marks (lower than MARK_H h and narrower than MARK_W
+   h: i and j dots, accents, periods, commas, quotes, hyphens, specks) never make or shape a line; they join
+   the line whose letters' core they sit above or on (step 5), and only those far from every line are
+   dropped as specks. Size alone cannot tell them apart: a 12 pt i's dot at 300 dpi is 3x3 px, under 0.2 h.
 4. **Columns**: split where a vertical white gap at least GUTTER h wide runs the text's whole height
    (no component covers it), kept only if the text on each side holds at least two lines, so that the
    aligned word spaces of a short text never split it. A heading across two columns hides their gutter:
@@ -27,11 +29,16 @@ The classical method of ocropy's ``gpageseg`` and kraken's legacy box segmenter,
    ascenders and descenders of neighbours touch or overlap, which the plain ink profile does not. A band
    taller than SPLIT_BAND times the expected line pitch (the median distance between bands) is split at
    its profile's lowest point. Every component then joins the line whose band is nearest its centre
-   (within JOIN h); a component spanning two lines (touching glyphs) the one it overlaps most.
+   (within JOIN h); a component spanning two lines (touching glyphs) the one it overlaps most. Marks then
+   join the line whose core (its letters' median top to median bottom) they lie in or nearest to, a distance
+   below a core counting BELOW_COST times one above (dots and accents sit above their core, periods and
+   commas on its baseline), when within JOIN h of it and beside its letters. Lone pixels join the same way
+   (at 10 pt on screen an i's dot binarises to one) but size neither boxes nor words.
 6. **Boxes and crops**: a line's box is the box of its components, mapped back to the original page after
    deskewing (the axis-aligned box of the rotated rectangle). Its crop, from the deskewed page, is padded
    by PAD_V line heights above and below and PAD_H h left and right, and the ink of every other line in it
-   (ascenders and descenders reaching in) is painted over with the paper level, so that the recognizer's
+   (ascenders, descenders and marks reaching in) and of rules and figures is painted over with the paper
+   level (specks that joined no line stay, as in a crop at the right box), so that the recognizer's
    own line-band cut (normalize.crop_to_line) sees one line on clean ground. Word boxes come from gaps
    wider than WORD_GAP h between the line's components.
 
@@ -55,14 +62,17 @@ STRIPS = 4  # the deskew profile is taken in this many vertical strips, summed
 MAX_POINTS = 40_000  # ink pixels used for the deskew search (a strided sample of larger pages)
 MIN_INK = 6  # fewer ink pixels: no text
 # Sizes in units of h, the median component height
-SPECK = 0.2  # components whose larger side is under this (or single pixels): specks, not text
-SMALL = 0.4  # components whose larger side is under this: dots, punctuation, specks (join lines, never make one)
+# Marks (dots, accents, periods, commas, quotes, hyphens, specks) join lines but never make or shape one: lower
+# than MARK_H and narrower than MARK_W. Measured in Lato at 13-32 px and on phototest: marks reach 0.5 h tall
+# (a quote's stroke) and 0.6 h wide (a hyphen, an acute accent), letters are at least 0.85 h tall.
+MARK_H, MARK_W = 0.65, 1.0
 LETTER_MAX = 1.6  # taller components (touching glyphs of two lines) do not shape the centre profile
 BIG = 5.0  # taller: figures, frames, drop capitals; not text
 RULE = 8.0  # a component this many times longer than thick (and thinner than h / 2) is a rule
 GUTTER = 1.5  # a column gap is at least this wide
 CENTRE_BAND = 0.12  # each letter's centre counts over +- this
 JOIN = 1.0  # a component farther than this from every line band's edge belongs to no line (specks)
+BELOW_COST = 2.0  # a small mark below a line's core is this much farther from it than one as far above
 SPLIT_BAND = 0.75  # a centre band taller than this share of the line pitch holds two lines
 MIN_PITCH = 1.5  # no two lines' centres are closer than this
 WORD_GAP = 0.35  # a gap between components wider than this separates words
@@ -96,12 +106,15 @@ def find_lines(gray: np.ndarray) -> list[PageLine]:
     comps = _Components(page.ink)
     if comps.count == 0:
         return []
-    lines: list[PageLine] = []
-    for column, (x0, x1) in enumerate(_columns(comps)):
-        members = comps.text & (comps.cx >= x0) & (comps.cx < x1)
-        for line_members in _lines(comps, members):
-            lines.append(_page_line(page, comps, line_members, column))
-    return lines
+    found = [(column, line_members) for column, (x0, x1) in enumerate(_columns(comps))
+             for line_members in _lines(comps, (comps.text | comps.noise) & (comps.cx >= x0) & (comps.cx < x1))]
+    # What a crop paints over: other lines' ink (lone pixels that joined them included: at 10 pt on screen an
+    # i's dot binarises to one), rules and figures; not specks far from every line, as a crop at the right box
+    # would not.
+    clutter = ~comps.text & ~comps.noise
+    for _, line_members in found:
+        clutter |= line_members
+    return [_page_line(page, comps, line_members, clutter & ~line_members, column) for column, line_members in found]
 
 
 def looks_like_page(lines: list[PageLine], shape: tuple[int, ...]) -> bool:
@@ -214,9 +227,12 @@ class _Components:
         self.unit = max(self.unit, 2.0)
         u = self.unit
         rule = ((self.w >= RULE * self.h) & (self.h < u / 2)) | ((self.h >= RULE * self.w) & (self.w < u / 2) & (self.h > 2 * u))
-        speck = (np.maximum(self.w, self.h) < SPECK * u) | (area <= 1)
-        self.text = ~rule & ~speck & (self.h <= BIG * u)  # what lines are made of
-        self.small = self.text & (np.maximum(self.w, self.h) < SMALL * u)
+        # A lone pixel is noise at any size where text is legible; every larger mark, however small (an i's dot
+        # is 3x3 px at 12 pt and 300 dpi: under 0.2 h), is kept for now and dropped later only when it lies
+        # far from every line (_attach_marks).
+        self.noise = area <= 1
+        self.text = ~rule & ~self.noise & (self.h <= BIG * u)  # what lines are made of
+        self.small = self.text & (self.h < MARK_H * u) & (self.w < MARK_W * u)
         self.letter = self.text & ~self.small & (self.h <= LETTER_MAX * u)
 
 
@@ -268,7 +284,7 @@ def _lines(c: _Components, members: np.ndarray) -> list[np.ndarray]:
         return []
     starts = np.array([b[0] for b in bands], dtype=np.float64)
     stops = np.array([b[1] for b in bands], dtype=np.float64)
-    idx = np.flatnonzero(members)
+    idx = np.flatnonzero(members & c.text & ~c.small)
     # Distance of each component's centre to each band (0 inside it); touching glyphs of two lines
     # (taller than a letter) go by overlap instead.
     cy = c.cy[idx][:, None]
@@ -285,12 +301,34 @@ def _lines(c: _Components, members: np.ndarray) -> list[np.ndarray]:
         mask = np.zeros(c.count, dtype=bool)
         mask[idx[(nearest == k) & near]] = True
         if (mask & c.letter).any():
-            # Dots and punctuation belong to the line only beside its letters, not out in the margin.
-            reach = c.unit * JOIN
-            left, right = c.x0[mask & c.letter].min() - reach, c.x1[mask & c.letter].max() + reach
-            mask &= ~c.small | ((c.x1 > left) & (c.x0 < right))
             out.append(mask)
+    _attach_marks(c, members & (c.small | c.noise), out)
     return out
+
+
+def _attach_marks(c: _Components, marks: np.ndarray, lines: list[np.ndarray]) -> None:
+    """Add each small mark (i and j dots, accents, periods, commas, apostrophes, quotes, hyphens) to the line
+    it belongs to, in place: the line whose core (the median top to the median bottom of its letters) it lies
+    in, or nearest to, counting a distance below a core BELOW_COST times one above it (dots, accents and quotes
+    sit above their line's core, periods and commas on its baseline; none hangs well below a line). Only marks
+    beside a line's letters (within JOIN h left or right) and within JOIN h of its core join it: the rest are
+    specks."""
+    idx = np.flatnonzero(marks)
+    if idx.size == 0 or not lines:
+        return
+    top = np.array([np.median(c.y0[m & c.letter]) for m in lines])
+    bottom = np.array([np.median(c.y1[m & c.letter]) for m in lines])
+    reach = JOIN * c.unit
+    left = np.array([c.x0[m & c.letter].min() for m in lines]) - reach
+    right = np.array([c.x1[m & c.letter].max() for m in lines]) + reach
+    cy = c.cy[idx][:, None]
+    cost = np.where(cy < top, top - cy, np.where(cy > bottom, BELOW_COST * (cy - bottom), 0.0))
+    beside = (c.x1[idx][:, None] > left) & (c.x0[idx][:, None] < right)
+    cost = np.where(beside, cost, np.inf)
+    best = cost.argmin(axis=1)
+    keep = cost[np.arange(idx.size), best] <= reach
+    for k, mask in enumerate(lines):
+        mask[idx[keep & (best == k)]] = True
 
 
 def _split_bands(bands: list[tuple[int, int]], profile: np.ndarray, unit: float) -> list[tuple[int, int]]:
@@ -316,7 +354,9 @@ def _split_bands(bands: list[tuple[int, int]], profile: np.ndarray, unit: float)
 
 # --- boxes and crops ------------------------------------------------------------------------------------
 
-def _page_line(page: _Deskewed, c: _Components, members: np.ndarray, column: int) -> PageLine:
+def _page_line(page: _Deskewed, c: _Components, members: np.ndarray, foreign: np.ndarray, column: int) -> PageLine:
+    own_members = members  # lone pixels that joined the line stay in its crop but size neither box nor words
+    members = members & ~c.noise
     x0, y0 = int(c.x0[members].min()), int(c.y0[members].min())
     x1, y1 = int(c.x1[members].max()), int(c.y1[members].max())
     rows, cols = page.gray.shape
@@ -324,8 +364,8 @@ def _page_line(page: _Deskewed, c: _Components, members: np.ndarray, column: int
     cy0, cy1, cx0, cx1 = max(0, y0 - pad_v), min(rows, y1 + pad_v), max(0, x0 - pad_h), min(cols, x1 + pad_h)
     crop = page.gray[cy0:cy1, cx0:cx1].copy()
     labels = c.labels[cy0:cy1, cx0:cx1]
-    own = np.concatenate([[False], members])[labels]
-    others = (labels > 0) & ~own
+    own = np.concatenate([[False], own_members])[labels]
+    others = np.concatenate([[False], foreign])[labels]
     if others.any():  # the anti-aliased rim of another line's strokes goes too
         grown = cv2.dilate(others.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
         crop[grown & ~own] = page.paper

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from seqlab.tasks.ocr.documents.pages import find_lines, looks_like_page, skew_angle
+from seqlab.tasks.ocr.synth.trdg_compat import trdg_dir
 
 SIZE = 20  # font size in px
 PITCH = 24  # line pitch: 1.2 em, ascenders of one line reach within a few px of the descenders above
@@ -137,3 +139,58 @@ def test_a_page_is_detected_and_a_line_image_is_not() -> None:
     three, _ = render([(4, 10, TEXTS[:3])], (300, 100))
     cut = three[10 + PITCH - 8:10 + 2 * PITCH + 8]
     assert not looks_like_page(find_lines(cut), cut.shape)
+
+
+# Small marks: i and j dots, periods, commas, apostrophes, quotes, hyphens and accents are components of a few
+# pixels; each must stay in its own line's crop, tightly set pages too.
+MARKS = ["Il a visité Zürich, déjà.", "Ein jij, mini-Café; it's ok.", "Très \"joli\" Ölé, jamais vu.",
+         "Noël: l'été à Tōkyō, oui.", "Mijn fiets; ijs. Hi, Éric!"]
+
+
+def render_marks(size: int, pitch: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A page of MARKS in Lato (a font with accents) at `size` px, `pitch` px apart; and each line drawn alone
+    at the same place on a blank page of the same size."""
+    font = ImageFont.truetype(str(trdg_dir() / "fonts" / "latin" / "Lato-Regular.ttf"), size)
+    shape = (30 + pitch * (len(MARKS) + 1), 30 + 16 * size)
+    page = Image.new("L", shape[::-1], 255)
+    alone = []
+    for n, text in enumerate(MARKS):
+        ImageDraw.Draw(page).text((30, 30 + n * pitch), text, font=font, fill=0)
+        one = Image.new("L", shape[::-1], 255)
+        ImageDraw.Draw(one).text((30, 30 + n * pitch), text, font=font, fill=0)
+        alone.append(np.asarray(one))
+    return np.asarray(page).copy(), alone
+
+
+def small_marks(ink: np.ndarray, size: int) -> int:
+    """How many components of `ink` are small marks (both sides under 0.3 of the font size)."""
+    count, _, stats, _ = cv2.connectedComponentsWithStats(ink.astype(np.uint8), connectivity=8)
+    return int(((stats[1:, cv2.CC_STAT_WIDTH] < 0.3 * size) & (stats[1:, cv2.CC_STAT_HEIGHT] < 0.3 * size)).sum())
+
+
+@pytest.mark.parametrize(("size", "pitch"), [(20, 24), (20, 23), (32, 37), (13, 15)])  # 1.2 and ~1.15 em
+def test_dots_punctuation_and_accents_stay_in_their_lines_crop(size: int, pitch: int) -> None:
+    page, alone = render_marks(size, pitch)
+    lines = find_lines(page)
+    assert len(lines) == len(MARKS)
+    for line, own in zip(lines, alone, strict=True):
+        ink = own < 128
+        ys, xs = np.nonzero(ink)
+        assert_boxes([line.box], [(int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)])
+        crop = line.image < 128
+        # Every mark drawn with the line is in its crop, and none of a neighbour's: the same small components
+        # and the same ink, up to the anti-aliased pixels where two lines' strokes meet.
+        assert small_marks(crop, size) == small_marks(ink, size)
+        assert abs(int(crop.sum()) - int(ink.sum())) <= 0.01 * ink.sum()
+
+
+def test_specks_far_from_lines_are_dropped_and_marks_beside_them_kept() -> None:
+    page, alone = render_marks(20, 24)
+    page[4:7, 200:203] = 0  # a 3x3 speck well above the first line: far from every line's core
+    page[page.shape[0] - 6:page.shape[0] - 3, 100:103] = 0  # and one well below the last
+    page[60:63, 300:303] = 0  # and one out in the right margin, level with a line's dots
+    lines = find_lines(page)
+    assert len(lines) == len(MARKS)
+    for line, own in zip(lines, alone, strict=True):
+        ys, xs = np.nonzero(own < 128)
+        assert_boxes([line.box], [(int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)])
