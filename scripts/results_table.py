@@ -56,7 +56,7 @@ FILES = ("kth/eval.json", "binary_add/eval.json", "ocr-crnn/eval.json", "ocr-bil
          "ocr-bilstm/splits.json", "ocr-bilstm/by_kind.csv", "ocr-bilstm/train.json", "ocr-bilstm/history.csv",
          "ocr-tesseract/splits.json", "ocr-tesseract/by_kind.csv",
          "pipeline_times.json", "baselines/ocr-crnn-words.json", "ocr-architectures/results.json",
-         "float-spread.json")
+         "float-spread.json", "ocr-pages/eval.json", "ocr-finetune/eval.json", "ocr-finetune/finetune.json")
 SEQUENCE_MODELS = {"kth": "kth", "binary_add": "binary_add"}
 OCR_MODELS = {"ocr-crnn": "ocr crnn", "ocr-bilstm": "ocr bilstm", "ocr-tesseract": "Tesseract 5"}
 OCR_SPLITS = {
@@ -174,7 +174,36 @@ def summary_table(metrics: Metrics) -> list[str]:
         for split, values in sorted(figures.items(), key=lambda item: item[0] != "test"):  # `test` first
             rows += [[label, f"`{split}`", _split_meaning(metrics, model_id, split),
                       name + (" (lower is better)" if name == "cer" else ""), pct(value)] for name, value in values.items()]
+    pages = metrics.get("ocr-pages/eval")
+    rows.append(["ocr crnn", "`pages`", "real printed pages (`samples/pages`), lines found by the page reader",
+                 "page cer (lower is better)", MISSING if pages is None else pct(pages["cer"])])
+    tuned = metrics.get("ocr-finetune/eval") or {}
+    for name, meaning in FINETUNE_READERS.items():
+        rows.append(["ocr crnn fine-tuned", f"`{name}`", meaning, "cer (lower is better)",
+                     pct(tuned[name]["cer"]) if name in tuned else MISSING])
     return table(["model", "split", "what it holds", "figure", "value"], rows)
+
+
+# The readers of the ocr-finetune stage's eval.json, scored on the held-back lines of `ocr.finetune.gt`.
+FINETUNE_READERS = {"before": "held-back ground-truth lines, the default CRNN",
+                    "after": "the same lines, the CRNN fine-tuned on the others",
+                    "tesseract": "the same lines, Tesseract 5"}
+
+
+def documents_table(metrics: Metrics) -> list[str]:
+    """Page reading (ocr-pages) and fine-tuning (ocr-finetune) on the project's real sample."""
+    pages = metrics.get("ocr-pages/eval")
+    page_row = [MISSING] * 4 if pages is None else [
+        pct(pages["cer"]), pct(pages["cer_nocase"]), f"{pages['lines_found']} of {pages['lines_expected']}",
+        "yes" if pages["all_in_order"] else "no"]
+    rows = [["page reading (`ocr-pages`)", "whole pages of `samples/pages`", *page_row]]
+    tuned, counts = metrics.get("ocr-finetune/eval") or {}, metrics.get("ocr-finetune/finetune") or {}
+    for name, meaning in FINETUNE_READERS.items():
+        figures = tuned.get(name)
+        rows.append([f"fine-tuning (`ocr-finetune`): {name}", meaning,
+                     *([MISSING] * 2 if figures is None else [pct(figures["cer"]), pct(figures["cer_nocase"])]),
+                     str(counts.get("scored_lines", MISSING)), ""])
+    return table(["what", "on", "CER", "CER, case-insensitive", "lines", "in order"], rows)
 
 
 def _split_meaning(metrics: Metrics, model_id: str, split: str) -> str:
@@ -473,6 +502,8 @@ def tables(metrics: Metrics) -> str:
          *kinds_table(metrics)],
         ["**Architectures by CER per CPU-minute** (`benchmarks/ocr_architectures.py`; the default model "
          "follows from it, docs/ocr.md *Architectures*)", "", *architectures_table(metrics)],
+        ["**Real documents** (docs/pages.md, docs/finetuning.md: the sample is Tesseract's test page, 8 lines; "
+         "fine-tuning holds back `ocr.finetune.val_share` of them)", "", *documents_table(metrics)],
         ["**Targets**", "", *targets_table(metrics)],
         ["**CRNN validation CER against training time** (one onecycle schedule; `val` is trdg-rendered in the "
          "training fonts, so it tracks `test`, not the reserved splits)", "", *learning_curve(metrics, "ocr-crnn")],

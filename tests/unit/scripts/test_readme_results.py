@@ -98,6 +98,21 @@ def test_the_summary_is_each_models_headline_figures():
     assert "| ocr crnn | `test` | trdg, training fonts | cer (lower is better) | 2.00% |" in rows
 
 
+def test_real_documents_rows_come_from_the_pages_and_finetune_stages():
+    metrics = {"ocr-pages/eval": {"pages": 1, "cer": 0.004, "cer_nocase": 0.002, "lines_found": 8,
+                                  "lines_expected": 8, "all_in_order": True},
+               "ocr-finetune/eval": {"before": {"cer": 0.05, "cer_nocase": 0.04, "wer": 0.2},
+                                     "after": {"cer": 0.01, "cer_nocase": 0.01, "wer": 0.05}},
+               "ocr-finetune/finetune": {"scored_lines": 2}}
+    summary = results_table.summary_table(metrics)
+    assert any("`pages`" in row and row.endswith("| 0.40% |") for row in summary)
+    assert any("`after`" in row and row.endswith("| 1.00% |") for row in summary)
+    assert any("`tesseract`" in row and row.endswith("| — |") for row in summary)  # not run: missing, not 0
+    rows = results_table.documents_table(metrics)[2:]
+    assert rows[0] == "| page reading (`ocr-pages`) | whole pages of `samples/pages` | 0.40% | 0.20% | 8 of 8 | yes |"
+    assert "| 5.00% | 4.00% | 2 |" in rows[1] and "| 1.00% | 1.00% | 2 |" in rows[2]
+
+
 def test_all_targets_met_at_their_limits():
     met = _met(GOOD)
     assert len(met) == 13
