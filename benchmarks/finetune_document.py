@@ -218,8 +218,9 @@ def table(result: dict[str, Any]) -> str:
                     f"({s['moved_points']:+.2f} points, {s['count']} images)")
     run = result["finetune"]
     rows.append(f"fine-tuning: {run['epochs_run']} epochs, best {run['best_epoch']}, {run['cpu_minutes']:.2f} CPU-min "
-                f"({run['wall_minutes']:.2f} wall), {run['train_lines_per_s']:.1f} lines/s wall "
-                f"({run['lines_per_cpu_s']:.1f} per CPU-second), threads {result['machine']['threads']}")
+                f"({run['wall_minutes']:.2f} wall), {run['train_lines_per_s']:.1f} training lines/s wall "
+                f"({run['lines_per_cpu_s']:.1f} per CPU-second; document lines and the synthetic mix alike), "
+                f"threads {result['machine']['threads']}, load average {result['machine']['loadavg_start'][0]:.2f}")
     return "\n".join(rows)
 
 
@@ -250,7 +251,7 @@ def main() -> int:
 
         shutil.rmtree(work)
     work.mkdir(parents=True)
-    load_start = os.getloadavg()
+    load_start = [round(x, 2) for x in os.getloadavg()]
 
     task, _, _ = load_model(args.model, "ocr")
     assert isinstance(task, OcrTask)
@@ -290,7 +291,7 @@ def main() -> int:
             "settings": ft["settings"],
         },
         "machine": {"threads": torch.get_num_threads(), "cpus": os.cpu_count(), "loadavg_start": load_start,
-                    "loadavg_end": os.getloadavg(), "benchmark_cpu_minutes": round((time.process_time() - cpu0) / 60, 2),
+                    "loadavg_end": [round(x, 2) for x in os.getloadavg()], "benchmark_cpu_minutes": round((time.process_time() - cpu0) / 60, 2),
                     "benchmark_wall_minutes": round((time.perf_counter() - wall0) / 60, 2)},
     }
     tess = page.get("tesseract")
