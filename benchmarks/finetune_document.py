@@ -229,6 +229,8 @@ def main() -> int:
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "ocr-crnn.pt", help="the starting model")
     parser.add_argument("--data", type=Path, default=ROOT / "data",
                         help="the pipeline's data/ (ocr-fonts.json, ocr-corpus/, ocr/train.npz, ocr-reserved/)")
+    parser.add_argument("--reserved", type=Path, default=None,
+                        help="the reserved synthetic splits (default DATA/ocr-reserved, the ocr-reserved stage's)")
     parser.add_argument("--params", type=Path, default=ROOT / "params.yaml", help="ocr.finetune's other settings")
     parser.add_argument("--font", type=Path, default=None, help=f"the document's typeface (default {DEFAULT_FONT})")
     parser.add_argument("--train-lines", type=int, default=200, help="lines of the pages fine-tuned on")
@@ -239,8 +241,12 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=Path("/tmp/ftbench"), help="scratch folder (emptied first)")
     parser.add_argument("--json", type=Path, default=ROOT / "metrics" / "finetune-document.json")
     args = parser.parse_args()
-    for name in ("model", "data", "params", "json"):
+    args.reserved = args.reserved or args.data / "ocr-reserved"
+    for name in ("model", "data", "reserved", "params", "json"):
         setattr(args, name, getattr(args, name).resolve())
+    missing = [s for s in FORGETTING_SPLITS if not (args.reserved / f"{s}.npz").is_file()]
+    if missing:
+        raise SystemExit(f"{args.reserved} lacks {', '.join(missing)} (dvc repro ocr-reserved, or pass --reserved)")
     if not args.model.is_file():
         raise SystemExit(f"{args.model}: no such model (train it, or pass --model)")
     font = (args.font or default_font()).resolve()
@@ -268,12 +274,12 @@ def main() -> int:
     cpu0, wall0 = time.process_time(), time.perf_counter()
     tuned, ft = finetune(args, gt, test_gt, work)
     run = ft["run"]
-    forgot = forgetting(args.model, tuned, args.data / "ocr-reserved")
+    forgot = forgetting(args.model, tuned, args.reserved)
     page = ft["eval"]
     samples = run["epochs_run"] * (run["train_lines"] + run["synthetic_per_epoch"])
     result: dict[str, Any] = {
         "what": "issue 26 fine-tuning target on a rendered stand-in document (benchmarks/finetune_document.py)",
-        "model": str(args.model), "model_sha256": hashlib.sha256(args.model.read_bytes()).hexdigest(),
+        "model": str(args.model), "reserved": str(args.reserved), "model_sha256": hashlib.sha256(args.model.read_bytes()).hexdigest(),
         "document": {
             "font": family, "font_file": str(font), "font_sha256": hashlib.sha256(font.read_bytes()).hexdigest(),
             "text": str(args.data / "ocr-corpus" / "train.txt"), "seed": args.seed,
