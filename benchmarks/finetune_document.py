@@ -297,6 +297,7 @@ def main() -> int:
             "settings": ft["settings"],
         },
         "machine": {"threads": torch.get_num_threads(), "cpus": os.cpu_count(), "loadavg_start": load_start,
+                    **{k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")},
                     "loadavg_end": [round(x, 2) for x in os.getloadavg()], "benchmark_cpu_minutes": round((time.process_time() - cpu0) / 60, 2),
                     "benchmark_wall_minutes": round((time.perf_counter() - wall0) / 60, 2)},
     }
