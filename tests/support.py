@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -23,6 +24,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 import torch
 import yaml
@@ -72,6 +74,38 @@ def tiny_ocr_checkpoint(path: Path, charset: str, height: int) -> Path:
     save_checkpoint(path, {"task": "ocr", "variant": "crnn", "config": config, "model_state": model.state_dict(),
                            "meta": {}})
     return path
+
+
+def load_script(path: Path) -> ModuleType:
+    """A script or benchmark of the repository (not a package module) imported by path, as its tests need it."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def kill_after_first_epoch(cmd: list[str], clean: Path, killed: Path, env: dict[str, str], resume_glob: str,
+                           what: str) -> subprocess.Popen[str]:
+    """Start `cmd` in `clean` (the uninterrupted reference, returned running) and in `killed`; SIGKILL the latter
+    once its resume file of epoch 1 exists (epoch 2 is running). The 300 s guard only stops a hang."""
+    reference = subprocess.Popen(cmd, cwd=clean, env=sandbox_env(clean / SANDBOX, **env), stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(cmd, cwd=killed, env=sandbox_env(killed / SANDBOX, **env), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    resume_dir = killed / ".seqlab" / "resume"
+    try:
+        deadline = time.monotonic() + 300
+        while not list(resume_dir.glob(resume_glob)):  # epoch 1 is saved: epoch 2 is running
+            assert proc.poll() is None, f"{what} ended before it could be killed"
+            assert time.monotonic() < deadline, "no checkpoint of epoch 1 within 300 s"
+            time.sleep(0.02)
+        assert proc.poll() is None, f"{what} ended before it could be killed; make epochs longer"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return reference
 
 
 class CarryAdder(torch.nn.Module):

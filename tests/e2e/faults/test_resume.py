@@ -26,6 +26,7 @@ from torch import nn
 from tests.support import (
     SANDBOX,
     clone_pipeline,
+    kill_after_first_epoch,
     leftover_temps,
     lock_outs,
     read_json,
@@ -419,21 +420,8 @@ def test_ocr_kill_9_then_rerun_writes_the_uninterrupted_model(tmp_path):
     clean, killed = roots
     cmd = [sys.executable, "-m", "seqlab.cli", "train", "ocr", "--variant", OCR_VARIANT]
     one_thread = {"OMP_NUM_THREADS": "1"}  # both runs side by side on a small, busy machine
-    reference = subprocess.Popen(cmd, cwd=clean, env=sandbox_env(clean / SANDBOX, **one_thread), stdout=subprocess.PIPE,
-                                 stderr=subprocess.STDOUT, text=True)
-    proc = subprocess.Popen(cmd, cwd=killed, env=sandbox_env(killed / SANDBOX, **one_thread), start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    reference = kill_after_first_epoch(cmd, clean, killed, one_thread, f"ocr-{OCR_VARIANT}-*.pt", "training")
     resume_dir = killed / ".seqlab" / "resume"
-    try:
-        deadline = time.monotonic() + 300
-        while not list(resume_dir.glob(f"ocr-{OCR_VARIANT}-*.pt")):  # epoch 1 is saved: epoch 2 is running
-            assert proc.poll() is None, "training ended before it could be killed"
-            assert time.monotonic() < deadline, "no checkpoint of epoch 1 within 300 s"
-            time.sleep(0.02)
-        assert proc.poll() is None, "training ended before it could be killed; make epochs longer"
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
     model_file = Path("models") / f"ocr-{OCR_VARIANT}.pt"
     assert not (killed / model_file).exists()
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -17,16 +15,11 @@ from seqlab.core.errors import SeqlabError
 from seqlab.tasks.ocr.charset import Charset
 from seqlab.tasks.ocr.documents.ground_truth import read_ground_truth
 from seqlab.tasks.ocr.synth.trdg_compat import trdg_dir
-from tests.support import REPO
+from tests.support import REPO, load_script
 
 
 def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(REPO / "benchmarks" / f"{name}.py")
 
 
 bench = _load("finetune_document")

@@ -4,11 +4,7 @@ section's errors, a whole run on a tiny checkpoint and ground-truth folder, and 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +20,16 @@ from seqlab.tasks.ocr.data import save_split, write_meta
 from seqlab.tasks.ocr.documents.ground_truth import GtLine
 from seqlab.tasks.ocr.recognizer.finetune import hold_out
 from seqlab.tasks.ocr.recognizer.models import CRNN, ColumnBiLSTM, extend_classes
-from tests.support import SANDBOX, read_json, run, sandbox_env, sha256, tiny_params, write_params
+from tests.support import (
+    SANDBOX,
+    kill_after_first_epoch,
+    read_json,
+    run,
+    sandbox_env,
+    sha256,
+    tiny_params,
+    write_params,
+)
 
 CHARSET = "digits_lower"
 HEIGHT = 32
@@ -204,21 +209,8 @@ def test_finetune_kill_9_then_rerun_writes_the_uninterrupted_model(tmp_path) -> 
     clean, killed = roots
     cmd = [sys.executable, "-m", "seqlab.cli", *FINETUNE]
     env = {"OMP_NUM_THREADS": "1"}
-    reference = subprocess.Popen(cmd, cwd=clean, env=sandbox_env(clean / SANDBOX, **env), stdout=subprocess.PIPE,
-                                 stderr=subprocess.STDOUT, text=True)
-    proc = subprocess.Popen(cmd, cwd=killed, env=sandbox_env(killed / SANDBOX, **env), start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    reference = kill_after_first_epoch(cmd, clean, killed, env, "ft-*.pt", "fine-tuning")
     resume_dir = killed / ".seqlab" / "resume"
-    try:
-        deadline = time.monotonic() + 300
-        while not list(resume_dir.glob("ft-*.pt")):  # epoch 1 is saved: epoch 2 is running
-            assert proc.poll() is None, "fine-tuning ended before it could be killed"
-            assert time.monotonic() < deadline, "no checkpoint of epoch 1 within 300 s"
-            time.sleep(0.02)
-        assert proc.poll() is None, "fine-tuning ended before it could be killed; make epochs longer"
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
     assert not (killed / "models" / "ft.pt").exists()
 
     rerun = run(cmd, killed, env=sandbox_env(killed / SANDBOX, **env))

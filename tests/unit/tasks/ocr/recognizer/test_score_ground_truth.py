@@ -13,6 +13,7 @@ from seqlab.cli import main
 from seqlab.tasks.ocr.charset import Charset
 from seqlab.tasks.ocr.recognizer.metrics import cer, wer
 from seqlab.tasks.ocr.recognizer.tesseract import is_available
+from tests.support import tiny_ocr_checkpoint
 from tests.unit.tasks.ocr.documents.test_ground_truth import write_pair
 
 HEIGHT = 32
@@ -21,18 +22,7 @@ TEXTS = ["The quick brown fox", "jumps over 12 lazy dogs.", "Hello, world!"]
 
 def tiny_checkpoint(path: Path) -> Path:
     """An untrained CRNN over the english charset, saved as training saves one."""
-    from seqlab.core.checkpoint import save_checkpoint
-    from seqlab.tasks.ocr.recognizer.models import CRNN
-
-    chars = Charset.from_name("english").chars
-    model_params = {"channels": [8, 16], "hidden_size": 16, "num_layers": 1, "downsample": 4, "pool": "stride",
-                    "frames_per_step": 1, "dropout": 0.0}
-    model = CRNN(len(chars) + 1, HEIGHT, **model_params)
-    config = {"task": "ocr", "variant": "crnn", "seed": 0, "model": model_params, "train": {},
-              "meta": {"charset": chars, "height": HEIGHT}}
-    save_checkpoint(path, {"task": "ocr", "variant": "crnn", "config": config, "model_state": model.state_dict(),
-                           "meta": {}})
-    return path
+    return tiny_ocr_checkpoint(path, Charset.from_name("english").chars, HEIGHT)
 
 
 @pytest.fixture
