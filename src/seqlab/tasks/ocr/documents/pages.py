@@ -118,10 +118,15 @@ def find_lines(gray: np.ndarray) -> list[PageLine]:
 
 
 def looks_like_page(lines: list[PageLine], shape: tuple[int, ...]) -> bool:
-    """Auto-detection for predict: an image is a page when at least two of its lines lie wholly inside it,
-    touching neither its top nor its bottom edge (a line image's cut-off neighbours touch one)."""
+    """Auto-detection for predict: an image is a page when at least two text lines lie wholly inside it,
+    touching neither its top nor its bottom edge (a line image's cut-off neighbours touch one), and it is tall
+    enough to hold them. A text line here is at least half as tall as the tallest line found: the specks of a
+    noisy background that binarise into thin bands inside a single line image are no lines of text."""
     height = shape[0]
-    return sum(1 for line in lines if line.box[1] > 0 and line.box[3] < height) >= 2
+    tallest = max((line.box[3] - line.box[1] for line in lines), default=0)
+    inside = [line.box[3] - line.box[1] for line in lines
+              if line.box[1] > 0 and line.box[3] < height and line.box[3] - line.box[1] >= tallest / 2]
+    return len(inside) >= 2 and height >= sum(sorted(inside)[-2:])
 
 
 # --- binarising and deskewing ---------------------------------------------------------------------------
