@@ -69,7 +69,11 @@ def _changed(path: tuple[str, ...], value: object) -> dict:
 
 
 def test_readme_block_matches_metrics():
-    missing = [f"metrics/{name}" for name in results_table.FILES if not (REPO / "metrics" / name).is_file()]
+    # A file git tracks but the checkout lacks: skip. One git does not track (a stage that has not run yet
+    # where these figures were committed) prints as missing in the blocks, which are checked all the same.
+    tracked = set(subprocess.run(["git", "ls-files", "metrics"], cwd=REPO, capture_output=True, text=True).stdout.split())
+    missing = [f"metrics/{name}" for name in results_table.FILES
+               if f"metrics/{name}" in tracked and not (REPO / "metrics" / name).is_file()]
     if missing:
         pytest.skip(f"metrics files missing (run `dvc repro` and `make timed-repro`): {', '.join(missing)}")
     check = [sys.executable, str(SCRIPT), "--check", *results_table.DOCUMENTS]
