@@ -37,7 +37,10 @@ from pathlib import Path
 
 from seqlab.core.errors import SeqlabError
 
-SPINCOUNT = 10_000  # ~0.1 ms by libgomp's estimate; the default 300,000 is ~3 ms
+# libgomp's own spin count unless SEQLAB_SPINCOUNT says otherwise: 10,000 (~0.1 ms), tried as the default, measured
+# worse on an idle 2-core machine (bench threads section, 2026-12-07: BiLSTM busy/idle 0.14 against torch's 0.28,
+# kth 0.16 against 0.25, 9-11% slower idle; the CRNN alike either way), so the policy sets threads only.
+SPINCOUNT: int | None = None
 THREADS_ENV = "SEQLAB_THREADS"
 RANK_THREADS_ENV = "SEQLAB_THREADS_PER_RANK"
 SPIN_ENV = "SEQLAB_SPINCOUNT"
@@ -95,7 +98,7 @@ def choose(env: Mapping[str, str], n_cores: int | None = None) -> Policy:
     if "LOCAL_RANK" in env and env.get(RANK_THREADS_ENV):
         threads = max(1, _whole(env, RANK_THREADS_ENV, threads))
     user = user_env(env)
-    spincount = None if "OMP_WAIT_POLICY" in user or "GOMP_SPINCOUNT" in user else _whole(env, SPIN_ENV, SPINCOUNT)
+    spincount = None if "OMP_WAIT_POLICY" in user or "GOMP_SPINCOUNT" in user else _spin(env)
     return Policy(threads=threads, spincount=spincount, cores=n_cores, sharers=sharers)
 
 
@@ -139,6 +142,11 @@ def running_queued_experiments(env: Mapping[str, str]) -> int:
             continue  # being written, or removed as we read: not a running experiment to count
         count += status in _RUNNING
     return count
+
+
+def _spin(env: Mapping[str, str]) -> int | None:
+    """SEQLAB_SPINCOUNT when set, else SPINCOUNT (None: libgomp's own)."""
+    return _whole(env, SPIN_ENV, 0) if env.get(SPIN_ENV) else SPINCOUNT
 
 
 def _whole(env: Mapping[str, str], key: str, default: int) -> int:
