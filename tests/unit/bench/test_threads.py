@@ -15,6 +15,7 @@ from seqlab.core import threads as policy
 REPO = Path(__file__).resolve().parents[3]
 
 
+@pytest.mark.slow  # 16 child processes load torch and step a model
 def test_quick_section_measures_both_variants_and_carries_the_targets(monkeypatch):
     monkeypatch.setattr(threads, "MODELS", ("binary_add",))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the caller's OpenMP settings are not the section's

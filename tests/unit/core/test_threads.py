@@ -53,6 +53,7 @@ def _displayed(stderr: str, name: str) -> str:
 needs_affinity = pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity on this OS")
 
 
+@pytest.mark.slow  # each probe starts `seqlab` in a process that imports torch
 @needs_affinity
 def test_entry_point_applies_the_policy_before_torch_loads():
     one_cpu = {min(os.sched_getaffinity(0))}
@@ -64,6 +65,7 @@ def test_entry_point_applies_the_policy_before_torch_loads():
     assert all_cpus["threads"] == len(os.sched_getaffinity(0))
 
 
+@pytest.mark.slow  # each probe starts `seqlab` in a process that imports torch
 def test_user_settings_win():
     got, stderr = _probe(OMP_NUM_THREADS="1", GOMP_SPINCOUNT="1234")
     assert got["threads"] == 1 and _displayed(stderr, "GOMP_SPINCOUNT") == "1234"
