@@ -11,6 +11,7 @@
                                          a model and Tesseract scored on your own ground-truth lines
     seqlab export kth|binary_add|ocr [--variant bilstm|crnn]   models/<id>.onnx, checked against torch
     seqlab tesseract                     the Tesseract baseline on the OCR test splits
+    seqlab rapidocr                      the RapidOCR reference (PP-OCRv6 recognizer) on the OCR test splits
     seqlab finetune ocr --gt DIR --out PATH [--from MODEL] ...   fine-tune a trained OCR model on ground truth
     seqlab predict kth|binary_add        lines on stdin -> one answer per line
     seqlab predict ocr IMAGE...          path<TAB>text per image, per text line of a page (--page, --format hocr;
@@ -32,6 +33,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from seqlab.core import threads
 from seqlab.core.errors import SeqlabError
@@ -46,6 +48,9 @@ from seqlab.core.registry import (
     task_names,
     variant_names,
 )
+
+if TYPE_CHECKING:  # a type only: core.task imports torch, which a command loads when it needs it
+    from seqlab.core.task import Reference
 
 MODEL_URI_SCHEMES = ("models:/", "runs:/")  # predict --model: an MLflow model instead of a checkpoint file
 
@@ -210,15 +215,31 @@ def cmd_tesseract(args: argparse.Namespace) -> int:
     check_tracking_server()
     from seqlab.tasks.ocr.config import OcrConfig
     from seqlab.tasks.ocr.recognizer.tesseract import reference, run_tesseract_stage
-    from seqlab.tracking.runs import log_reference_run, server_outage
 
     tesseract = OcrConfig.of(params).tesseract
     run_tesseract_stage(tesseract.word_psm, tesseract.line_psm)
-    baseline = reference()
+    _log_reference(reference())
+    return 0
+
+
+def cmd_rapidocr(args: argparse.Namespace) -> int:
+    from seqlab.tracking.runs import check_tracking_server
+
+    check_tracking_server()
+    from seqlab.tasks.ocr.recognizer.rapidocr import reference, run_rapidocr_stage
+
+    run_rapidocr_stage()
+    _log_reference(reference())
+    return 0
+
+
+def _log_reference(baseline: Reference | None) -> None:
+    """A reference engine's run, from the files its stage just wrote, beside the OCR models in MLflow."""
+    from seqlab.tracking.runs import log_reference_run, server_outage
+
     assert baseline is not None  # the stage just wrote its files
     with server_outage("rerun"):
-        log_reference_run("ocr", baseline)  # beside the OCR models; `seqlab evaluate ocr` logs it too when missing
-    return 0
+        log_reference_run("ocr", baseline)  # `seqlab evaluate ocr` logs it too when missing
 
 
 # `seqlab finetune ocr` flag -> the ocr.finetune key it overrides
@@ -404,6 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tesseract", help="run the Tesseract baseline on the OCR test splits")
     p.set_defaults(func=cmd_tesseract, task="ocr")  # an OCR stage: reads ocr's section only
+
+    p = sub.add_parser("rapidocr", help="run the RapidOCR reference (PP-OCRv6 recognizer) on the OCR test splits")
+    p.set_defaults(func=cmd_rapidocr, task="ocr")  # an OCR stage: reads no params
 
     p = sub.add_parser("read-pages", help="read the transcribed sample pages with the default CRNN and score them "
                        "(metrics/ocr-pages/)")

