@@ -50,15 +50,20 @@ MISSING = "—"
 
 # The metrics files read, by path relative to metrics/; each is known by that path without its extension.
 FILES = ("kth/eval.json", "binary_add/eval.json", "ocr-crnn/eval.json", "ocr-bilstm/eval.json", "ocr-tesseract/eval.json",
+         "ocr-rapidocr/eval.json",
          "kth/splits.json", "kth/train.json", "kth/history.csv",
          "binary_add/splits.json", "binary_add/train.json", "binary_add/history.csv",
          "ocr-crnn/splits.json", "ocr-crnn/by_kind.csv", "ocr-crnn/train.json", "ocr-crnn/history.csv",
          "ocr-bilstm/splits.json", "ocr-bilstm/by_kind.csv", "ocr-bilstm/train.json", "ocr-bilstm/history.csv",
-         "ocr-tesseract/splits.json", "ocr-tesseract/by_kind.csv",
+         "ocr-tesseract/splits.json", "ocr-tesseract/by_kind.csv", "ocr-rapidocr/splits.json", "ocr-rapidocr/by_kind.csv",
          "pipeline_times.json", "baselines/ocr-crnn-words.json", "ocr-architectures/results.json",
          "float-spread.json", "ocr-pages/eval.json", "ocr-finetune/eval.json", "ocr-finetune/finetune.json")
 SEQUENCE_MODELS = {"kth": "kth", "binary_add": "binary_add"}
-OCR_MODELS = {"ocr-crnn": "ocr crnn", "ocr-bilstm": "ocr bilstm", "ocr-tesseract": "Tesseract 5"}
+OCR_MODELS = {"ocr-crnn": "ocr crnn", "ocr-bilstm": "ocr bilstm", "ocr-tesseract": "Tesseract 5",
+              "ocr-rapidocr": "RapidOCR (PP-OCRv6 small)"}
+# The reference engines (not trained here) and the pretrained model each reads with.
+REFERENCE_MODELS = {"ocr-tesseract": "pretrained `eng` model",
+                    "ocr-rapidocr": "pretrained PP-OCRv6 small recognizer, in the `rapidocr` wheel"}
 OCR_SPLITS = {
     "test": "trdg, training fonts",
     "test_heldout_fonts": "trdg, held-out trdg fonts",
@@ -238,7 +243,8 @@ def results_table(metrics: Metrics) -> list[str]:
         split = MISSING if test is None else f"test ({test['count']} words)"
         in_range = MISSING if test is None else f"{cer_and_accuracy(test)}, {test['words_per_s']:.0f} words/s"
         beyond = f"reserved families: {cer_and_accuracy(get(metrics, f'{model_id}/splits', 'test_reserved'))}"
-        cost = "no training (pretrained `eng` model)" if model_id == "ocr-tesseract" else training_cost(metrics, model_id)
+        cost = (f"no training ({REFERENCE_MODELS[model_id]})" if model_id in REFERENCE_MODELS
+                else training_cost(metrics, model_id))
         rows.append([label, split, in_range, beyond, cost])
     return table(["model", "split", "in range", "beyond training", "training"], rows)
 
@@ -497,8 +503,9 @@ def tables(metrics: Metrics) -> str:
          "figures before the `english` charset; the *Targets* use `cer_nocase`, case-folded on the full charset)",
          "", *ocr_table(metrics)],
         ["**OCR by test split: line images** (CER as above, and word error rate, WER, by jiwer; Tesseract reads "
-         "lines in single-line mode)", "", *lines_table(metrics)],
-        ["**Case-sensitive CER by word kind** (Tesseract's dictionaries help it on dictionary words)", "",
+         "lines in single-line mode, RapidOCR every image with its recognizer alone)", "", *lines_table(metrics)],
+        ["**Case-sensitive CER by word kind** (Tesseract's dictionaries and PP-OCR's learned context help them on "
+         "dictionary words)", "",
          *kinds_table(metrics)],
         ["**Architectures by CER per CPU-minute** (`benchmarks/ocr_architectures.py`; the default model "
          "follows from it, docs/ocr.md *Architectures*)", "", *architectures_table(metrics)],

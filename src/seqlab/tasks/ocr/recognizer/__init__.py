@@ -1,1 +1,2 @@
-"""The recognizer: models, augmentation, batching, CTC decoding, metrics, the Task and the Tesseract reference."""
+"""The recognizer: models, augmentation, batching, CTC decoding, metrics, the Task and the reference engines
+(Tesseract, RapidOCR)."""
