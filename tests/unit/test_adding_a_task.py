@@ -83,8 +83,10 @@ class FirstTask(SequenceTask):
     def encode_inputs(self, x: torch.Tensor) -> torch.Tensor:
         return F.one_hot(x, 10).float()
 
-    def build_model(self, model: Mapping[str, Any], meta: Mapping[str, Any]) -> nn.Module:
-        return SequenceClassifier(input_size=10, num_classes=10, **model)
+    def build_model(self, model: Section, meta: Mapping[str, Any]) -> nn.Module:
+        assert isinstance(model, RecurrentModelConfig)  # model_section (SequenceTask's) reads checkpoints back
+        return SequenceClassifier(model.cell, input_size=10, hidden_size=model.hidden_size,
+                                  num_layers=model.num_layers, num_classes=10)
 
     def loss(self, model: nn.Module, batch: SequenceBatch) -> torch.Tensor:
         return F.cross_entropy(model(batch.x, batch.lengths), batch.y)

@@ -24,10 +24,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from seqlab.bench.report import figure
 from seqlab.core import threads as policy
+
+if TYPE_CHECKING:
+    from seqlab.core.config import Params
 
 MODELS = ("kth", "binary_add", "ocr-bilstm", "ocr-crnn")
 BUSY_TARGET = 0.45  # busy/idle steps/s under the policy (issue 25)
@@ -121,7 +124,7 @@ def _child(model: str, seconds: float, warmup: int, params_path: Path) -> dict[s
             **{k: os.environ.get(k) for k in policy.OMP_VARS}}
 
 
-def _sequence_step(params: Any, name: str) -> tuple[Any, Any, Any, Any]:
+def _sequence_step(params: Params, name: str) -> tuple[Any, Any, Any, Any]:
     import numpy as np
     import torch
 
@@ -139,28 +142,30 @@ def _sequence_step(params: Any, name: str) -> tuple[Any, Any, Any, Any]:
     batch = next(iter(task.batches(task.padded(Arrays(Path("<in memory>"), arrays)), size,
                                    torch.Generator().manual_seed(params.seed))))
     torch.manual_seed(params.seed)
-    return task, task.build_model(section.model.model_dump(), {}).train(), batch, section.train
+    return task, task.build_model(section.model, {}).train(), batch, section.train
 
 
-def _ocr_step(params: Any, variant: str) -> tuple[Any, Any, Any, Any]:
+def _ocr_step(params: Params, variant: str) -> tuple[Any, Any, Any, Any]:
     import numpy as np
     import torch
 
     from seqlab.tasks.ocr.charset import Charset
+    from seqlab.tasks.ocr.config import OcrConfig
     from seqlab.tasks.ocr.recognizer.batching import collate
-    from seqlab.tasks.ocr.recognizer.models import MODELS as OCR_MODELS
     from seqlab.tasks.ocr.recognizer.task import OcrTask
 
-    section = getattr(params.ocr, variant)
-    charset = Charset.from_name(params.ocr.data.charset)
+    ocr = OcrConfig.of(params)
+    section = ocr.variant(variant)
+    charset = Charset.from_name(ocr.data.charset)
     rng = np.random.default_rng(params.seed)
     height, width = OCR_SIZE
     size = section.train.batch_size
     images = [rng.integers(0, 256, (height, width), dtype=np.uint8) for _ in range(size)]
     labels = [list(rng.integers(1, charset.num_classes, int(rng.integers(4, 11)))) for _ in range(size)]
     torch.manual_seed(params.seed)
-    net = OCR_MODELS[variant](num_classes=charset.num_classes, height=height, **section.model.model_dump()).train()
-    return OcrTask(variant, charset, None, height), net, collate(images, labels, pad_multiple=8), section.train
+    task = OcrTask(variant, charset, None, height)
+    net = task.build_model(section.model, {"charset": charset.chars, "height": height}).train()
+    return task, net, collate(images, labels, pad_multiple=8), section.train
 
 
 def main() -> None:

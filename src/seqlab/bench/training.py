@@ -55,7 +55,7 @@ def _train_split(task: SequenceTask, data_cfg: Any, n: int, seed: int) -> Padded
 
 def _model(task: SequenceTask, section: Any, seed: int) -> torch.nn.Module:
     torch.manual_seed(seed)  # both loops start from the same weights
-    return task.build_model(section.model.model_dump(), {}).train()
+    return task.build_model(section.model, {}).train()
 
 
 def _optimizer(model: torch.nn.Module, section: Any) -> torch.optim.Optimizer:

@@ -80,7 +80,8 @@ def load_checkpoint(path: str | Path, task: str | None = None, *, name: str | No
 def load_model(path: str | Path, task_name: str, *, name: str | None = None) -> tuple[Task, nn.Module, dict[str, Any]]:
     """Rebuild a trained model from nothing but its checkpoint (config and meta live inside it).
 
-    The config's model dict holds the constructor's arguments. `name`: what errors call the checkpoint
+    The config's model dict is the on-disk form of the params model section (the constructor's arguments),
+    read back into that section by the task. `name`: what errors call the checkpoint
     (default: its path).
     """
     ckpt = load_checkpoint(path, task_name, name=name)
@@ -88,7 +89,7 @@ def load_model(path: str | Path, task_name: str, *, name: str | None = None) -> 
     config = ckpt["config"]
     try:
         task = task_class(config["task"]).from_checkpoint(config)
-        model = task.build_model(config["model"], config["meta"])
+        model = task.build_model(task.model_section(config["model"]), config["meta"])  # the dict: its on-disk form
     except (KeyError, TypeError, ValueError) as exc:  # a hand-edited or foreign config
         raise CheckpointError(f"{shown}: unusable model config ({type(exc).__name__}: {exc})") from None
     try:

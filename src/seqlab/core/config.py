@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -93,6 +94,15 @@ def parse_params(raw: Any, task: str | None = None) -> Params:
         return model.model_validate(raw)
     except ValidationError as exc:
         raise ParamsError(describe(exc, model)) from None
+
+
+def section_from_dict(kind: type[SectionT], raw: Mapping[str, Any]) -> SectionT:
+    """A section from plain values written earlier (a checkpoint's copy of its model section), checked as
+    params.yaml is; ValueError with one line naming the key when they are not one."""
+    try:
+        return kind.model_validate(raw)
+    except ValidationError as exc:
+        raise ValueError(describe(exc, kind)) from None
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS, task: str | None = None) -> Params:

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from seqlab.core import paths
-from seqlab.core.sections import RunSection
+from seqlab.core.sections import RunSection, Section
 
 
 class Batch(Protocol):
@@ -133,8 +133,14 @@ class Task(ABC):
 
     # --- model ----------------------------------------------------------------------------
     @abstractmethod
-    def build_model(self, model: Mapping[str, Any], meta: Mapping[str, Any]) -> nn.Module:
-        """The model from its constructor arguments (the params model section, or a checkpoint's copy)."""
+    def build_model(self, model: Section, meta: Mapping[str, Any]) -> nn.Module:
+        """The model its params model section describes (the training run's `section.model`, or
+        `model_section` of a checkpoint's copy)."""
+
+    @abstractmethod
+    def model_section(self, args: Mapping[str, Any]) -> Section:
+        """A checkpoint's model dict (the on-disk form of the model section) as the typed section build_model
+        takes; a dict that is not one raises ValueError with one line naming the key."""
 
     @abstractmethod
     def loss(self, model: nn.Module, batch: Any) -> torch.Tensor: ...

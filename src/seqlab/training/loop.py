@@ -153,13 +153,14 @@ class Run:
     scaler: torch.amp.GradScaler | None
     batch_size: int  # per rank
     steps_per_epoch: int
-    config: dict[str, Any]  # what the checkpoint keeps of the run (model: constructor args)
+    config: dict[str, Any]  # what the checkpoint keeps of the run (model: the model section's on-disk form)
     resume_path: Path
 
 
 def train(task: Task, seed: int, section: RunSection, cpu_budget_s: float | None = None) -> dict[str, Any]:
     """Train `task` as `section` says on its train split, select on val, write model, metrics and plots;
-    return the summary. The checkpoint keeps the run's config as plain dicts (model: constructor args).
+    return the summary. The checkpoint keeps the run's config as plain dicts (model: the model section's dump,
+    which Task.model_section reads back).
     `cpu_budget_s`: stop after the epoch that brings the run's CPU seconds to it (None: epochs only)."""
     check_tracking_server()  # fail fast, before loading data or spending time on training
     run = _set_up(task, seed, section)
@@ -210,8 +211,7 @@ def _set_up(task: Task, seed: int, section: RunSection) -> Run:
 
     train_data, val_data = task.load_split("train"), task.load_split("val")
     meta = task.data_meta(train_data)
-    model_args = section.model.model_dump()  # the constructor's arguments, kept in the checkpoint as a dict
-    model = task.build_model(model_args, meta).to(device)
+    model = task.build_model(section.model, meta).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     batch_size = distributed.rank_batch_size(cfg.batch_size, world)  # cfg.batch_size is the global batch
     steps_per_epoch = distributed.steps_per_epoch(task.num_batches(train_data, batch_size), world, batch_size)
@@ -220,7 +220,7 @@ def _set_up(task: Task, seed: int, section: RunSection) -> Run:
 
     # nproc and precision are recorded as what they came to (a multi-node torchrun sets the world size, `auto`
     # picks a precision), and only where they change the run: a single-process fp32 model keeps its bytes.
-    config = {"task": task.name, "variant": task.variant, "seed": seed, "model": model_args,
+    config = {"task": task.name, "variant": task.variant, "seed": seed, "model": section.model.model_dump(),
               "train": cfg.model_dump(exclude={"nproc", "precision"}), "meta": meta}
     if world.size > 1:
         config["world_size"] = world.size

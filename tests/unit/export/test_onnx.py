@@ -60,7 +60,7 @@ def _trained_sequence_checkpoint(tmp_path: Path, name: str) -> tuple[Path, Seque
     test = task.padded(Arrays(Path("<memory>"), task.make_split(rng, "test", lo, hi, 300, data_cfg)))
     torch.manual_seed(0)
     meta = {"k": params["data"]["k"], "max_len": hi} if name == "kth" else {"max_trained_bits": hi}
-    model = task.build_model(params["model"], meta).train()
+    model = task.build_model(task.model_section(params["model"]), meta).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
     scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0)
     for _ in range(3):
@@ -107,7 +107,7 @@ def test_ocr_exports_read_like_torch_on_mixed_widths(tmp_path, one_thread, varia
     torch.manual_seed(0)
     meta = {"charset": CHARSET, "height": 32}
     task = task_class("ocr")(variant, Charset.from_name(CHARSET))
-    model = task.build_model(OCR_MODELS[variant], meta)
+    model = task.build_model(task.model_section(OCR_MODELS[variant]), meta)
     checkpoint = _checkpoint(tmp_path / f"ocr-{variant}.pt", "ocr", variant, OCR_MODELS[variant], meta, model)
     report = export_checkpoint(checkpoint, "ocr", tmp_path / f"ocr-{variant}.onnx")
     assert report.max_abs_diff <= TOLERANCE
@@ -147,7 +147,7 @@ def kth_export(tmp_path_factory) -> tuple[Path, Path]:
     torch.manual_seed(0)
     args = {"cell": "lstm", "hidden_size": 8, "num_layers": 1}
     task = task_class("kth")()
-    checkpoint = _checkpoint(tmp / "kth.pt", "kth", None, args, {"k": 3, "max_len": 10}, task.build_model(args, {}))
+    checkpoint = _checkpoint(tmp / "kth.pt", "kth", None, args, {"k": 3, "max_len": 10}, task.build_model(task.model_section(args), {}))
     export_checkpoint(checkpoint, "kth", tmp / "kth.onnx")
     return checkpoint, tmp / "kth.onnx"
 
@@ -160,7 +160,8 @@ def test_an_export_of_another_task_or_charset_is_refused(kth_export, tmp_path):
         open_onnx(kth_export[0], "kth")
     torch.manual_seed(0)
     meta = {"charset": CHARSET, "height": 32}
-    model = task_class("ocr")("crnn", Charset.from_name(CHARSET)).build_model(OCR_MODELS["crnn"], meta)
+    ocr = task_class("ocr")("crnn", Charset.from_name(CHARSET))
+    model = ocr.build_model(ocr.model_section(OCR_MODELS["crnn"]), meta)
     checkpoint = _checkpoint(tmp_path / "ocr-crnn.pt", "ocr", "crnn", OCR_MODELS["crnn"], meta, model)
     export_checkpoint(checkpoint, "ocr", tmp_path / "ocr-crnn.onnx")
     with pytest.raises(CheckpointError, match="ONNX model reads charset 'abc"):
@@ -175,7 +176,8 @@ def test_predict_refuses_an_export_made_from_another_checkpoint(kth_export, tmp_
     load_for_predict(other, "kth")
     torch.manual_seed(1)
     args = {"cell": "lstm", "hidden_size": 8, "num_layers": 1}
-    _checkpoint(other, "kth", None, args, {"k": 3, "max_len": 10}, task_class("kth")().build_model(args, {}))
+    kth = task_class("kth")()
+    _checkpoint(other, "kth", None, args, {"k": 3, "max_len": 10}, kth.build_model(kth.model_section(args), {}))
     with pytest.raises(CheckpointError, match="exported from another checkpoint than the one beside it"):
         load_for_predict(other, "kth")
 

@@ -185,7 +185,7 @@ def test_mixed_precision_step_trains(scaled):
 
     task, data = _kth_split(64)
     torch.manual_seed(0)
-    model = task.build_model({"cell": "lstm", "hidden_size": 16, "num_layers": 1}, {})
+    model = task.build_model(task.model_section({"cell": "lstm", "hidden_size": 16, "num_layers": 1}), {})
     before = [p.detach().clone() for p in model.parameters()]
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
     scheduler = make_scheduler(optimizer, "constant", 4)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqlab.core.sections import RunSection
+from seqlab.core.sections import RunSection, Section
 from seqlab.core.storage import Arrays
 from seqlab.tasks.sequence.common import (
     PaddedSplit,
@@ -151,8 +151,8 @@ class BinaryAddTask(SequenceTask):
     def data_meta(self, data: PaddedSplit) -> dict[str, Any]:
         return {"max_trained_bits": int(data.group.max())}
 
-    def build_model(self, model: Mapping[str, Any], meta: Mapping[str, Any]) -> nn.Module:
-        return SequenceTagger(input_size=self.input_size, **model)
+    def build_model(self, model: Section, meta: Mapping[str, Any]) -> nn.Module:
+        return SequenceTagger(input_size=self.input_size, **model.model_dump())
 
     def loss(self, model: nn.Module, batch: SequenceBatch) -> torch.Tensor:
         return masked_loss(model(batch.x, batch.lengths), batch.y, batch.lengths, self.loss_kind)

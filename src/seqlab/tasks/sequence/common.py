@@ -24,8 +24,9 @@ import torch
 from torch import nn
 
 from seqlab.core import paths
+from seqlab.core.config import section_from_dict
 from seqlab.core.plots import line_plot
-from seqlab.core.sections import RunSection
+from seqlab.core.sections import RecurrentModelConfig, RunSection
 from seqlab.core.seeding import derive_seed
 from seqlab.core.storage import Arrays, load_arrays, save_arrays
 from seqlab.core.task import Answer, Evaluation, Task
@@ -167,6 +168,9 @@ class SequenceTask(Task):
     @classmethod
     def from_checkpoint(cls, config: Mapping[str, Any]) -> Self:
         return cls()
+
+    def model_section(self, args: Mapping[str, Any]) -> RecurrentModelConfig:
+        return section_from_dict(RecurrentModelConfig, args)
 
     # --- data -----------------------------------------------------------------------------
     @classmethod

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seqlab.core.sections import Section
 from seqlab.core.storage import Arrays, load_arrays
 from seqlab.tasks.sequence.common import (
     PaddedSplit,
@@ -80,8 +81,8 @@ class KthTask(SequenceTask):
         k = int(load_arrays(self.data_dir / "train.npz")["k"])
         return {"k": k, "max_len": int(data.lengths.max())}
 
-    def build_model(self, model: Mapping[str, Any], meta: Mapping[str, Any]) -> nn.Module:
-        return SequenceClassifier(input_size=self.input_size, num_classes=10, **model)
+    def build_model(self, model: Section, meta: Mapping[str, Any]) -> nn.Module:
+        return SequenceClassifier(input_size=self.input_size, num_classes=10, **model.model_dump())
 
     def loss(self, model: nn.Module, batch: SequenceBatch) -> torch.Tensor:
         return F.cross_entropy(model(batch.x, batch.lengths), batch.y)

@@ -203,7 +203,7 @@ def test_generate_evaluate_tables_and_plot_spec(tmp_path, monkeypatch):
         "generalization.npz", "test.npz", "train.npz", "val.npz"]
     task = KthTask()
     torch.manual_seed(0)
-    model = task.build_model({"cell": "gru", "hidden_size": 4, "num_layers": 1}, {}).eval()
+    model = task.build_model(task.model_section({"cell": "gru", "hidden_size": 4, "num_layers": 1}), {}).eval()
     with torch.no_grad():
         metrics, tables, figures = task.evaluate(model, torch.device("cpu"))
         val = task.validation_metrics(model, task.load_split("val"), torch.device("cpu"))

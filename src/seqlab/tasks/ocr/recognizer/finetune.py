@@ -44,11 +44,10 @@ from seqlab.tasks.ocr.images import fit_split
 from seqlab.tasks.ocr.recognizer.batching import OcrBatch, iterate_batches
 from seqlab.tasks.ocr.recognizer.ctc import CtcReader
 from seqlab.tasks.ocr.recognizer.metrics import summarize
-from seqlab.tasks.ocr.recognizer.models import MODELS, extend_classes
+from seqlab.tasks.ocr.recognizer.models import extend_classes
 from seqlab.tasks.ocr.recognizer.report import LINE_GRID_CELLS, Recognizer, prediction_grid
 from seqlab.tasks.ocr.recognizer.task import OcrTask
 
-MODEL_SECTIONS: dict[str, type[ColumnBiLSTMConfig | CRNNConfig]] = {"bilstm": ColumnBiLSTMConfig, "crnn": CRNNConfig}
 UNBOUNDED_EPOCHS = 10_000  # `epochs: null`: the CPU budget decides
 GRAD_CLIP = 5.0  # as the pipeline's OCR training clips
 # eval.json: these figures of each reader on the scored lines (every figure is in splits.json).
@@ -63,7 +62,7 @@ class Start:
     name: str  # how the user named it: a path or a models:/ URI
     digest: str  # sha256 of the checkpoint file
     variant: str
-    model_args: dict[str, Any]  # the constructor's arguments
+    architecture: ColumnBiLSTMConfig | CRNNConfig  # its model section (the checkpoint's, read back typed)
     charset: Charset
     height: int
     state: dict[str, torch.Tensor]
@@ -73,12 +72,13 @@ class Start:
         """The OCR checkpoint at `path` (errors call it `name`, e.g. the models:/ URI it was downloaded from)."""
         task, model, ckpt = load_model(path, "ocr", name=name)
         assert isinstance(task, OcrTask)
-        return cls(name or str(path), file_digest(path), task.variant, dict(ckpt["config"]["model"]), task.charset,
-                   task.height, {k: v.clone() for k, v in model.state_dict().items()})
+        return cls(name or str(path), file_digest(path), task.variant, task.model_section(ckpt["config"]["model"]),
+                   task.charset, task.height, {k: v.clone() for k, v in model.state_dict().items()})
 
     def model(self) -> nn.Module:
         """The starting model itself, in eval mode."""
-        model = MODELS[self.variant](num_classes=self.charset.num_classes, height=self.height, **self.model_args)
+        task = OcrTask(self.variant, self.charset, height=self.height)
+        model = task.build_model(self.architecture, {"charset": self.charset.chars, "height": self.height})
         model.load_state_dict(self.state)
         return model.eval()
 
@@ -178,7 +178,7 @@ class FinetuneTask(OcrTask):
     def data_meta(self, data: Any) -> dict[str, Any]:
         return {"charset": self.charset.chars, "height": self.height}
 
-    def build_model(self, model: Mapping[str, Any], meta: Mapping[str, Any]) -> nn.Module:
+    def build_model(self, model: Section, meta: Mapping[str, Any]) -> nn.Module:
         """The starting model with its classifier grown to the extended charset (new rows drawn from torch's
         RNG, which the loop has seeded)."""
         net = self.start.model().train()
@@ -250,7 +250,7 @@ def prepare(config: FinetuneConfig, start: Start, model_id: str, model_file: Pat
     train = TrainConfig(epochs=epochs, batch_size=config.batch_size, lr=config.lr, weight_decay=0.0,
                         grad_clip=GRAD_CLIP, scheduler="constant", patience=epochs, device="auto", precision="fp32",
                         nproc=1)
-    section = FinetuneRun(model=MODEL_SECTIONS[start.variant].model_validate(start.model_args), train=train,
+    section = FinetuneRun(model=start.architecture, train=train,
                           augment=task.augment, finetune=config, start=start.name, start_sha256=start.digest,
                           synthetic_sha256=file_digest(use_synthetic) if use_synthetic else None)
     counts = {"train_lines": len(train_lines), "val_lines": len(val_lines), "scored_lines": len(scored),

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from seqlab.tasks.ocr.config import ColumnBiLSTMConfig, CRNNConfig
+
 
 def _lstm(input_size: int, hidden_size: int) -> nn.LSTM:
     lstm = nn.LSTM(input_size, hidden_size)
@@ -115,6 +117,13 @@ class ColumnBiLSTM(nn.Module):
         self.proj = nn.Sequential(nn.Linear(features, projection), nn.ReLU()) if projection else nn.Identity()
         self.lstm = PaddedBiLSTM(projection or features, hidden_size, num_layers, dropout)
         self.fc = nn.Linear(2 * hidden_size, num_classes * frames_per_step)
+
+    @classmethod
+    def from_config(cls, cfg: ColumnBiLSTMConfig, num_classes: int, height: int) -> ColumnBiLSTM:
+        """The model `ocr.bilstm.model` describes, each key read by name (a renamed key is a type error)."""
+        return cls(num_classes, height, projection=cfg.projection, hidden_size=cfg.hidden_size,
+                   num_layers=cfg.num_layers, stride=cfg.stride, dropout=cfg.dropout,
+                   frames_per_step=cfg.frames_per_step)
 
     def output_lengths(self, widths: Tensor) -> Tensor:
         """Number of valid CTC frames for images of the given true widths (a partial step counts)."""
@@ -215,6 +224,13 @@ class CRNN(nn.Module):
         self.lstm = PaddedBiLSTM(features, hidden_size, num_layers, dropout)
         self.fc = nn.Linear(2 * hidden_size, num_classes * frames_per_step)
 
+    @classmethod
+    def from_config(cls, cfg: CRNNConfig, num_classes: int, height: int) -> CRNN:
+        """The model `ocr.crnn.model` describes, each key read by name (a renamed key is a type error)."""
+        return cls(num_classes, height, channels=cfg.channels, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
+                   downsample=cfg.downsample, pool=cfg.pool, dropout=cfg.dropout, frames_per_step=cfg.frames_per_step,
+                   collapse=cfg.collapse, input_height=cfg.input_height)
+
     def _shrink(self, lengths: Tensor, sw: int) -> Tensor:
         # Strided conv (k=3, p=1): ceil(L / s); max-pool (k=s, no padding): floor(L / s).
         return -(-lengths // sw) if self.pool == "stride" else lengths // sw
@@ -262,9 +278,10 @@ class CRNN(nn.Module):
         return _ctc_frames(self.fc(out), lengths, self.frames)
 
 
-# OCR variant -> model class; the params section ocr.<variant>.model holds the class's arguments
-# (besides num_classes and height, which come from the data), so a model is MODELS[variant](**args).
+# OCR variant -> model class and its params section ocr.<variant>.model, which holds the class's arguments
+# (besides num_classes and height, which come from the data): <class>.from_config(section, num_classes, height).
 MODELS: dict[str, type[nn.Module]] = {"bilstm": ColumnBiLSTM, "crnn": CRNN}
+MODEL_SECTIONS: dict[str, type[ColumnBiLSTMConfig | CRNNConfig]] = {"bilstm": ColumnBiLSTMConfig, "crnn": CRNNConfig}
 
 
 def extend_classes(model: nn.Module, added: int) -> None:
