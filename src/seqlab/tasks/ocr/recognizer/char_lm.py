@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -132,7 +133,7 @@ class CharLM:
 
     # --- file -------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
-        arrays: dict[str, np.ndarray] = {"format": np.array(FORMAT), "alphabet": np.array(self.alphabet),
+        arrays: dict[str, Any] = {"format": np.array(FORMAT), "alphabet": np.array(self.alphabet),
                                          "order": np.array(self.order)}
         for k, table in enumerate(self.tables):
             arrays[f"keys{k}"] = table.keys
