@@ -87,6 +87,26 @@ def cmd_corpus(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lm(args: argparse.Namespace) -> int:
+    from seqlab.core import paths
+    from seqlab.core.config import load_params
+    from seqlab.tasks.ocr.charset import Charset
+    from seqlab.tasks.ocr.config import OcrConfig
+    from seqlab.tasks.ocr.data import load_split
+    from seqlab.tasks.ocr.recognizer.char_lm import build_language_model, lm_path
+    from seqlab.tasks.ocr.synth.corpus import read_passages
+
+    ocr = OcrConfig.of(load_params(args.params, args.task))
+    order, charset = ocr.decode.lm_order, Charset.from_name(ocr.data.charset)
+    labels = load_split(paths.data_dir("ocr") / "train.npz", charset).texts  # the training split only
+    prose = read_passages("train")
+    out = lm_path()
+    lm = build_language_model([*labels, *prose], charset, order, out)
+    print(f"[ocr-lm] order-{order} character model of {len(labels)} training labels and {len(prose)} prose passages: "
+          f"{sum(len(t.keys) for t in lm.tables)} contexts -> {out}", file=sys.stderr)
+    return 0
+
+
 def cmd_render_reserved(args: argparse.Namespace) -> int:
     from seqlab.core import paths
     from seqlab.core.config import load_params
@@ -143,12 +163,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                       ("--drop-bad", args.drop_bad)) if value]
     if given:
         raise SeqlabError(f"{', '.join(given)}: only with --gt DIR (scoring on your own ground truth)")
+    from seqlab.core.config import load_params
     from seqlab.evaluation.evaluate import evaluate, headline
     from seqlab.tracking.runs import server_outage
 
     variant = check_variant(args.task, args.variant)
+    params = load_params(args.params, args.task)
     with server_outage("rerun"):
-        metrics = evaluate(args.task, variant)
+        metrics = evaluate(args.task, variant, params)
     print(headline(task_class(args.task), model_id(args.task, variant), metrics), file=sys.stderr)
     return 0
 
@@ -317,11 +339,13 @@ def cmd_read_pages(args: argparse.Namespace) -> int:
     from seqlab.tasks.ocr.documents.page_eval import evaluate_pages
     from seqlab.tasks.ocr.recognizer.task import OcrTask
 
-    samples = Path(args.samples or OcrConfig.of(load_params(args.params, args.task)).pages.samples)
+    params = load_params(args.params, args.task)
+    samples = Path(args.samples or OcrConfig.of(params).pages.samples)
     checkpoint = Path(args.model) if args.model else paths.model_path(model_id(args.task, check_variant(args.task, None)))
     task, model, _ = load_model(checkpoint, args.task)
     if not isinstance(task, OcrTask):
         raise SeqlabError(f"{checkpoint}: not an OCR model")
+    task.use_params(params)
     summary = evaluate_pages(task.recognizer(model), task.height, samples, args.out)
     shown = {k: summary[k] for k in ("pages", "cer", "cer_nocase", "lines_found", "lines_expected", "all_in_order")}
     print(f"[pages] {json.dumps(shown)}; timing {json.dumps(summary['timing'])}", file=sys.stderr)
@@ -349,6 +373,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
             task, model, ckpt = load_model(checkpoint, args.task, name=name)
             config = ckpt["config"]
     task = reader_class(args.task).from_checkpoint(config)  # the task as predict reads (ocr: pages too)
+    if not args.greedy and Path(args.params).is_file():  # decoding as the evaluate stage measured it
+        from seqlab.core.config import load_params
+
+        task.use_params(load_params(args.params, args.task))
     if task.predict_from_args:
         if not args.inputs:
             raise SeqlabError(f"predict {args.task} needs one or more inputs (image paths)")
@@ -420,6 +448,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("corpus", help="write the OCR text corpus: training and reserved prose (data/ocr-corpus/)")
     p.set_defaults(func=cmd_corpus, task="ocr")  # an OCR stage
 
+    p = sub.add_parser("lm", help="build the OCR decoder's character language model from the training text "
+                                  "(models/ocr-lm.npz)")
+    p.set_defaults(func=cmd_lm, task="ocr")  # an OCR stage
+
     p = sub.add_parser("render-reserved", help="render the OCR test splits in the reserved font families")
     p.set_defaults(func=cmd_render_reserved, task="ocr")  # an OCR stage: reads ocr's section only
 
@@ -475,6 +507,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", choices=("torch", "onnxruntime"), default="torch",
                    help="torch (default), or onnxruntime on the model's ONNX export (models/<id>.onnx, made by "
                    "`seqlab export`; a checkpoint without one is exported on the fly)")
+    p.add_argument("--greedy", action="store_true",
+                   help="ocr: greedy CTC decoding instead of params.yaml's ocr.decode (the beam search and its "
+                        "language model, models/ocr-lm.npz); without a params.yaml predict decodes greedily")
     p.add_argument("--page", action="store_true",
                    help="ocr: read every image as a page: find its text lines, print one output line per text line "
                    "(without it, an image where two or more whole lines are found is read as a page)")

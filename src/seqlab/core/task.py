@@ -154,6 +154,11 @@ class Task(ABC):
     def evaluate(self, model: nn.Module, device: torch.device) -> Evaluation:
         """Each test split's figures, named tables (breakdowns) and figures."""
 
+    def use_params(self, params: Any) -> None:
+        """Settings of params.yaml that shape how a trained model reads (OCR: its decoding), applied by
+        evaluate and predict after from_checkpoint. `params` is a seqlab.core.config.Params. Default: none."""
+        return None
+
     def references(self) -> list[Reference]:
         """Models of this task's experiment trained elsewhere, whose files the evaluate stage logs into MLflow
         beside this task's models when the store lacks them (a stage whose outputs are git-tracked and up to

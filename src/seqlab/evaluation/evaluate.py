@@ -12,15 +12,19 @@ import torch
 
 from seqlab.core import paths
 from seqlab.core.checkpoint import load_model
+from seqlab.core.config import Params
 from seqlab.core.registry import model_id
 from seqlab.core.results import SPLITS_FILE, write_results
 from seqlab.core.task import Task
 
 
-def evaluate(task_name: str, variant: str | None = None) -> dict[str, dict[str, Any]]:
-    """Score models/<id>.pt on the test splits; write metrics/<id>/; return each split's figures."""
+def evaluate(task_name: str, variant: str | None = None, params: Params | None = None) -> dict[str, dict[str, Any]]:
+    """Score models/<id>.pt on the test splits, reading as `params` say (OCR: decoding); write metrics/<id>/;
+    return each split's figures."""
     model_file = paths.model_path(model_id(task_name, variant))
     task, model, _ = load_model(model_file, task_name)
+    if params is not None:
+        task.use_params(params)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
     with torch.no_grad():

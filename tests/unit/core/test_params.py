@@ -181,7 +181,7 @@ def test_loading_params_imports_neither_torch_nor_trdg(tmp_path):
 # --- field names are the constructors' arguments -------------------------------------------------------------
 
 def test_every_ocr_variant_has_a_section_and_a_model():
-    shared = {"data", "reserved", "augment", "tesseract", "pages", "finetune"}
+    shared = {"data", "reserved", "augment", "tesseract", "decode", "pages", "finetune"}
     assert set(entry("ocr").variants) == set(MODELS) == set(OcrConfig.model_fields) - shared
 
 

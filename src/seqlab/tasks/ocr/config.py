@@ -328,6 +328,18 @@ class TesseractConfig(Section):
     line_psm: PageSegMode  # on line images: 7 = single line
 
 
+class DecodeConfig(Section):
+    """How CTC outputs become text (recognizer.decoding): greedy, or a prefix beam search with the character
+    language model the `ocr-lm` stage builds from the training text. docs/ocr.md "Decoding" has the sweep."""
+
+    method: Literal["greedy", "beam"]
+    beam_width: Annotated[int, Field(ge=1, le=64)]
+    lm_weight: Annotated[float, Field(ge=0, le=5)]  # 0: a beam search without the language model
+    length_bonus: Annotated[float, Field(ge=-5, le=5)]  # per character: offsets the language model's cost
+    min_prob: Annotated[float, Field(gt=0, lt=1)]  # a frame's classes below this are not tried
+    lm_order: Annotated[int, Field(ge=1, le=8)]  # characters per n-gram (the context is one fewer)
+
+
 class OcrPagesConfig(Section):
     """The `ocr-pages` stage (documents.page_eval): the folder of transcribed sample pages it reads."""
 
@@ -374,6 +386,7 @@ class OcrConfig(Section):
     bilstm: BiLSTMVariantConfig
     crnn: CRNNVariantConfig
     tesseract: TesseractConfig
+    decode: DecodeConfig
     pages: OcrPagesConfig
     finetune: FinetuneConfig
 

@@ -149,7 +149,7 @@ def test_ocr_task_predict_answers_the_rest_of_the_batch(files, tmp_path):
 @pytest.mark.slow  # a `seqlab predict ocr` process
 def test_seqlab_predict_ocr_end_to_end(files, tmp_path):
     model = _tiny_model_checkpoint(tmp_path / "tiny.pt")
-    proc = subprocess.run([sys.executable, "-m", "seqlab.cli", "predict", "ocr", "--model", str(model), *_batch(files)],
+    proc = subprocess.run([sys.executable, "-m", "seqlab.cli", "predict", "ocr", "--greedy", "--model", str(model), *_batch(files)],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1  # some inputs failed
     assert "Traceback" not in proc.stderr

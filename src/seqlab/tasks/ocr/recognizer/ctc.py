@@ -5,7 +5,7 @@ Class 0 is the CTC blank; class ``i + 1`` is the charset's ``i``-th character.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -57,10 +57,14 @@ class CtcReader:
 
     Images go through in width-sorted batches of :data:`READ_BATCH` (the order the task's validation
     has always used, so the figures do not depend on which caller reads) and come back in input order.
+    `decode` turns a batch's (T, B, C) scores and lengths into class indices: greedy by default, or what
+    params.yaml's `ocr.decode` asks for (seqlab.tasks.ocr.recognizer.decoding).
     """
 
-    def __init__(self, model: nn.Module, charset: Charset, device: torch.device) -> None:
+    def __init__(self, model: nn.Module, charset: Charset, device: torch.device,
+                 decode: Callable[[Tensor, Tensor], list[list[int]]] | None = None) -> None:
         self.model, self.charset, self.device = model, charset, device
+        self.decode = decode or greedy_decode
 
     def read(self, images: Sequence[np.ndarray]) -> list[str]:
         return self._read(OcrSplit.unlabelled(images), with_loss=False)[0]
@@ -78,6 +82,6 @@ class CtcReader:
             log_probs, out_lengths = self.model(batch.images, batch.widths)
             if with_loss:
                 loss_sum += ctc_loss(log_probs, out_lengths, batch, reduction="sum").item()
-            for i, seq in zip(batch.index.tolist(), greedy_decode(log_probs.cpu(), out_lengths.cpu()), strict=True):
+            for i, seq in zip(batch.index.tolist(), self.decode(log_probs.cpu(), out_lengths.cpu()), strict=True):
                 texts[i] = self.charset.normalize(self.charset.decode(seq))  # a line's spaces as its labels have them
         return texts, loss_sum / max(1, sum(len(label) for label in data.labels))

@@ -25,7 +25,8 @@ from seqlab.tasks.ocr.charset import Charset
 from seqlab.tasks.ocr.config import AugmentConfig, ColumnBiLSTMConfig, CRNNConfig, OcrRun
 from seqlab.tasks.ocr.data import OcrSplit
 from seqlab.tasks.ocr.recognizer.batching import OcrBatch, iterate_batches
-from seqlab.tasks.ocr.recognizer.ctc import CtcReader, ctc_loss
+from seqlab.tasks.ocr.recognizer.ctc import CtcReader, ctc_loss, greedy_decode
+from seqlab.tasks.ocr.recognizer.decoding import Decoder, decoder_for, describe
 from seqlab.tasks.ocr.recognizer.metrics import summarize
 from seqlab.tasks.ocr.recognizer.models import CRNN, MODEL_SECTIONS, MODELS, ColumnBiLSTM
 from seqlab.tasks.ocr.recognizer.report import HEADLINE_METRIC, HEADLINE_SPLITS, evaluate_recognizer
@@ -50,6 +51,8 @@ class OcrTask(Task):
         self.charset = charset  # the labels' classes: the data's for training, the checkpoint's afterwards
         self.augment = augment  # training batches only; None: no augmentation (evaluation, predict)
         self.height = height  # the model's input height, likewise
+        self.decode: Decoder = greedy_decode  # how evaluate and predict read; training's validation stays greedy
+        self.decoding = "greedy"  # the same, in words (eval.json, logs)
 
     @classmethod
     def for_training(cls, section: RunSection, variant: str | None) -> Self:
@@ -64,6 +67,13 @@ class OcrTask(Task):
     def from_checkpoint(cls, config: Mapping[str, Any]) -> Self:
         variant, meta = config["variant"], config["meta"]
         return cls(variant, Charset.from_name(meta["charset"]), height=int(meta["height"]))
+
+    def use_params(self, params: Any) -> None:
+        """Decode as params.yaml's `ocr.decode` says (beam search: with models/ocr-lm.npz)."""
+        from seqlab.tasks.ocr.config import OcrConfig
+
+        config = OcrConfig.of(params).decode
+        self.decode, self.decoding = decoder_for(self.charset, config), describe(config)
 
     # --- data -----------------------------------------------------------------------------
     def load_split(self, split: str) -> OcrSplit:
@@ -118,7 +128,7 @@ class OcrTask(Task):
         from seqlab.tasks.ocr.images import fit_split
 
         splits = {name: fit_split(split, self.height) for name, split in ocr_data.load_test_splits(self.charset).items()}
-        return evaluate_recognizer(CtcReader(model, self.charset, device), splits, self.model_id)
+        return evaluate_recognizer(CtcReader(model, self.charset, device, self.decode), splits, self.model_id)
 
     def references(self) -> list[Reference]:
         """The Tesseract baseline, from the files its stage wrote (none before it ran)."""
@@ -144,7 +154,7 @@ class OcrTask(Task):
 
     def recognizer(self, model: nn.Module) -> Callable[[Sequence[np.ndarray]], list[str]]:
         """Model-height uint8 images in, texts out, in width-sorted batches on the CPU (CtcReader)."""
-        return CtcReader(model, self.charset, torch.device("cpu")).read
+        return CtcReader(model, self.charset, torch.device("cpu"), self.decode).read
 
     def input_example(self, meta: Mapping[str, Any]) -> dict[str, list[Any]]:
         """The first validation image as PNG (training has the validation split at hand; the test splits

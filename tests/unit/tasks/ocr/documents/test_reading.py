@@ -9,6 +9,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+import yaml
 from PIL import Image
 
 from seqlab.cli import main
@@ -38,7 +39,7 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def predict(model: Path, *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = main(["predict", "ocr", "--model", str(model), *args])
+    code = main(["predict", "ocr", "--greedy", "--model", str(model), *args])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -101,7 +102,11 @@ def test_read_pages_writes_its_metrics(model, tmp_path, capsys) -> None:
     (samples / "page.gt.txt").write_text("\n".join(TEXTS[:3]) + "\n\n" + "\n".join(TEXTS[3:]) + "\n")
     (samples / "page.boxes.tsv").write_text("".join(" ".join(map(str, b)) + "\n" for b in boxes))
     out = tmp_path / "out"
-    assert main(["read-pages", "--model", str(model), "--samples", str(samples), "--out", str(out)]) == 0
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["ocr"]["decode"]["method"] = "greedy"  # no language model here: the page mechanics are under test
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    assert main(["--params", str(tmp_path / "params.yaml"), "read-pages", "--model", str(model), "--samples", str(samples),
+                 "--out", str(out)]) == 0
     summary = json.loads((out / "eval.json").read_text())
     assert summary["lines_found"] == summary["lines_expected"] == len(TEXTS)
     assert "timing" not in summary  # eval.json: figures only, the same on every run

@@ -1,0 +1,117 @@
+"""CTC prefix beam search with a character language model (Hannun et al., 2014, "First-pass LVCSR").
+
+Greedy decoding takes the best class of every frame; a prefix beam search keeps the `beam_width` best
+label prefixes, each with the probability of all frame paths that collapse to it (ending in a blank or
+not), so a character smeared over several frames with a blank spike inside is one character, not two.
+A prefix's score adds the language model's log-probability, times `lm_weight`, and `length_bonus` per
+character (the language model alone would prefer shorter texts).
+
+Frames are pruned to the classes whose probability is at least `min_prob` (the best class always stays):
+on a trained model most frames are all blank, and such a frame only moves probability mass between a
+prefix's two endings.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from seqlab.tasks.ocr.charset import Charset
+from seqlab.tasks.ocr.recognizer.char_lm import CharLM
+
+NEG_INF = -math.inf
+
+
+def _logadd(a: float, b: float) -> float:
+    if a == NEG_INF:
+        return b
+    if b == NEG_INF:
+        return a
+    if a > b:
+        return a + math.log1p(math.exp(b - a))
+    return b + math.log1p(math.exp(a - b))
+
+
+@dataclass(frozen=True)
+class BeamSettings:
+    beam_width: int = 8
+    lm_weight: float = 0.0
+    length_bonus: float = 0.0
+    min_prob: float = 1e-3
+
+
+class BeamSearchDecoder:
+    """Decodes (T, B, C) CTC log-probabilities like `greedy_decode`, with a beam and an optional language model."""
+
+    def __init__(self, charset: Charset, settings: BeamSettings, lm: CharLM | None = None) -> None:
+        if settings.beam_width < 1:
+            raise ValueError(f"beam_width must be >= 1, got {settings.beam_width}")
+        self.charset, self.settings, self.lm = charset, settings, lm
+        self._log_min = math.log(settings.min_prob)
+        self._lm_index: list[int | None] = []  # class -> the language model's alphabet index
+        if lm is not None:
+            lookup = {ch: i for i, ch in enumerate(lm.alphabet)}
+            self._lm_index = [None, *(lookup.get(ch) for ch in charset.chars)]
+            self._floor = math.log(1.0 / len(lm.alphabet))  # a class the model's alphabet lacks
+
+    def __call__(self, log_probs: Tensor, lengths: Tensor) -> list[list[int]]:
+        if log_probs.dim() != 3:
+            raise ValueError(f"log_probs must be (T, B, C), got shape {tuple(log_probs.shape)}")
+        scores = torch.log_softmax(log_probs.detach().float().cpu(), dim=2).numpy()
+        limits = lengths.detach().to("cpu", torch.long).clamp(0, scores.shape[0]).tolist()
+        return [self.decode(scores[:limits[b], b]) for b in range(scores.shape[1])]
+
+    def decode(self, frames: np.ndarray) -> list[int]:
+        """Class indices of one sample's best prefix; frames is (T, C) log-probabilities."""
+        s = self.settings
+        beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, NEG_INF)}  # prefix -> (ends in blank, not)
+        lm_scores: dict[tuple[int, ...], float] = {(): 0.0}
+        # A frame where only the blank passes the pruning, after another such frame, adds its blank
+        # log-probability to every beam alike (all mass already ends in a blank): it cannot change the ranking.
+        plausible = frames >= self._log_min
+        only_blank = ~plausible[:, 1:].any(axis=1) & (frames.argmax(axis=1) == 0)
+        skip = only_blank & np.r_[False, only_blank[:-1]]
+        for row in frames[~skip]:
+            candidates = np.flatnonzero(row >= self._log_min).tolist()
+            best = int(row.argmax())
+            if best not in candidates:
+                candidates.append(best)
+            blank = float(row[0])
+            extend = [(c, float(row[c])) for c in candidates if c != 0]
+            nxt: dict[tuple[int, ...], list[float]] = {}
+            for prefix, (p_blank, p_char) in beams.items():
+                total = _logadd(p_blank, p_char)
+                here = nxt.setdefault(prefix, [NEG_INF, NEG_INF])
+                here[0] = _logadd(here[0], total + blank)
+                last = prefix[-1] if prefix else None
+                if last is not None and row[last] >= self._log_min:
+                    here[1] = _logadd(here[1], p_char + float(row[last]))  # the same character, still going on
+                for c, p in extend:
+                    longer = prefix + (c,)
+                    entry = nxt.setdefault(longer, [NEG_INF, NEG_INF])
+                    # a repeat of the last character needs a blank in between; anything else follows either ending
+                    entry[1] = _logadd(entry[1], (p_blank if c == last else total) + p)
+                    if longer not in lm_scores:
+                        lm_scores[longer] = lm_scores[prefix] + self._lm_step(prefix, c)
+            ranked = sorted(nxt.items(), key=lambda item: self._rank(item[0], item[1], lm_scores), reverse=True)
+            beams = {prefix: (ends[0], ends[1]) for prefix, ends in ranked[:s.beam_width]}
+        best_prefix = max(beams, key=lambda prefix: self._rank(prefix, beams[prefix], lm_scores))
+        return list(best_prefix)
+
+    def _rank(self, prefix: tuple[int, ...], ends: tuple[float, float] | list[float],
+              lm_scores: dict[tuple[int, ...], float]) -> float:
+        s = self.settings
+        return _logadd(ends[0], ends[1]) + s.length_bonus * len(prefix) + s.lm_weight * lm_scores[prefix]
+
+    def _lm_step(self, prefix: tuple[int, ...], cls: int) -> float:
+        if self.lm is None or not self.settings.lm_weight:
+            return 0.0
+        index = self._lm_index[cls]
+        if index is None:
+            return self._floor
+        context = self.charset.decode(prefix[-(self.lm.order - 1):]) if self.lm.order > 1 else ""
+        return float(self.lm.log_probs(context)[index])

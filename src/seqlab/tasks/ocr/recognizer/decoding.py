@@ -1,0 +1,47 @@
+"""Which CTC decoding a reader uses, from params.yaml's `ocr.decode`, and the language model it reads.
+
+Every reader of a trained model (evaluate, predict on torch or onnxruntime, pages, scoring ground truth)
+decodes through :func:`decoder_for`, so the figures and the answers come from the same search. Validation
+during training stays greedy: it only ranks epochs, and a beam search per validation pass would cost more
+than the epoch's gain in ranking.
+
+The language model (`models/ocr-lm.npz`, stage `ocr-lm`) is counted from the training split's labels (the
+words, numbers, codes, random strings and prose lines the model was trained to read, in their proportions)
+and the training prose corpus (data/ocr-corpus/train.txt). Never from the validation, test or reserved
+text: the reserved splits judge it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from torch import Tensor
+
+from seqlab.tasks.ocr.charset import Charset
+from seqlab.tasks.ocr.config import DecodeConfig
+from seqlab.tasks.ocr.recognizer.beam_search import BeamSearchDecoder, BeamSettings
+from seqlab.tasks.ocr.recognizer.char_lm import CharLM, lm_path
+from seqlab.tasks.ocr.recognizer.ctc import greedy_decode
+
+Decoder = Callable[[Tensor, Tensor], list[list[int]]]  # (T, B, C) scores, (B,) lengths -> class indices
+
+
+def decoder_for(charset: Charset, config: DecodeConfig, lm_file: Path | None = None) -> Decoder:
+    """Greedy decoding, or a beam search (with the language model at `lm_file`, default models/ocr-lm.npz,
+    when `lm_weight` > 0; a missing model is a CheckpointError naming the stage that builds it)."""
+    if config.method == "greedy":
+        return greedy_decode
+    lm = CharLM.load(lm_file or lm_path()) if config.lm_weight > 0 else None
+    settings = BeamSettings(beam_width=config.beam_width, lm_weight=config.lm_weight,
+                            length_bonus=config.length_bonus, min_prob=config.min_prob)
+    return BeamSearchDecoder(charset, settings, lm)
+
+
+def describe(config: DecodeConfig) -> str:
+    """One line for logs and MLflow: the decoding a figure was measured with."""
+    if config.method == "greedy":
+        return "greedy"
+    return (f"beam {config.beam_width}, lm_weight {config.lm_weight}, length_bonus {config.length_bonus}, "
+            f"order-{config.lm_order} character LM")
+
