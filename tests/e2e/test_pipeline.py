@@ -77,19 +77,19 @@ def test_metrics_show_fits_a_terminal(sandbox, reproduced):
     """`dvc metrics show` prints a column per key of every metrics file: a few headline figures, not breakdowns."""
     root, env = sandbox
     shown = run(["dvc", "metrics", "show"], root, {**env, "COLUMNS": "100000"}).stdout.splitlines()
-    assert len(shown) == 10 and max(map(len, shown)) <= 200, "\n".join(shown)
+    assert len(shown) == 11 and max(map(len, shown)) <= 200, "\n".join(shown)
 
 
 def test_repro_runs_ocr_end_to_end(repo, reproduced):
     stages = ran_stages(reproduced.stdout)
     assert {"ocr-generate", "ocr-train@bilstm", "ocr-train@crnn", "ocr-evaluate@bilstm", "ocr-evaluate@crnn",
-            "ocr-tesseract"} <= stages
-    for model in ("ocr-bilstm", "ocr-crnn", "ocr-tesseract"):
+            "ocr-tesseract", "ocr-rapidocr", "ocr-lm"} <= stages
+    for model in ("ocr-bilstm", "ocr-crnn", "ocr-tesseract", "ocr-rapidocr"):
         m = splits(repo, model)
         assert json.loads((repo / f"metrics/{model}/eval.json").read_text()) == {
             split: {"cer": m[split]["cer"]} for split in ("test", "test_reserved")}
         table = repo / f"metrics/{model}/by_length.csv"  # our models' evaluate stage writes it, Tesseract's not
-        words = by_length_means(table, "word_accuracy") if model != "ocr-tesseract" else None
+        words = by_length_means(table, "word_accuracy") if model not in ("ocr-tesseract", "ocr-rapidocr") else None
         for split, n in (("test", 16), ("test_heldout_fonts", 16)):
             assert m[split]["count"] == n, m
             assert m[split]["word_accuracy"] < 1 or m[split]["cer"] == 0  # every word right: no character wrong

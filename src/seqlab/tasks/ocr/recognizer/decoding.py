@@ -36,12 +36,3 @@ def decoder_for(charset: Charset, config: DecodeConfig, lm_file: Path | None = N
     settings = BeamSettings(beam_width=config.beam_width, lm_weight=config.lm_weight,
                             length_bonus=config.length_bonus, min_prob=config.min_prob)
     return BeamSearchDecoder(charset, settings, lm)
-
-
-def describe(config: DecodeConfig) -> str:
-    """One line for logs and MLflow: the decoding a figure was measured with."""
-    if config.method == "greedy":
-        return "greedy"
-    return (f"beam {config.beam_width}, lm_weight {config.lm_weight}, length_bonus {config.length_bonus}, "
-            f"order-{config.lm_order} character LM")
-

@@ -24,13 +24,13 @@ from seqlab.tasks.ocr import data as ocr_data
 from seqlab.tasks.ocr.charset import Charset
 from seqlab.tasks.ocr.config import AugmentConfig, ColumnBiLSTMConfig, CRNNConfig, OcrRun
 from seqlab.tasks.ocr.data import OcrSplit
+from seqlab.tasks.ocr.recognizer import rapidocr, tesseract
 from seqlab.tasks.ocr.recognizer.batching import OcrBatch, iterate_batches
 from seqlab.tasks.ocr.recognizer.ctc import CtcReader, ctc_loss, greedy_decode
-from seqlab.tasks.ocr.recognizer.decoding import Decoder, decoder_for, describe
+from seqlab.tasks.ocr.recognizer.decoding import Decoder, decoder_for
 from seqlab.tasks.ocr.recognizer.metrics import summarize
 from seqlab.tasks.ocr.recognizer.models import CRNN, MODEL_SECTIONS, MODELS, ColumnBiLSTM
 from seqlab.tasks.ocr.recognizer.report import HEADLINE_METRIC, HEADLINE_SPLITS, evaluate_recognizer
-from seqlab.tasks.ocr.recognizer.tesseract import reference
 
 
 class OcrTask(Task):
@@ -52,7 +52,6 @@ class OcrTask(Task):
         self.augment = augment  # training batches only; None: no augmentation (evaluation, predict)
         self.height = height  # the model's input height, likewise
         self.decode: Decoder = greedy_decode  # how evaluate and predict read; training's validation stays greedy
-        self.decoding = "greedy"  # the same, in words (eval.json, logs)
 
     @classmethod
     def for_training(cls, section: RunSection, variant: str | None) -> Self:
@@ -73,7 +72,7 @@ class OcrTask(Task):
         from seqlab.tasks.ocr.config import OcrConfig
 
         config = OcrConfig.of(params).decode
-        self.decode, self.decoding = decoder_for(self.charset, config), describe(config)
+        self.decode = decoder_for(self.charset, config)
 
     # --- data -----------------------------------------------------------------------------
     def load_split(self, split: str) -> OcrSplit:
@@ -131,9 +130,8 @@ class OcrTask(Task):
         return evaluate_recognizer(CtcReader(model, self.charset, device, self.decode), splits, self.model_id)
 
     def references(self) -> list[Reference]:
-        """The Tesseract baseline, from the files its stage wrote (none before it ran)."""
-        baseline = reference()
-        return [] if baseline is None else [baseline]
+        """The reference engines (Tesseract, RapidOCR), from the files their stages wrote (none before they ran)."""
+        return [found for found in (tesseract.reference(), rapidocr.reference()) if found is not None]
 
     # --- predict --------------------------------------------------------------------------
     def answers(self, model: nn.Module, meta: Mapping[str, Any], inputs: Iterable[str]) -> Iterator[Answer]:
