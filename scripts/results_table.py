@@ -57,7 +57,7 @@ FILES = ("kth/eval.json", "binary_add/eval.json", "ocr-crnn/eval.json", "ocr-bil
          "ocr-bilstm/splits.json", "ocr-bilstm/by_kind.csv", "ocr-bilstm/train.json", "ocr-bilstm/history.csv",
          "ocr-tesseract/splits.json", "ocr-tesseract/by_kind.csv", "ocr-rapidocr/splits.json", "ocr-rapidocr/by_kind.csv",
          "pipeline_times.json", "baselines/ocr-crnn-words.json", "ocr-architectures/results.json",
-         "float-spread.json", "ocr-pages/eval.json", "ocr-finetune/eval.json", "ocr-finetune/finetune.json")
+         "float-spread.json", "ocr-decoding/results.json", "ocr-pages/eval.json", "ocr-finetune/eval.json", "ocr-finetune/finetune.json")
 SEQUENCE_MODELS = {"kth": "kth", "binary_add": "binary_add"}
 OCR_MODELS = {"ocr-crnn": "ocr crnn", "ocr-bilstm": "ocr bilstm", "ocr-tesseract": "Tesseract 5",
               "ocr-rapidocr": "RapidOCR (PP-OCRv6 small)"}
@@ -327,6 +327,37 @@ def architectures_table(metrics: Metrics) -> list[str]:
                     *(f"`{s}`" for s in splits)], rows)]
 
 
+DECODING_SPLITS = ("test", "test_reserved", "test_reserved_degraded", "test_reserved_lines",
+                   "test_reserved_lines_degraded", "test_reserved_scans")
+
+
+def decoding_table(metrics: Metrics) -> list[str]:
+    """The decodings of benchmarks/decoding.py on one model: CER per split, random strings, doubled letters, cost."""
+    results = metrics.get("ocr-decoding/results")
+    if results is None:
+        return ["No metrics/ocr-decoding/results.json yet: `python benchmarks/decoding.py` writes it."]
+    rows = []
+    for name, r in results["candidates"].items():
+        splits, kinds = r["splits"], r["kinds"]
+        random = [kinds[s]["random"] for s in ("test", "test_heldout_fonts") if "random" in kinds.get(s, {})]
+        words, lines = splits["test_reserved"], splits["test_reserved_lines"]
+        rows.append([f"{name} (default)" if name == results["default"] else name,
+                     *(f"{pct(splits[s]['cer'])} ({pct(splits[s]['cer_nocase'])})" for s in DECODING_SPLITS),
+                     " / ".join(pct(x) for x in random) or MISSING,
+                     str(sum(v["extra_doubles"] for v in splits.values())),
+                     f"{words['decode_ms_per_image']:.2f} / {lines['decode_ms_per_image']:.1f}"])
+    gaps: dict[int, int] = {}
+    for split_gaps in results["greedy_doubled_gaps"].values():
+        for gap, n in split_gaps.items():
+            gaps[int(gap)] = gaps.get(int(gap), 0) + n
+    even = sum(n for gap, n in gaps.items() if gap % 2 == 0)
+    return [*table(["decoding", *(f"`{s}`" for s in DECODING_SPLITS), "random strings (`test` / held-out fonts)",
+                    "extra doubled letters, all splits", "decode ms per word / line"], rows), "",
+            f"Greedy decoding's doubled letters: {even} of {sum(gaps.values())} come from two emissions an even number "
+            "of CTC frames apart (frames between them: "
+            + ", ".join(f"{gap}: {n}" for gap, n in sorted(gaps.items())) + ")."]
+
+
 def float_spread_table(metrics: Metrics) -> list[str]:
     """The committed run's headline figures vs a rerun whose floats differ (scripts/float_spread.py)."""
     spread = metrics.get("float-spread")
@@ -509,6 +540,8 @@ def tables(metrics: Metrics) -> str:
          *kinds_table(metrics)],
         ["**Architectures by CER per CPU-minute** (`benchmarks/ocr_architectures.py`; the default model "
          "follows from it, docs/ocr.md *Architectures*)", "", *architectures_table(metrics)],
+        ["**Decoding** (`python benchmarks/decoding.py`: the CRNN's scores decoded each way; case-sensitive CER, "
+         "case-folded in brackets; docs/ocr.md *Decoding*)", "", *decoding_table(metrics)],
         ["**Real documents** (docs/pages.md, docs/finetuning.md: the sample is Tesseract's test page, 8 lines; "
          "fine-tuning holds back `ocr.finetune.val_share` of them)", "", *documents_table(metrics)],
         ["**Targets**", "", *targets_table(metrics)],

@@ -13,6 +13,7 @@ prefix's two endings.
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass
 
@@ -38,7 +39,7 @@ def _logadd(a: float, b: float) -> float:
 
 @dataclass(frozen=True)
 class BeamSettings:
-    beam_width: int = 8
+    beam_width: int = 4
     lm_weight: float = 0.0
     length_bonus: float = 0.0
     min_prob: float = 1e-3
@@ -68,20 +69,20 @@ class BeamSearchDecoder:
     def decode(self, frames: np.ndarray) -> list[int]:
         """Class indices of one sample's best prefix; frames is (T, C) log-probabilities."""
         s = self.settings
-        beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, NEG_INF)}  # prefix -> (ends in blank, not)
-        lm_scores: dict[tuple[int, ...], float] = {(): 0.0}
         # A frame where only the blank passes the pruning, after another such frame, adds its blank
         # log-probability to every beam alike (all mass already ends in a blank): it cannot change the ranking.
         plausible = frames >= self._log_min
         only_blank = ~plausible[:, 1:].any(axis=1) & (frames.argmax(axis=1) == 0)
         skip = only_blank & np.r_[False, only_blank[:-1]]
-        for row in frames[~skip]:
-            candidates = np.flatnonzero(row >= self._log_min).tolist()
-            best = int(row.argmax())
-            if best not in candidates:
-                candidates.append(best)
-            blank = float(row[0])
-            extend = [(c, float(row[c])) for c in candidates if c != 0]
+        beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, NEG_INF)}  # prefix -> (ends in blank, not)
+        lm_scores: dict[tuple[int, ...], float] = {(): 0.0}  # prefix -> its language model log-probability
+        contexts: dict[tuple[int, ...], str] = {(): ""}  # prefix -> its last order-1 characters
+        for row, candidates in zip(frames[~skip].tolist(), plausible[~skip], strict=True):
+            extend = [c for c in np.flatnonzero(candidates).tolist() if c]
+            best = max(range(len(row)), key=row.__getitem__)
+            if best and best not in extend:
+                extend.append(best)
+            blank = row[0]
             nxt: dict[tuple[int, ...], list[float]] = {}
             for prefix, (p_blank, p_char) in beams.items():
                 total = _logadd(p_blank, p_char)
@@ -89,29 +90,28 @@ class BeamSearchDecoder:
                 here[0] = _logadd(here[0], total + blank)
                 last = prefix[-1] if prefix else None
                 if last is not None and row[last] >= self._log_min:
-                    here[1] = _logadd(here[1], p_char + float(row[last]))  # the same character, still going on
-                for c, p in extend:
+                    here[1] = _logadd(here[1], p_char + row[last])  # the same character, still going on
+                for c in extend:
                     longer = prefix + (c,)
                     entry = nxt.setdefault(longer, [NEG_INF, NEG_INF])
                     # a repeat of the last character needs a blank in between; anything else follows either ending
-                    entry[1] = _logadd(entry[1], (p_blank if c == last else total) + p)
+                    entry[1] = _logadd(entry[1], (p_blank if c == last else total) + row[c])
                     if longer not in lm_scores:
-                        lm_scores[longer] = lm_scores[prefix] + self._lm_step(prefix, c)
-            ranked = sorted(nxt.items(), key=lambda item: self._rank(item[0], item[1], lm_scores), reverse=True)
-            beams = {prefix: (ends[0], ends[1]) for prefix, ends in ranked[:s.beam_width]}
-        best_prefix = max(beams, key=lambda prefix: self._rank(prefix, beams[prefix], lm_scores))
+                        self._extend_lm(prefix, longer, c, lm_scores, contexts)
+            ranked = heapq.nlargest(s.beam_width, nxt.items(), key=lambda item: _logadd(*item[1])
+                                    + s.length_bonus * len(item[0]) + s.lm_weight * lm_scores[item[0]])
+            beams = {prefix: (ends[0], ends[1]) for prefix, ends in ranked}
+        best_prefix = max(beams, key=lambda prefix: _logadd(*beams[prefix]) + s.length_bonus * len(prefix)
+                          + s.lm_weight * lm_scores[prefix])
         return list(best_prefix)
 
-    def _rank(self, prefix: tuple[int, ...], ends: tuple[float, float] | list[float],
-              lm_scores: dict[tuple[int, ...], float]) -> float:
-        s = self.settings
-        return _logadd(ends[0], ends[1]) + s.length_bonus * len(prefix) + s.lm_weight * lm_scores[prefix]
-
-    def _lm_step(self, prefix: tuple[int, ...], cls: int) -> float:
+    def _extend_lm(self, prefix: tuple[int, ...], longer: tuple[int, ...], cls: int,
+                   lm_scores: dict[tuple[int, ...], float], contexts: dict[tuple[int, ...], str]) -> None:
         if self.lm is None or not self.settings.lm_weight:
-            return 0.0
-        index = self._lm_index[cls]
-        if index is None:
-            return self._floor
-        context = self.charset.decode(prefix[-(self.lm.order - 1):]) if self.lm.order > 1 else ""
-        return float(self.lm.log_probs(context)[index])
+            lm_scores[longer] = 0.0
+            return
+        context, index = contexts[prefix], self._lm_index[cls]
+        step = self._floor if index is None else float(self.lm.log_probs(context)[index])
+        lm_scores[longer] = lm_scores[prefix] + step
+        keep = self.lm.order - 1
+        contexts[longer] = (context + self.charset.chars[cls - 1])[-keep:] if keep else ""
