@@ -89,7 +89,7 @@ def main() -> None:
     default = OcrConfig.of(load_params("params.yaml", "ocr")).decode
     beam = default.model_copy(update={"method": "beam"})
     candidates: dict[str, DecodeConfig] = {"greedy": default.model_copy(update={"method": "greedy"}),
-                                           "beam, no LM": beam.model_copy(update={"lm_weight": 0.0})}
+                                           "beam, no LM": beam.model_copy(update={"lm_weight": 0.0, "length_bonus": 0.0})}
     for weight in sorted({*LM_WEIGHTS, beam.lm_weight}):
         candidates[f"beam, LM {weight:g}"] = beam.model_copy(update={"lm_weight": weight})
     wider = 2 * beam.beam_width

@@ -337,7 +337,14 @@ def decoding_table(metrics: Metrics) -> list[str]:
     if results is None:
         return ["No metrics/ocr-decoding/results.json yet: `python benchmarks/decoding.py` writes it."]
     rows = []
-    for name, r in results["candidates"].items():
+    # JSON keeps keys sorted: greedy first, then the beams by width and language model weight
+    def rank(name: str) -> tuple[bool, int, float]:
+        settings = results["candidates"][name].get("settings", {})
+        return name != "greedy", settings.get("beam_width", 0), settings.get("lm_weight", 0.0)
+
+    order = sorted(results["candidates"], key=rank)
+    for name in order:
+        r = results["candidates"][name]
         splits, kinds = r["splits"], r["kinds"]
         random = [kinds[s]["random"] for s in ("test", "test_heldout_fonts") if "random" in kinds.get(s, {})]
         words, lines = splits["test_reserved"], splits["test_reserved_lines"]
@@ -438,8 +445,22 @@ def _speed_vs_tesseract(metrics: Metrics, *, split: str, min_ratio: float) -> Me
     ratio = crnn["words_per_s"] / tesseract["words_per_s"]
     threads = (f"{crnn['threads']} threads each" if crnn["threads"] == tesseract["threads"]
                else f"{crnn['threads']} vs {tesseract['threads']} threads")
-    return f"{crnn['words_per_s']:.0f} vs {tesseract['words_per_s']:.0f} words/s = {ratio:.1f}x ({threads})", \
+    unit = "lines" if "lines" in split or "scans" in split else "words"
+    return f"{crnn['words_per_s']:.0f} vs {tesseract['words_per_s']:.0f} {unit}/s = {ratio:.1f}x ({threads})", \
         ratio >= min_ratio
+
+
+def _default_decoding_no_worse_on(metrics: Metrics, *, kind: str, splits: list[str]) -> Measure:
+    """The default decoding's CER on one word kind against greedy decoding's (benchmarks/decoding.py)."""
+    results = metrics.get("ocr-decoding/results")
+    if results is None or results["default"] not in results["candidates"]:
+        return NOT_MEASURED
+    default, greedy = results["candidates"][results["default"]], results["candidates"]["greedy"]
+    pairs = [(default["kinds"][s][kind], greedy["kinds"][s][kind]) for s in splits if kind in default["kinds"].get(s, {})]
+    if not pairs:
+        return NOT_MEASURED
+    return ("; ".join(f"`{s}` {pct(d)} vs greedy {pct(g)}" for s, (d, g) in zip(splits, pairs, strict=False)),
+            all(d <= g for d, g in pairs))
 
 
 def _not_forced(times: dict[str, Any]) -> str:
@@ -472,6 +493,7 @@ RULES: dict[str, Callable[..., Measure]] = {
     "nocase_cer_no_worse_than_baseline": _nocase_cer_no_worse_than_baseline,
     "case_cer_ratio": _case_cer_ratio,
     "speed_vs_tesseract": _speed_vs_tesseract,
+    "default_decoding_no_worse_on": _default_decoding_no_worse_on,
     "sequence_stages_time": _sequence_stages_time,
     "whole_repro_time": _whole_repro_time,
 }
@@ -521,8 +543,31 @@ GENERATED = ("*Printed by `python scripts/results_table.py` (`make results` writ
              "`tests/unit/scripts/test_readme_results.py` fails when this block differs.*")
 
 
+# The reserved splits (fonts, text and renderer training never saw) on which the README ranks the engines.
+STANDING_SPLITS = {"test_reserved": "words, clean", "test_reserved_degraded": "words, degraded",
+                   "test_reserved_lines": "lines, clean", "test_reserved_lines_degraded": "lines, degraded",
+                   "test_reserved_scans": "lines, scan-like"}
+ENGINES = {"ocr-crnn": "seqlab CRNN", "ocr-tesseract": "Tesseract 5", "ocr-rapidocr": "RapidOCR"}
+
+
+def standing_table(metrics: Metrics) -> list[str]:
+    """Where each engine stands on the reserved splits: case-sensitive CER, best first, seqlab's rank."""
+    rows = []
+    for split, meaning in STANDING_SPLITS.items():
+        cers = {name: get(metrics, f"{model_id}/splits", split, "cer") for model_id, name in ENGINES.items()}
+        known = sorted((cer, name) for name, cer in cers.items() if cer is not None)
+        rank = next((i + 1 for i, (_, name) in enumerate(known) if name == ENGINES["ocr-crnn"]), None)
+        rows.append([f"`{split}` ({meaning})", *(pct(c) if c is not None else MISSING for c in cers.values()),
+                     known[0][1] if known else MISSING,
+                     MISSING if rank is None else ("best" if rank == 1 else f"{rank} of {len(known)}, "
+                                                   f"{100 * (cers['seqlab CRNN'] - known[0][0]):.2f} points behind")])
+    return table(["reserved split", *ENGINES.values(), "best", "seqlab's place"], rows)
+
+
 def summary(metrics: Metrics) -> str:
-    return "\n".join([GENERATED, "", *summary_table(metrics)])
+    return "\n".join([GENERATED, "", *summary_table(metrics), "",
+                      "Where each engine stands on the reserved splits (case-sensitive CER, the same images; "
+                      "seqlab with its default decoding):", "", *standing_table(metrics)])
 
 
 def tables(metrics: Metrics) -> str:
