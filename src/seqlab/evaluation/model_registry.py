@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from filelock import FileLock
+
+from seqlab.core.paths import state_dir
 from seqlab.core.task import Task
 from seqlab.tracking.mlflow_model import logged_model_uri
 from seqlab.tracking.runs import configure_mlflow, store_lock
@@ -56,8 +59,11 @@ def register(run_id: str, task: Task, value: float) -> Registration:
     value = float(value)
     name = registered_name(task.model_id)
     client = mlflow.MlflowClient()
-    # One decision at a time: parallel queued experiments evaluate versions of the same model.
-    with store_lock():
+    # One decision at a time: parallel queued experiments evaluate versions of the same model. The store lock
+    # serializes a SQLite store; the registry lock (a file under the project's state dir, which queued
+    # experiments share) also serializes them on a tracking server, where two evaluations registering and
+    # setting the alias at once made one fail (registered-models/alias: 400).
+    with store_lock(), FileLock(state_dir() / "registry.lock"):
         version = mlflow.register_model(logged_model_uri(run_id), name,
                                         tags={METRIC_TAG: metric, VALUE_TAG: repr(value)}).version
         try:
