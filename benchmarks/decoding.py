@@ -1,5 +1,5 @@
 """CTC decodings side by side on one trained model: greedy, a beam without the language model, and the
-beam with the character language model at several weights, on every test split and word kind.
+beam with the character language model at several weights and gates, on every test split and word kind.
 
 The model reads each split once (its CTC scores are kept); each decoding then decodes the same scores, so
 the figures differ only by the decoding. Per split: case-sensitive and case-folded CER, extra doubled
@@ -41,6 +41,7 @@ from seqlab.tasks.ocr.recognizer.metrics import cer
 
 OUT = Path("metrics/ocr-decoding/results.json")
 LM_WEIGHTS = (0.1, 0.15, 0.3)  # beside 0 (no language model) and the default's
+LM_GATES = (-6.5, -5.0)  # beside the default's: greedy reading's mean LM log-prob per character below which it stays
 
 
 def extra_doubles(pred: str, truth: str) -> int:
@@ -90,11 +91,15 @@ def main() -> None:
     beam = default.model_copy(update={"method": "beam"})
     candidates: dict[str, DecodeConfig] = {"greedy": default.model_copy(update={"method": "greedy"}),
                                            "beam, no LM": beam.model_copy(update={"lm_weight": 0.0, "length_bonus": 0.0})}
+    ungated = beam.model_copy(update={"lm_gate": None})
     for weight in sorted({*LM_WEIGHTS, beam.lm_weight}):
-        candidates[f"beam, LM {weight:g}"] = beam.model_copy(update={"lm_weight": weight})
+        candidates[f"beam, LM {weight:g}"] = ungated.model_copy(update={"lm_weight": weight})
+    for gate in sorted({*LM_GATES, *([] if beam.lm_gate is None else [beam.lm_gate])}):
+        candidates[f"beam, LM {beam.lm_weight:g}, gate {gate:g}"] = beam.model_copy(update={"lm_gate": gate})
     wider = 2 * beam.beam_width
-    candidates[f"beam {wider}, LM {beam.lm_weight:g}"] = beam.model_copy(update={"beam_width": wider})
-    default_name = "greedy" if default.method == "greedy" else f"beam, LM {default.lm_weight:g}"
+    candidates[f"beam {wider}, LM {beam.lm_weight:g}"] = ungated.model_copy(update={"beam_width": wider})
+    default_name = "greedy" if default.method == "greedy" else f"beam, LM {default.lm_weight:g}" + (
+        "" if default.lm_gate is None else f", gate {default.lm_gate:g}")
 
     task, model, _ = load_model(args.model, "ocr")
     model.eval()

@@ -26,6 +26,7 @@ import csv
 import difflib
 import io
 import json
+import math
 import subprocess
 import sys
 from collections.abc import Callable
@@ -45,6 +46,7 @@ BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"  # docs/results.md
 BENCH_BEGIN, BENCH_END = "<!-- bench:begin -->", "<!-- bench:end -->"  # docs/benchmarks.md
 DOCUMENTS = ("README.md", "docs/results.md", "docs/benchmarks.md")  # `make results` writes these (repository root)
 BENCH = METRICS / "bench.json"  # written by `seqlab bench`
+QUEUE = METRICS / "queue-parallel"  # written by scripts/queue_parallel.py --out
 TARGETS = METRICS / "targets.yaml"  # the targets and their thresholds, edited by hand
 MISSING = "—"
 
@@ -57,7 +59,7 @@ FILES = ("kth/eval.json", "binary_add/eval.json", "ocr-crnn/eval.json", "ocr-bil
          "ocr-bilstm/splits.json", "ocr-bilstm/by_kind.csv", "ocr-bilstm/train.json", "ocr-bilstm/history.csv",
          "ocr-tesseract/splits.json", "ocr-tesseract/by_kind.csv", "ocr-rapidocr/splits.json", "ocr-rapidocr/by_kind.csv",
          "pipeline_times.json", "baselines/ocr-crnn-words.json", "ocr-architectures/results.json",
-         "float-spread.json", "ocr-decoding/results.json", "ocr-pages/eval.json", "ocr-finetune/eval.json", "ocr-finetune/finetune.json")
+         "float-spread.json", "ocr-decoding/results.json", "ocr-decoding/frames-per-step-2.json", "ocr-pages/eval.json", "ocr-finetune/eval.json", "ocr-finetune/finetune.json")
 SEQUENCE_MODELS = {"kth": "kth", "binary_add": "binary_add"}
 OCR_MODELS = {"ocr-crnn": "ocr crnn", "ocr-bilstm": "ocr bilstm", "ocr-tesseract": "Tesseract 5",
               "ocr-rapidocr": "RapidOCR (PP-OCRv6 small)"}
@@ -338,9 +340,11 @@ def decoding_table(metrics: Metrics) -> list[str]:
         return ["No metrics/ocr-decoding/results.json yet: `python benchmarks/decoding.py` writes it."]
     rows = []
     # JSON keeps keys sorted: greedy first, then the beams by width and language model weight
-    def rank(name: str) -> tuple[bool, int, float]:
+    def rank(name: str) -> tuple[bool, int, float, float]:
         settings = results["candidates"][name].get("settings", {})
-        return name != "greedy", settings.get("beam_width", 0), settings.get("lm_weight", 0.0)
+        gate = settings.get("lm_gate")
+        return (name != "greedy", settings.get("beam_width", 0), settings.get("lm_weight", 0.0),
+                -math.inf if gate is None else gate)
 
     order = sorted(results["candidates"], key=rank)
     for name in order:
@@ -362,7 +366,26 @@ def decoding_table(metrics: Metrics) -> list[str]:
                     "extra doubled letters, all splits", "decode ms per word / line"], rows), "",
             f"Greedy decoding's doubled letters: {even} of {sum(gaps.values())} come from two emissions an even number "
             "of CTC frames apart (frames between them: "
-            + ", ".join(f"{gap}: {n}" for gap, n in sorted(gaps.items())) + ")."]
+            + ", ".join(f"{gap}: {n}" for gap, n in sorted(gaps.items())) + ").",
+            *frames_per_step_table(metrics)]
+
+
+def frames_per_step_table(metrics: Metrics) -> list[str]:
+    """The two-frames-per-step CRNN's last decoding benchmark against today's model: greedy and each default."""
+    before, now = metrics.get("ocr-decoding/frames-per-step-2"), metrics.get("ocr-decoding/results")
+    if before is None or now is None:
+        return []
+    rows = []
+    for label, results in (("2 (`frames-per-step-2.json`)", before), ("1 (`results.json`)", now)):
+        for name in ("greedy", results["default"]):
+            splits = results["candidates"][name]["splits"]
+            rows.append([label, "greedy" if name == "greedy" else f"default then: {name}",
+                         *(pct(splits[s]["cer"]) for s in DECODING_SPLITS),
+                         str(sum(v["extra_doubles"] for v in splits.values()))])
+    return ["", "**Frames per LSTM step**: the CRNN trained with 2 CTC frames per step (the previous default; its last "
+            "benchmark) and with 1 (`ocr.crnn.model.frames_per_step`), same recipe otherwise; case-sensitive CER.", "",
+            *table(["frames per step", "decoding", *(f"`{s}`" for s in DECODING_SPLITS),
+                    "extra doubled letters, all splits"], rows)]
 
 
 def float_spread_table(metrics: Metrics) -> list[str]:
@@ -612,7 +635,26 @@ def bench_block(path: Path = BENCH) -> str:
         f"({'`seqlab bench --quick`, a smoke test' if report['quick'] else '`seqlab bench`'}, {report['timestamp']}): "
         f"{m['cpu_model']}, {m['cpu_count']} CPUs, {m['torch_threads']} torch threads, torch {m['versions']['torch']}; "
         f"load average {m['load_average_at_start']} at the start.*",
-        "", *bench_table(report)])
+        "", *bench_table(report), *queue_table()])
+
+
+def queue_table(folder: Path = QUEUE) -> list[str]:
+    """Parallel experiments (scripts/queue_parallel.py --out metrics/queue-parallel/NAME.json), one row each."""
+    rows = []
+    for path in sorted(folder.glob("*.json")):
+        result = json.loads(path.read_text())
+        fig, settings = result["figure"], result["settings"]
+        r = fig["ratio"]
+        params = " ".join(f"`-S {p}`" for p in settings["params"]) or "params.yaml's"
+        rows.append([f"{settings['experiments']} x `{settings['target']}` ({params})",
+                     f"{r['median']:.3f} ({r['min']:.3f}-{r['max']:.3f} of {len(r['values'])})",
+                     f"{fig['ours']['median']:.0f} s", f"{fig['baseline']['median']:.0f} s",
+                     f"≤ {fig['target']:g}: {'met' if fig['met'] else 'NOT met'}"])
+    if not rows:
+        return []
+    return ["", f"Parallel experiments (`python scripts/queue_parallel.py`, `{folder.relative_to(ROOT)}`): "
+            "`dvc queue start -j N` against the same N experiments with `-j 1`, wall clock.", "",
+            *table(["experiments", "parallel / sequential", "-j N", "-j 1", "target"], rows)]
 
 
 # --- generated blocks in documents -----------------------------------------------------------------------

@@ -38,19 +38,23 @@ IDLE_TARGET = 0.95  # policy/defaults idle steps/s: at most ~5% cost
 OCR_SIZE = (32, 160)  # image height, width
 BUSY_LOOP = "import sys\nprint('busy', flush=True)\nwhile True:\n    pass\n"
 VARIANTS = ("torch defaults", "policy")
+PER_RUN = ("steps_per_s", "threads", "settle_s")  # what differs between one measurement and the next
 
 
 def run(params_path: Path, repeats: int, seconds: float, warmup: int) -> dict[str, Any]:
     """The threads section: per model, `repeats` rounds of (idle, busy) x (defaults, policy), each a fresh process."""
     steps: dict[tuple[str, str, str], list[float]] = {}
     seen: dict[str, dict[str, Any]] = {}
+    chosen: dict[str, list[dict[str, Any]]] = {}  # per measurement: the thread count it ended with, settling time
     for _ in range(repeats):
         for model in MODELS:
             for variant in VARIANTS:
                 for load in ("idle", "busy"):
                     result = measure(params_path, model, variant, load == "busy", seconds, warmup)
                     steps.setdefault((model, variant, load), []).append(result["steps_per_s"])
-                    seen.setdefault(variant, {k: v for k, v in result.items() if k != "steps_per_s"})
+                    seen.setdefault(variant, {k: v for k, v in result.items() if k not in PER_RUN})
+                    chosen.setdefault(f"{model} {variant} {load}", []).append(
+                        {k: result[k] for k in PER_RUN if k != "steps_per_s"})
     figures = {}
     for model in MODELS:
         for variant in ("policy", "torch defaults"):
@@ -62,13 +66,14 @@ def run(params_path: Path, repeats: int, seconds: float, warmup: int) -> dict[st
             steps[(model, "policy", "idle")], steps[(model, "torch defaults", "idle")], unit="steps/s",
             ours_label="policy", baseline_label="torch defaults", target=IDLE_TARGET)
     settings = {"seconds_per_measurement": seconds, "warmup_steps": warmup, "cores": policy.cores(),
-                "ocr_image": list(OCR_SIZE), "busy": "one single-threaded Python loop", "variants": seen}
+                "ocr_image": list(OCR_SIZE), "busy": "one single-threaded Python loop", "variants": seen,
+                "threads_chosen": chosen}
     return {"settings": settings, "figures": figures}
 
 
 def measure(params_path: Path, model: str, variant: str, busy: bool, seconds: float, warmup: int) -> dict[str, Any]:
     """Steps/s of `model`'s training step in a fresh process under `variant`, beside a busy loop if `busy`."""
-    env = {k: v for k, v in os.environ.items() if k not in (*policy.OMP_VARS, policy.SET_ENV, policy.SWITCH_ENV)}
+    env = {k: v for k, v in os.environ.items() if k not in (*policy.VARS, policy.SET_ENV, policy.SWITCH_ENV)}
     if variant == "torch defaults":
         env[policy.SWITCH_ENV] = "off"
     cmd = [sys.executable, "-m", "seqlab.bench.threads", model, str(seconds), str(warmup), str(params_path)]
@@ -99,29 +104,46 @@ def _start_busy_loop() -> subprocess.Popen[str]:
 
 
 def _child(model: str, seconds: float, warmup: int, params_path: Path) -> dict[str, Any]:
-    """Build `model`'s step on one fixed batch, run `warmup` steps, then count steps for `seconds`."""
+    """Build `model`'s step on one fixed batch, run `warmup` steps, let the thread tuner (policy variant) make
+    its first decision as the training loop's would, then count steps for `seconds`."""
     from seqlab.core.config import load_params
 
     params = load_params(params_path)  # first: a bad params file fails before torch loads (seconds)
     import torch
 
     from seqlab.training.loop import make_scheduler, train_step
+    from seqlab.training.thread_tuner import ThreadTuner, tuning_allowed
 
-    task, net, batch, train = _ocr_step(params, model.split("-")[1]) if model.startswith("ocr-") else \
-        _sequence_step(params, model)
+    task, net, batch, train = step_setup(params, model)
     optimizer = torch.optim.AdamW(net.parameters(), lr=train.lr, weight_decay=train.weight_decay)
     scheduler = make_scheduler(optimizer, "constant", 1)
-    for _ in range(warmup):
+    tuner = ThreadTuner(torch.get_num_threads()) if tuning_allowed(os.environ, 1) else None
+
+    def step() -> None:
         train_step(task, net, batch, optimizer, scheduler, train.grad_clip).item()
+        if tuner:
+            tuner.step_done()
+
+    for _ in range(warmup):
+        step()
+    settle = time.perf_counter()
+    while tuner and tuner.decisions == 0:
+        step()
+    settle = time.perf_counter() - settle
     count, start = 0, time.perf_counter()
     while True:
-        train_step(task, net, batch, optimizer, scheduler, train.grad_clip).item()
+        step()
         count += 1
         elapsed = time.perf_counter() - start
         if elapsed >= seconds:
             break
-    return {"steps_per_s": count / elapsed, "threads": torch.get_num_threads(),
-            **{k: os.environ.get(k) for k in policy.OMP_VARS}}
+    return {"steps_per_s": count / elapsed, "threads": torch.get_num_threads(), "settle_s": round(settle, 2),
+            **{k: os.environ.get(k) for k in policy.VARS}}
+
+
+def step_setup(params: Params, model: str) -> tuple[Any, Any, Any, Any]:
+    """(task, model in train mode, one fixed batch, train section) of `model` (one of MODELS), seeded."""
+    return _ocr_step(params, model.split("-")[1]) if model.startswith("ocr-") else _sequence_step(params, model)
 
 
 def _sequence_step(params: Params, name: str) -> tuple[Any, Any, Any, Any]:

@@ -14,7 +14,11 @@ SPINCOUNT. libgomp reads its environment once, when the runtime starts (when tor
 
 Threads: the cores this process may run on (os.sched_getaffinity), shared by the processes that train side
 by side on purpose: the DDP ranks on this node (LOCAL_WORLD_SIZE) times the queued DVC experiments running
-now (`dvc queue start -j N`: the executors whose info file says preparing or running). At least 1.
+now (`dvc queue start -j N`: the executors whose info file says preparing or running). At least 1. While it
+trains, the loop tunes the count within 1..threads by timing its steps (seqlab.training.thread_tuner).
+
+Numerics: MKL_CBWR=AUTO,STRICT (MKL's conditional numerical reproducibility, strict mode: its GEMMs give the
+same bits whatever the thread count, on this machine's own code path), so that a changed count changes no result.
 
 Overrides, strongest first; the policy never replaces what the user set:
 - OMP_NUM_THREADS, OMP_WAIT_POLICY, GOMP_SPINCOUNT set by the user are left alone (either wait setting keeps
@@ -46,7 +50,8 @@ RANK_THREADS_ENV = "SEQLAB_THREADS_PER_RANK"
 SPIN_ENV = "SEQLAB_SPINCOUNT"
 SWITCH_ENV = "SEQLAB_THREAD_POLICY"  # "off": torch's defaults
 SET_ENV = "SEQLAB_THREAD_POLICY_SET"  # the variables the policy wrote (comma-separated)
-OMP_VARS = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+VARS = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "MKL_CBWR")  # what the policy may set
+REPRODUCIBLE = "AUTO,STRICT"  # MKL_CBWR: MKL's best code path here, bits independent of the thread count
 _RUNNING = (1, 2)  # dvc's TaskStatus PREPARING, RUNNING (dvc/repo/experiments/executor/base.py)
 
 
@@ -65,7 +70,7 @@ class Policy:
     sharers: int
 
     def env(self) -> dict[str, str]:
-        out = {"OMP_NUM_THREADS": str(self.threads)}
+        out = {"OMP_NUM_THREADS": str(self.threads), "MKL_CBWR": REPRODUCIBLE}
         if self.spincount is not None:
             out["GOMP_SPINCOUNT"] = str(self.spincount)
         return out
@@ -77,7 +82,7 @@ def user_env(env: Mapping[str, str]) -> dict[str, str]:
     ours = set(env.get(SET_ENV, "").split(","))
     if "LOCAL_RANK" in env:
         ours.add("OMP_NUM_THREADS")
-    return {k: env[k] for k in OMP_VARS if k in env and k not in ours}
+    return {k: env[k] for k in VARS if k in env and k not in ours}
 
 
 def cores() -> int:
@@ -118,7 +123,7 @@ def write(env: MutableMapping[str, str]) -> Policy:
     """Set the policy's variables in `env`, leaving those the user set, and list what it set in SET_ENV."""
     policy = choose(env)
     user = user_env(env)
-    written = [k for k in OMP_VARS if k not in user]
+    written = [k for k in VARS if k not in user]
     for key in written:
         env.pop(key, None)  # an earlier policy's value: this process derives its own
     for key, value in policy.env().items():
@@ -130,17 +135,20 @@ def write(env: MutableMapping[str, str]) -> Policy:
 
 def running_queued_experiments(env: Mapping[str, str]) -> int:
     """DVC experiments preparing or running in temporary directories of the repository this one belongs to,
-    counted from their executors' info files (`.dvc/tmp/exps/run/<rev>/<rev>.run`); 0 outside `dvc exp run`."""
+    counted from their executors' info files (`.dvc/tmp/exps/run/<rev>/<rev>.run`); 0 outside `dvc exp run`.
+    Only queued ones (location "tempdir") whose directory still exists: a plain `dvc exp run` in the workspace
+    leaves info files that say "preparing" for the whole run, and a killed run leaves its file behind."""
     root = env.get("DVC_ROOT")
     if not env.get("DVC_EXP_NAME") or not root:
         return 0
     count = 0
-    for info in Path(root, ".dvc", "tmp", "exps", "run").glob("*/*.run"):
+    for path in Path(root, ".dvc", "tmp", "exps", "run").glob("*/*.run"):
         try:
-            status = json.loads(info.read_text()).get("status")
+            info = json.loads(path.read_text())
+            running = info.get("status") in _RUNNING and info.get("location") == "tempdir"
         except (OSError, ValueError, AttributeError):
             continue  # being written, or removed as we read: not a running experiment to count
-        count += status in _RUNNING
+        count += running and Path(str(info.get("root_dir"))).is_dir()
     return count
 
 

@@ -23,6 +23,7 @@ import copy
 import hashlib
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field, fields
@@ -52,11 +53,15 @@ from seqlab.tracking.runs import (
 )
 from seqlab.training import distributed
 from seqlab.training.devices import Precision, configure_cudnn, pick_device, pick_precision, to_device
+from seqlab.training.thread_tuner import ThreadTuner, tuning_allowed
 
 # train.json, a metrics file of `dvc metrics show` (which prints a column per key of every metrics file): the
 # model's size and its training time. The rest of the summary (epochs run, the best one and its validation
 # figures) is in history.csv, a row per epoch, and in the MLflow run's final_* metrics.
 TRAIN_METRICS = ("parameters", "train_seconds")
+# What an epoch's record says about the machine, not the model: in the MLflow run, not in history.csv (which
+# the same params must reproduce byte for byte).
+MACHINE_FIELDS = ("epoch_seconds", "cpu_seconds", "train_samples_per_s", "threads")
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, kind: str, total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
@@ -155,6 +160,7 @@ class Run:
     steps_per_epoch: int
     config: dict[str, Any]  # what the checkpoint keeps of the run (model: the model section's on-disk form)
     resume_path: Path
+    tuner: ThreadTuner | None  # the CPU thread count, tuned by timing the steps (None: fixed)
 
 
 def train(task: Task, seed: int, section: RunSection, cpu_budget_s: float | None = None) -> dict[str, Any]:
@@ -232,8 +238,13 @@ def _set_up(task: Task, seed: int, section: RunSection) -> Run:
     key = _fingerprint([config, section.model_dump()], data_files)
     setup = {"device": str(device), "precision": precision.name, "world_size": str(world.size),
              "backend": distributed.backend_name(world), "threads_per_rank": str(torch.get_num_threads()), **cudnn}
+    tuner = ThreadTuner(torch.get_num_threads()) \
+        if device.type == "cpu" and tuning_allowed(os.environ, world.size) else None
+    if tuner is not None:
+        setup["threads_per_rank"] += " (tuned)"
     return Run(task, seed, cfg, world, device, precision, setup, train_data, val_data, model, optimizer, scheduler,
-               scaler, batch_size, steps_per_epoch, config, paths.state_dir() / "resume" / f"{task.model_id}-{key}.pt")
+               scaler, batch_size, steps_per_epoch, config, paths.state_dir() / "resume" / f"{task.model_id}-{key}.pt",
+               tuner)
 
 
 def _resume(run: Run) -> LoopState:
@@ -283,19 +294,27 @@ def _run_epoch(run: Run, net: torch.nn.Module, epoch: int) -> dict[str, Any]:
     batches = islice(task.rank_batches(run.train_data, run.batch_size, gen, world.rank, world.size), run.steps_per_epoch)
     bar = tqdm(batches, total=run.steps_per_epoch, leave=False, desc=f"{task.model_id} epoch {epoch}/{cfg.epochs}",
                mininterval=1.0, file=sys.stderr, disable=not world.is_main)
+    tuner, steps_before = run.tuner, dict(run.tuner.steps) if run.tuner else {}
+    if tuner:
+        tuner.pause()  # the time since the last epoch's last step was validation's
     for batch in bar:
         batch = to_device(batch, device)
         loss = train_step(task, net, batch, run.optimizer, run.scheduler, cfg.grad_clip, run.precision, run.scaler)
         loss_sum += loss.detach()  # summed where it is: reading it each step would wait for a GPU
         count += 1
         samples += batch.size
+        if tuner:
+            tuner.step_done()
     train_seconds = time.perf_counter() - t0
+    threads = tuner.mean_threads(since=steps_before) if tuner else float(torch.get_num_threads())
     total, steps, seen = distributed.sum_over_ranks([loss_sum.item(), count, samples], world, device)
     run.model.eval()
     val = distributed.from_main(lambda: _validate(task, run.model, run.val_data, device, world), world)
     return {"epoch": epoch, "train_loss": total / max(steps, 1), **val,
             "lr": run.optimizer.param_groups[0]["lr"], "epoch_seconds": time.perf_counter() - t0,
-            "cpu_seconds": time.process_time() - cpu0, "train_samples_per_s": seen / train_seconds if seen else None}
+            "cpu_seconds": time.process_time() - cpu0, "train_samples_per_s": seen / train_seconds if seen else None,
+            "threads": threads}
+
 
 
 def _select(run: Run, state: LoopState, record: dict[str, Any]) -> None:
@@ -367,8 +386,7 @@ def _write_outputs(task: Task, model: torch.nn.Module, config: dict[str, Any], s
     })
     out = paths.metrics_dir(task.model_id)
     write_json(out / "train.json", {k: summary[k] for k in TRAIN_METRICS})
-    history = [{k: v for k, v in r.items() if k not in ("epoch_seconds", "cpu_seconds", "train_samples_per_s")}
-               for r in state.history]
+    history = [{k: v for k, v in r.items() if k not in MACHINE_FIELDS} for r in state.history]
     write_csv(out / "history.csv", history)
     loss_keys = [k for k in history[0] if k.endswith("loss")]
     line_plot(out / "history.png", history, "epoch", loss_keys, f"{task.model_id}: loss per epoch", "loss", logy=True)

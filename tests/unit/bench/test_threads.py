@@ -31,9 +31,15 @@ def test_quick_section_measures_both_variants_and_carries_the_targets(monkeypatc
     assert figures["binary_add busy/idle, torch defaults"]["target"] is None
     variants = section["settings"]["variants"]
     assert variants["policy"]["GOMP_SPINCOUNT"] is None  # the policy sets threads only (policy.SPINCOUNT is None)
-    assert variants["policy"]["threads"] == policy.cores() == int(variants["policy"]["OMP_NUM_THREADS"])
+    assert int(variants["policy"]["OMP_NUM_THREADS"]) == policy.cores()  # where the tuner starts
+    assert variants["policy"]["MKL_CBWR"] == "AUTO,STRICT"
     assert variants["torch defaults"]["GOMP_SPINCOUNT"] is None
-    assert variants["torch defaults"]["OMP_NUM_THREADS"] is None
+    assert variants["torch defaults"]["OMP_NUM_THREADS"] is None and variants["torch defaults"]["MKL_CBWR"] is None
+    chosen = section["settings"]["threads_chosen"]
+    assert set(chosen) == {f"binary_add {v} {load}" for v in threads.VARIANTS for load in ("idle", "busy")}
+    for (policy_run,) in (chosen["binary_add policy idle"], chosen["binary_add policy busy"]):
+        assert 1 <= policy_run["threads"] <= policy.cores()
+        assert policy_run["settle_s"] >= 0  # the tuner decided once before the count began
 
     report = new_report(quick=True, repeats=1)
     for name in ("training", "rendering", "ocr", "compute", "pipeline"):  # the sections every report has

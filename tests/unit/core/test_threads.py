@@ -24,12 +24,12 @@ def probe(args):
     import torch
     print(json.dumps({"threads": torch.get_num_threads(),
                       "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "GOMP_SPINCOUNT", "OMP_WAIT_POLICY",
-                                                             "SEQLAB_THREAD_POLICY_SET")}}))
+                                                             "MKL_CBWR", "SEQLAB_THREAD_POLICY_SET")}}))
     return 0
 cli.cmd_validate = probe
 sys.exit(cli.main(["validate"]))
 """
-CLEAN = (*threads.OMP_VARS, threads.SET_ENV, threads.SWITCH_ENV, threads.THREADS_ENV, threads.SPIN_ENV,
+CLEAN = (*threads.VARS, threads.SET_ENV, threads.SWITCH_ENV, threads.THREADS_ENV, threads.SPIN_ENV,
          threads.RANK_THREADS_ENV, "LOCAL_RANK", "LOCAL_WORLD_SIZE", "DVC_EXP_NAME", "DVC_ROOT", "MKL_NUM_THREADS")
 
 
@@ -60,16 +60,17 @@ def test_entry_point_applies_the_policy_before_torch_loads():
     got, stderr = _probe(one_cpu)
     assert got["threads"] == 1 and got["env"]["OMP_NUM_THREADS"] == "1"
     assert threads.SPINCOUNT is None and got["env"]["GOMP_SPINCOUNT"] is None  # libgomp's own (measured better)
-    assert got["env"]["SEQLAB_THREAD_POLICY_SET"] == "OMP_NUM_THREADS"
+    assert got["env"]["MKL_CBWR"] == "AUTO,STRICT"  # results independent of the thread count
+    assert got["env"]["SEQLAB_THREAD_POLICY_SET"] == "OMP_NUM_THREADS,MKL_CBWR"
     all_cpus, _ = _probe()
     assert all_cpus["threads"] == len(os.sched_getaffinity(0))
 
 
 @pytest.mark.slow  # each probe starts `seqlab` in a process that imports torch
 def test_user_settings_win():
-    got, stderr = _probe(OMP_NUM_THREADS="1", GOMP_SPINCOUNT="1234")
+    got, stderr = _probe(OMP_NUM_THREADS="1", GOMP_SPINCOUNT="1234", MKL_CBWR="COMPATIBLE")
     assert got["threads"] == 1 and _displayed(stderr, "GOMP_SPINCOUNT") == "1234"
-    assert got["env"]["SEQLAB_THREAD_POLICY_SET"] == ""
+    assert got["env"]["MKL_CBWR"] == "COMPATIBLE" and got["env"]["SEQLAB_THREAD_POLICY_SET"] == ""
     got, stderr = _probe(OMP_WAIT_POLICY="PASSIVE", SEQLAB_THREADS="1")
     assert got["threads"] == 1 and got["env"]["GOMP_SPINCOUNT"] is None  # a wait policy keeps our spin count out
     assert _displayed(stderr, "OMP_WAIT_POLICY") == "PASSIVE"
@@ -80,7 +81,7 @@ def test_user_settings_win():
 def test_policy_off_leaves_torch_defaults():
     got, _ = _probe(SEQLAB_THREAD_POLICY="off")
     assert got["env"] == {"OMP_NUM_THREADS": None, "GOMP_SPINCOUNT": None, "OMP_WAIT_POLICY": None,
-                          "SEQLAB_THREAD_POLICY_SET": None}
+                          "MKL_CBWR": None, "SEQLAB_THREAD_POLICY_SET": None}
 
 
 def test_a_bad_override_is_one_line_and_exit_1():
@@ -104,15 +105,20 @@ def test_threads_from_cores_ranks_and_overrides():
         threads.choose({"SEQLAB_SPINCOUNT": "x"}, 2)
 
 
-def _info(root: Path, rev: str, status: int) -> None:
+def _info(root: Path, rev: str, status: int, location: str = "tempdir", exists: bool = True) -> None:
     path = root / ".dvc" / "tmp" / "exps" / "run" / rev / f"{rev}.run"
     path.parent.mkdir(parents=True)
-    path.write_text(json.dumps({"git_url": "", "status": status}))
+    workdir = root / ".dvc" / "tmp" / "exps" / f"tmp{rev}"
+    if exists:
+        workdir.mkdir(parents=True)
+    path.write_text(json.dumps({"git_url": "", "status": status, "location": location, "root_dir": str(workdir)}))
 
 
 def test_running_queued_experiments_share_the_cores(tmp_path):
     for rev, status in (("a", 2), ("b", 1), ("c", 3), ("d", 0)):  # running, preparing, success, pending
         _info(tmp_path, rev, status)
+    _info(tmp_path, "w", 2, location="workspace")  # a plain `dvc exp run`: this process itself
+    _info(tmp_path, "k", 1, exists=False)  # a killed run's leftover
     (tmp_path / ".dvc" / "tmp" / "exps" / "run" / "e").mkdir()
     (tmp_path / ".dvc" / "tmp" / "exps" / "run" / "e" / "e.run").write_text("{not json")
     inside = {"DVC_ROOT": str(tmp_path), "DVC_EXP_NAME": "exp-1"}
@@ -125,7 +131,7 @@ def test_running_queued_experiments_share_the_cores(tmp_path):
 def test_a_child_derives_what_the_policy_set_but_keeps_what_the_user_set():
     env = {"GOMP_SPINCOUNT": "5"}
     threads.write(env)
-    assert env["GOMP_SPINCOUNT"] == "5" and env[threads.SET_ENV] == "OMP_NUM_THREADS"
+    assert env["GOMP_SPINCOUNT"] == "5" and env[threads.SET_ENV] == "OMP_NUM_THREADS,MKL_CBWR"
     launcher = {}
     threads.write(launcher)
     rank = {**launcher, "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}

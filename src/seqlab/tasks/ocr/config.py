@@ -338,6 +338,9 @@ class DecodeConfig(Section):
     length_bonus: Annotated[float, Field(ge=-5, le=5)]  # per character: offsets the language model's cost
     min_prob: Annotated[float, Field(gt=0, lt=1)]  # a frame's classes below this are not tried
     lm_order: Annotated[int, Field(ge=1, le=8)]  # characters per n-gram (the context is one fewer)
+    # The language model's mean natural-log probability per character of the greedy reading below which that
+    # reading is kept (random strings, codes); None: always the beam with the language model.
+    lm_gate: Annotated[float, Field(lt=0)] | None
 
 
 class OcrPagesConfig(Section):

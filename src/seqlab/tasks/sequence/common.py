@@ -46,6 +46,18 @@ def make_rnn(cell: str, input_size: int, hidden_size: int, num_layers: int) -> n
     return CELL_TYPES[cell](input_size, hidden_size, num_layers=num_layers, batch_first=True)
 
 
+def run_rnn(rnn: nn.RNNBase, x: torch.Tensor) -> torch.Tensor:
+    """The recurrence's outputs at every step, computed outside oneDNN: oneDNN's fp32 RNN kernel gives other
+    bits with another thread count (measured: binary_add's LSTM gradients), and the training loop changes the
+    count as the machine's load changes (seqlab.training.thread_tuner), which must not change the model."""
+    before = torch._C._get_mkldnn_enabled()  # the flag torch.backends.mkldnn.enabled reads and writes
+    torch._C._set_mkldnn_enabled(False)
+    try:
+        return rnn(x)[0]
+    finally:
+        torch._C._set_mkldnn_enabled(before)
+
+
 class SequenceClassifier(nn.Module):
     """seq2one: a linear head on the hidden state at each sequence's last valid step."""
 
@@ -55,7 +67,7 @@ class SequenceClassifier(nn.Module):
         self.head = nn.Linear(hidden_size, num_classes)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        out, _ = self.rnn(x)  # (B, T, H): top layer's state after every step
+        out = run_rnn(self.rnn, x)  # (B, T, H): top layer's state after every step
         last = lengths.to(out.device) - 1
         return self.head(out[torch.arange(out.shape[0], device=out.device), last])
 
@@ -69,7 +81,7 @@ class SequenceTagger(nn.Module):
         self.head = nn.Linear(hidden_size, outputs)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        out, _ = self.rnn(x)
+        out = run_rnn(self.rnn, x)
         return self.head(out).squeeze(-1)
 
 

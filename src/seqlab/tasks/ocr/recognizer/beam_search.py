@@ -6,6 +6,10 @@ not), so a character smeared over several frames with a blank spike inside is on
 A prefix's score adds the language model's log-probability, times `lm_weight`, and `length_bonus` per
 character (the language model alone would prefer shorter texts).
 
+With `lm_gate` set, a text whose greedy reading the language model finds improbable (mean log-probability
+per character below the gate: random strings, codes, serial numbers) keeps its greedy reading: there the
+model can only pull the reading towards the language it knows.
+
 Frames are pruned to the classes whose probability is at least `min_prob` (the best class always stays):
 on a trained model most frames are all blank, and such a frame only moves probability mass between a
 prefix's two endings.
@@ -37,12 +41,18 @@ def _logadd(a: float, b: float) -> float:
     return b + math.log1p(math.exp(a - b))
 
 
+def _collapse(best: np.ndarray) -> list[int]:
+    """Greedy CTC: the frames' best classes with repeats merged and blanks dropped."""
+    return [int(c) for i, c in enumerate(best.tolist()) if c and (i == 0 or c != best[i - 1])]
+
+
 @dataclass(frozen=True)
 class BeamSettings:
     beam_width: int = 4
     lm_weight: float = 0.0
     length_bonus: float = 0.0
     min_prob: float = 1e-3
+    lm_gate: float | None = None  # mean LM log-probability per character of the greedy reading; below: no LM
 
 
 class BeamSearchDecoder:
@@ -68,6 +78,27 @@ class BeamSearchDecoder:
 
     def decode(self, frames: np.ndarray) -> list[int]:
         """Class indices of one sample's best prefix; frames is (T, C) log-probabilities."""
+        if self.lm is not None and self.settings.lm_weight and self.settings.lm_gate is not None:
+            greedy = _collapse(frames.argmax(axis=1))
+            if self._mean_lm(greedy) < self.settings.lm_gate:
+                return greedy  # a text without language: the optics alone (a beam without the LM reads it worse)
+        return self._search(frames, self.settings.lm_weight if self.lm is not None else 0.0)
+
+    def greedy_lm_score(self, frames: np.ndarray) -> float:
+        """The language model's mean log-probability per character of the greedy reading (0 when empty)."""
+        return self._mean_lm(_collapse(frames.argmax(axis=1)))
+
+    def _mean_lm(self, classes: list[int]) -> float:
+        if not classes or self.lm is None:
+            return 0.0
+        total, context, keep = 0.0, "", self.lm.order - 1
+        for c in classes:
+            index = self._lm_index[c]
+            total += self._floor if index is None else float(self.lm.log_probs(context)[index])
+            context = (context + self.charset.chars[c - 1])[-keep:] if keep else ""
+        return total / len(classes)
+
+    def _search(self, frames: np.ndarray, lm_weight: float) -> list[int]:
         s = self.settings
         # A frame where only the blank passes the pruning, after another such frame, adds its blank
         # log-probability to every beam alike (all mass already ends in a blank): it cannot change the ranking.
@@ -97,17 +128,18 @@ class BeamSearchDecoder:
                     # a repeat of the last character needs a blank in between; anything else follows either ending
                     entry[1] = _logadd(entry[1], (p_blank if c == last else total) + row[c])
                     if longer not in lm_scores:
-                        self._extend_lm(prefix, longer, c, lm_scores, contexts)
+                        self._extend_lm(prefix, longer, c, lm_scores, contexts, lm_weight)
             ranked = heapq.nlargest(s.beam_width, nxt.items(), key=lambda item: _logadd(*item[1])
-                                    + s.length_bonus * len(item[0]) + s.lm_weight * lm_scores[item[0]])
+                                    + s.length_bonus * len(item[0]) + lm_weight * lm_scores[item[0]])
             beams = {prefix: (ends[0], ends[1]) for prefix, ends in ranked}
         best_prefix = max(beams, key=lambda prefix: _logadd(*beams[prefix]) + s.length_bonus * len(prefix)
-                          + s.lm_weight * lm_scores[prefix])
+                          + lm_weight * lm_scores[prefix])
         return list(best_prefix)
 
     def _extend_lm(self, prefix: tuple[int, ...], longer: tuple[int, ...], cls: int,
-                   lm_scores: dict[tuple[int, ...], float], contexts: dict[tuple[int, ...], str]) -> None:
-        if self.lm is None or not self.settings.lm_weight:
+                   lm_scores: dict[tuple[int, ...], float], contexts: dict[tuple[int, ...], str],
+                   lm_weight: float) -> None:
+        if self.lm is None or not lm_weight:
             lm_scores[longer] = 0.0
             return
         context, index = contexts[prefix], self._lm_index[cls]

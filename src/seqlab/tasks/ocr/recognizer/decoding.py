@@ -34,5 +34,5 @@ def decoder_for(charset: Charset, config: DecodeConfig, lm_file: Path | None = N
         return greedy_decode
     lm = CharLM.load(lm_file or lm_path()) if config.lm_weight > 0 else None
     settings = BeamSettings(beam_width=config.beam_width, lm_weight=config.lm_weight,
-                            length_bonus=config.length_bonus, min_prob=config.min_prob)
+                            length_bonus=config.length_bonus, min_prob=config.min_prob, lm_gate=config.lm_gate)
     return BeamSearchDecoder(charset, settings, lm)

@@ -59,6 +59,19 @@ def test_a_weightless_language_model_changes_nothing() -> None:
     assert decode(rows, lm, lm_weight=0.0) == decode(rows)
 
 
+def test_the_gate_keeps_the_language_model_off_texts_it_finds_improbable() -> None:
+    lm = CharLM.fit(["ab ab ab", "cab ab"] * 20, CHARSET.chars, 3)
+    word = [{3: 0.97}, {0: 0.97}, {1: 0.97}, {0: 0.97}, {2: 0.49, 3: 0.50}]  # greedy "cac": "ca" was counted
+    code = [{3: 0.97}, {0: 0.97}, {3: 0.97}, {0: 0.97}, {2: 0.49, 3: 0.50}]  # greedy "ccc": nothing like it
+    decoder = BeamSearchDecoder(CHARSET, BeamSettings(lm_weight=1.0), lm)
+    word_score, code_score = decoder.greedy_lm_score(frames(word)), decoder.greedy_lm_score(frames(code))
+    assert code_score < word_score < 0
+    gate = (word_score + code_score) / 2
+    assert decode(word, lm, lm_weight=1.0, lm_gate=gate) == "cab"  # above the gate: the model still settles it
+    assert decode(code, lm, lm_weight=1.0) == "cab"  # ungated, the model pulls the code towards its text
+    assert decode(code, lm, lm_weight=1.0, lm_gate=gate) == decode(code) == "ccc"  # gated: the optics decide
+
+
 def test_batches_honour_each_samples_length() -> None:
     rows = [{1: 0.98}, {0: 0.98}, {2: 0.98}, {3: 0.98}]
     batch = torch.from_numpy(np.stack([frames(rows), frames(rows)], axis=1)).float()  # (T, 2, C)
@@ -95,7 +108,8 @@ def test_the_file_round_trips_and_a_bad_file_is_one_clear_error(tmp_path) -> Non
 
 
 def _config(**overrides: object) -> DecodeConfig:
-    base = {"method": "beam", "beam_width": 4, "lm_weight": 0.5, "length_bonus": 0.5, "min_prob": 1e-3, "lm_order": 3}
+    base = {"method": "beam", "beam_width": 4, "lm_weight": 0.5, "length_bonus": 0.5, "min_prob": 1e-3, "lm_order": 3,
+            "lm_gate": None}
     return DecodeConfig(**{**base, **overrides})
 
 
