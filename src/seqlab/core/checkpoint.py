@@ -52,7 +52,7 @@ def load_checkpoint(path: str | Path, task: str | None = None, *, name: str | No
     path = Path(path)
     shown = name or str(path)
     if not path.is_file():
-        raise CheckpointError(f"{shown}: checkpoint not found (train it first: dvc repro)")
+        raise CheckpointError(f"{shown}: checkpoint not found (train it first: dvc repro; predict takes another with --model)")
     try:
         with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error below says it all
             warnings.simplefilter("ignore")

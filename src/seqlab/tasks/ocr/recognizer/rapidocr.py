@@ -34,7 +34,13 @@ from seqlab.core.errors import SeqlabError
 from seqlab.core.task import Reference
 from seqlab.tasks.ocr.charset import Charset
 from seqlab.tasks.ocr.data import TEST_SPLITS
-from seqlab.tasks.ocr.recognizer.reference_engine import Pass, data_charset, engine_reference, score_engine
+from seqlab.tasks.ocr.recognizer.reference_engine import (
+    Pass,
+    data_charset,
+    engine_reference,
+    grayscale,
+    score_engine,
+)
 
 MODEL_ID = "ocr-rapidocr"  # its metrics directory, beside metrics/ocr-tesseract
 MODEL_FILE = "PP-OCRv6_rec_small.onnx"  # in the wheel's models/ folder
@@ -103,10 +109,7 @@ class RapidOcr:
     def read(self, images: Sequence[np.ndarray]) -> list[str]:
         """Recognize each uint8 grayscale (H, W) image (dark text on light background, raw pixels)."""
         colour = []
-        for im in images:
-            im = np.asarray(im, dtype=np.uint8)
-            if im.ndim != 2:
-                raise ValueError(f"expected a 2-D grayscale image, got shape {im.shape}")
+        for im in map(grayscale, images):
             colour.append(np.repeat(im[:, :, None], 3, axis=2))  # its BGR input: grey in every channel
         if not colour:
             return []

@@ -13,6 +13,8 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from seqlab.core import paths
 from seqlab.core.results import HEADLINE_FILE, SPLITS_FILE, write_results
 from seqlab.core.task import Evaluation, Figure, Reference
@@ -24,6 +26,15 @@ from seqlab.tasks.ocr.recognizer.report import (
     Recognizer,
     evaluate_recognizer,
 )
+
+
+def grayscale(image: Any) -> np.ndarray:
+    """A reference engine's input as the engines take it: a contiguous uint8 (H, W) array, or a ValueError."""
+    im = np.ascontiguousarray(image, dtype=np.uint8)
+    if im.ndim != 2:
+        raise ValueError(f"expected a 2-D grayscale image, got shape {im.shape}")
+    return im
+
 
 # The breakdowns a reference engine's files keep (not by_length: the README compares it for our models only).
 TABLES = ("by_line_words", "by_kind")

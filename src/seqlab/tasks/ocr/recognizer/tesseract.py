@@ -25,7 +25,13 @@ from seqlab.core.errors import SeqlabError
 from seqlab.core.task import Reference
 from seqlab.tasks.ocr.charset import Charset
 from seqlab.tasks.ocr.data import LINE_SPLITS, WORD_SPLITS
-from seqlab.tasks.ocr.recognizer.reference_engine import Pass, data_charset, engine_reference, score_engine
+from seqlab.tasks.ocr.recognizer.reference_engine import (
+    Pass,
+    data_charset,
+    engine_reference,
+    grayscale,
+    score_engine,
+)
 
 MODEL_ID = "ocr-tesseract"  # its metrics directory, beside metrics/ocr-<variant>
 
@@ -89,10 +95,7 @@ class TesseractReader:
     def read(self, images: Sequence[np.ndarray]) -> list[str]:
         """Recognize each uint8 grayscale (H, W) image (dark text on light background, raw pixels)."""
         out = []
-        for im in images:
-            im = np.ascontiguousarray(im, dtype=np.uint8)
-            if im.ndim != 2:
-                raise ValueError(f"expected a 2-D grayscale image, got shape {im.shape}")
+        for im in map(grayscale, images):
             if self.border:
                 im = np.pad(im, self.border, constant_values=255)
             h, w = im.shape
