@@ -376,10 +376,11 @@ def frames_per_step_table(metrics: Metrics) -> list[str]:
     if before is None or now is None:
         return []
     rows = []
-    for label, results in (("2 (`frames-per-step-2.json`)", before), ("1 (`results.json`)", now)):
+    for label, results, default in (("2 (`frames-per-step-2.json`)", before, "default then"),
+                                    ("1 (`results.json`)", now, "default")):
         for name in ("greedy", results["default"]):
             splits = results["candidates"][name]["splits"]
-            rows.append([label, "greedy" if name == "greedy" else f"default then: {name}",
+            rows.append([label, "greedy" if name == "greedy" else f"{default}: {name}",
                          *(pct(splits[s]["cer"]) for s in DECODING_SPLITS),
                          str(sum(v["extra_doubles"] for v in splits.values()))])
     return ["", "**Frames per LSTM step**: the CRNN trained with 2 CTC frames per step (the previous default; its last "
