@@ -148,7 +148,10 @@ def _param(repo: Path, dotted: str) -> Any:
 def _env(work: Path) -> dict[str, str]:
     site = work / "dvc-site-cache"
     site.mkdir(parents=True, exist_ok=True)
-    return {**os.environ, "DVC_NO_ANALYTICS": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
+    # DVC starts its queue workers as `dvc` from PATH: without this venv's bin there (a script run as
+    # .venv/bin/python, venv not activated), no worker starts and the experiments stay queued.
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    return {**os.environ, "PATH": path, "DVC_NO_ANALYTICS": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
             "DVC_SITE_CACHE_DIR": str(site)}
 
 
