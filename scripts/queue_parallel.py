@@ -6,8 +6,9 @@
 
 The project's committed state is cloned into a scratch directory (git clone; DVC's cache is the project's,
 so stages whose outputs it holds are not rerun: `dvc repro` the project first). Each round queues the same
-N experiments (`dvc exp run --queue`, the stage TARGET and its upstream stages, experiment i with
-TASK.train.lr = lr x (1 + i/100), so no two are the same run) and times `dvc queue start -j J` until no
+N experiments (`dvc exp run --queue`, the stage TARGET and its upstream stages, the k-th experiment of
+the whole measurement with TASK.train.lr = lr x (1 + k/1000), so no two are the same run and none comes from
+DVC's run cache) and times `dvc queue start -j J` until no
 experiment is queued or running: J = 1 ("sequential") and J = N ("parallel"), in that order, each
 `--repeats` times. Both rounds pay the same queue overhead (temporary directories, checkouts, commits), so
 the ratio parallel / sequential is what running side by side costs; the target (issue 25) is at most
@@ -81,11 +82,13 @@ def measure(project: Path, cache: Path, target: str, n: int, repeats: int, overr
     base = float(_param(repo, key))
     sequential: list[float] = []
     parallel: list[float] = []
+    runs = 0  # every experiment gets its own learning rate: a repeated one would come from DVC's run cache
     for r in range(repeats):
         for jobs, times in ((1, sequential), (n, parallel)):
             names = [f"r{r}-j{jobs}-{i}" for i in range(n)]
-            for i, name in enumerate(names):
-                setting = f"{key}={base * (1 + i / 100):g}"
+            for name in names:
+                runs += 1
+                setting = f"{key}={base * (1 + runs / 1000):g}"
                 _dvc(["exp", "run", "--queue", "-q", "-n", name, "-S", setting,
                       *(a for o in overrides for a in ("-S", o)), target], repo, env)
             times.append(run_queue(repo, env, jobs, names))
