@@ -112,12 +112,13 @@ def _child(model: str, seconds: float, warmup: int, params_path: Path) -> dict[s
     import torch
 
     from seqlab.training.loop import make_scheduler, train_step
-    from seqlab.training.thread_tuner import ThreadTuner, tuning_allowed
+    from seqlab.training.thread_tuner import training_threads
 
     task, net, batch, train = step_setup(params, model)
     optimizer = torch.optim.AdamW(net.parameters(), lr=train.lr, weight_decay=train.weight_decay)
     scheduler = make_scheduler(optimizer, "constant", 1)
-    tuner = ThreadTuner(torch.get_num_threads()) if tuning_allowed(os.environ, 1) else None
+    # As the training loop sets it: the task's fixed count or the tuner (torch's defaults: the policy is off).
+    tuner = training_threads(task.training_threads, os.environ, 1)
 
     def step() -> None:
         train_step(task, net, batch, optimizer, scheduler, train.grad_clip).item()

@@ -69,6 +69,9 @@ class Task(ABC):
     name: ClassVar[str]  # params.yaml section and data/<name>
     monitor: ClassVar[str] = "val_loss"  # validation metric that drives early stopping and model selection
     monitor_mode: ClassVar[str] = "min"  # "min" or "max"
+    # A fixed intra-op thread count for training (None: the thread policy's, tuned while it trains): for a model
+    # whose kernels give other bits at another count (seqlab.training.thread_tuner.training_threads).
+    training_threads: ClassVar[int | None] = None
     # The test metric a version is judged by (eval.json's key, dotted: "test.cer") and its better direction.
     headline_metric: ClassVar[str]
     headline_mode: ClassVar[str]  # "min" or "max"

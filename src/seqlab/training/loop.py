@@ -53,7 +53,7 @@ from seqlab.tracking.runs import (
 )
 from seqlab.training import distributed
 from seqlab.training.devices import Precision, configure_cudnn, pick_device, pick_precision, to_device
-from seqlab.training.thread_tuner import ThreadTuner, tuning_allowed
+from seqlab.training.thread_tuner import ThreadTuner, training_threads
 
 # train.json, a metrics file of `dvc metrics show` (which prints a column per key of every metrics file): the
 # model's size and its training time. The rest of the summary (epochs run, the best one and its validation
@@ -236,12 +236,10 @@ def _set_up(task: Task, seed: int, section: RunSection) -> Run:
     # Keyed by the whole section too: what the checkpoint's config leaves out (OCR's augmentation) still
     # changes the run, and a resume file of other settings must not be picked up.
     key = _fingerprint([config, section.model_dump()], data_files)
+    tuner = training_threads(task.training_threads, os.environ, world.size) if device.type == "cpu" else None
     setup = {"device": str(device), "precision": precision.name, "world_size": str(world.size),
-             "backend": distributed.backend_name(world), "threads_per_rank": str(torch.get_num_threads()), **cudnn}
-    tuner = ThreadTuner(torch.get_num_threads()) \
-        if device.type == "cpu" and tuning_allowed(os.environ, world.size) else None
-    if tuner is not None:
-        setup["threads_per_rank"] += " (tuned)"
+             "backend": distributed.backend_name(world),
+             "threads_per_rank": f"{torch.get_num_threads()}{' (tuned)' if tuner else ''}", **cudnn}
     return Run(task, seed, cfg, world, device, precision, setup, train_data, val_data, model, optimizer, scheduler,
                scaler, batch_size, steps_per_epoch, config, paths.state_dir() / "resume" / f"{task.model_id}-{key}.pt",
                tuner)

@@ -9,8 +9,9 @@ faster one, and re-checks after a gap that doubles while the choice holds (the p
 shrinks to ~1%) and shrinks back when the step time moves by half or more (the load changed).
 
 The choice cannot change what is trained: seqlab.core.threads makes MKL's results independent of the thread
-count (MKL_CBWR's strict mode), the sequence models run their RNN outside oneDNN, and a test checks that
-steps under changing counts give the same weights as steps under a fixed one.
+count (MKL_CBWR's strict mode), and a test checks that steps under changing counts give the same weights as
+steps under a fixed one. A task whose kernels are not count-invariant (oneDNN's RNN, which kth and binary_add
+run) names a fixed count instead (Task.training_threads), and is never tuned.
 
 Off (the count stays as the policy set it) when the user fixed the threads (SEQLAB_THREADS, OMP_NUM_THREADS),
 in DDP (every rank waits for the slowest at each step), or with SEQLAB_THREAD_TUNER=off.
@@ -146,9 +147,24 @@ class ThreadTuner:
         self._phase, self._left, self._times, self._reference = "run", self._gap, [], reference
 
 
+def training_threads(fixed: int | None, env: Mapping[str, str], world_size: int) -> ThreadTuner | None:
+    """Set a training process's thread count and return the tuner that adjusts it while it trains (None: the count
+    stays). `fixed`, a task's Task.training_threads, replaces the policy's count unless the count is the user's."""
+    if count_is_given(env, world_size):
+        return None
+    if fixed is not None:
+        torch.set_num_threads(max(1, min(fixed, torch.get_num_threads())))
+        return None
+    return ThreadTuner(torch.get_num_threads()) if tuning_allowed(env, world_size) else None
+
+
+def count_is_given(env: Mapping[str, str], world_size: int) -> bool:
+    """Whether the thread count is the user's or DDP's (SEQLAB_THREADS, OMP_NUM_THREADS, the policy off, ranks)."""
+    return (world_size > 1 or env.get(policy.SWITCH_ENV, "").lower() == "off" or bool(env.get(policy.THREADS_ENV))
+            or "OMP_NUM_THREADS" in policy.user_env(env))
+
+
 def tuning_allowed(env: Mapping[str, str], world_size: int) -> bool:
     """Whether a training process may tune its thread count (see the module docstring for when it does not)."""
-    if world_size > 1 or env.get(TUNER_ENV, "").lower() == "off" or env.get(policy.SWITCH_ENV, "").lower() == "off":
-        return False
-    return not env.get(policy.THREADS_ENV) and "OMP_NUM_THREADS" not in policy.user_env(env)
+    return not count_is_given(env, world_size) and env.get(TUNER_ENV, "").lower() != "off"
 

@@ -11,9 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from seqlab.core import threads as policy
-from seqlab.training.thread_tuner import ThreadTuner, ladder, tuning_allowed
+from seqlab.training.thread_tuner import ThreadTuner, ladder, training_threads, tuning_allowed
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -105,6 +106,39 @@ def test_tuning_is_off_where_the_count_is_fixed():
     assert not tuning_allowed({"SEQLAB_THREAD_POLICY": "off"}, 1)
 
 
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_a_task_with_a_fixed_count_trains_on_it_untuned(two_threads):
+    assert training_threads(1, {}, 1) is None
+    assert torch.get_num_threads() == 1
+
+
+def test_the_users_count_beats_the_tasks(two_threads):
+    for env, world_size in (({"SEQLAB_THREADS": "2"}, 1), ({"OMP_NUM_THREADS": "2"}, 1), ({}, 2),
+                            ({"SEQLAB_THREAD_POLICY": "off"}, 1)):
+        assert training_threads(1, env, world_size) is None
+        assert torch.get_num_threads() == 2, env
+
+
+def test_a_task_without_one_is_tuned_unless_the_tuner_is_off(two_threads):
+    tuner = training_threads(None, {}, 1)
+    assert isinstance(tuner, ThreadTuner) and tuner.counts == [2, 1]
+    assert training_threads(None, {"SEQLAB_THREAD_TUNER": "off"}, 1) is None
+    assert torch.get_num_threads() == 2
+
+
+def test_the_sequence_models_train_on_one_fixed_thread():
+    from seqlab.core.registry import task_class
+    assert task_class("kth").training_threads == task_class("binary_add").training_threads == 1
+    assert task_class("ocr").training_threads is None
+
+
 # Every model family's training step, under a changing thread count and under a fixed one, in a process that
 # the policy started (it sets MKL_CBWR before torch loads MKL).
 SAME_WEIGHTS = """
@@ -127,6 +161,8 @@ def train(model, counts):
     return net.state_dict()
 out = {}
 for model in bench.MODELS:
+    if bench.step_setup(params, model)[0].training_threads is not None:
+        continue  # trains on its own fixed count, never tuned
     fixed, changing = train(model, [2] * 6), train(model, [1, 2, 1, 1, 2, 1])
     out[model] = [k for k in fixed if not torch.equal(fixed[k], changing[k])]
 print(json.dumps(out))
@@ -140,5 +176,5 @@ def test_a_changing_thread_count_trains_the_same_weights(tmp_path):
                           text=True, env={**env, "PYTHONPATH": str(REPO / "src")})
     assert proc.returncode == 0, proc.stderr[-2000:]
     differing = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert set(differing) == {"kth", "binary_add", "ocr-bilstm", "ocr-crnn"}
+    assert set(differing) == {"ocr-bilstm", "ocr-crnn"}  # kth and binary_add train on one fixed thread
     assert differing == {model: [] for model in differing}

@@ -46,18 +46,6 @@ def make_rnn(cell: str, input_size: int, hidden_size: int, num_layers: int) -> n
     return CELL_TYPES[cell](input_size, hidden_size, num_layers=num_layers, batch_first=True)
 
 
-def run_rnn(rnn: nn.RNNBase, x: torch.Tensor) -> torch.Tensor:
-    """The recurrence's outputs at every step, computed outside oneDNN: oneDNN's fp32 RNN kernel gives other
-    bits with another thread count (measured: binary_add's LSTM gradients), and the training loop changes the
-    count as the machine's load changes (seqlab.training.thread_tuner), which must not change the model."""
-    before = torch._C._get_mkldnn_enabled()  # the flag torch.backends.mkldnn.enabled reads and writes
-    torch._C._set_mkldnn_enabled(False)
-    try:
-        return rnn(x)[0]
-    finally:
-        torch._C._set_mkldnn_enabled(before)
-
-
 class SequenceClassifier(nn.Module):
     """seq2one: a linear head on the hidden state at each sequence's last valid step."""
 
@@ -67,7 +55,7 @@ class SequenceClassifier(nn.Module):
         self.head = nn.Linear(hidden_size, num_classes)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        out = run_rnn(self.rnn, x)  # (B, T, H): top layer's state after every step
+        out = self.rnn(x)[0]  # (B, T, H): top layer's state after every step
         last = lengths.to(out.device) - 1
         return self.head(out[torch.arange(out.shape[0], device=out.device), last])
 
@@ -81,7 +69,7 @@ class SequenceTagger(nn.Module):
         self.head = nn.Linear(hidden_size, outputs)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        out = run_rnn(self.rnn, x)
+        out = self.rnn(x)[0]
         return self.head(out).squeeze(-1)
 
 
@@ -165,6 +153,10 @@ class SequenceTask(Task):
     """A sequence task: train/val/test share one length range, generalization is longer."""
 
     headline_splits = TEST_SPLITS  # eval.json: the headline on both, in and beyond the trained lengths
+    # oneDNN's fp32 RNN gives other bits at another thread count, so these models train on a fixed count, and one
+    # thread is the count that holds beside a busy process (docs/threads.md: 0.75-0.9x of two threads idle,
+    # about its own idle speed under load, where two spinning threads fall to 0.25-0.3x).
+    training_threads = 1
     input_size: ClassVar[int]  # features per step
     eval_batch_size: ClassVar[int]
     headline: ClassVar[str]  # the per-sample outcome (see score_batch) reported per length and plotted
