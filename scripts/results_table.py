@@ -591,7 +591,18 @@ def standing_table(metrics: Metrics) -> list[str]:
 def summary(metrics: Metrics) -> str:
     return "\n".join([GENERATED, "", *summary_table(metrics), "",
                       "Where each engine stands on the reserved splits (case-sensitive CER, the same images; "
-                      "seqlab with its default decoding):", "", *standing_table(metrics)])
+                      "seqlab with its default decoding):", "", *standing_table(metrics), "", pipeline_time(metrics)])
+
+
+def pipeline_time(metrics: Metrics) -> str:
+    """One sentence: how long the whole default pipeline took where these figures were made."""
+    times = metrics.get("pipeline_times")
+    if not times:
+        return "No metrics/pipeline_times.json yet: `make timed-repro` writes it."
+    longest = max(times["stages"], key=times["stages"].get)
+    return (f"The whole default `dvc repro` took {duration(times['total_seconds'])} on the {times['cpu_count']}-CPU "
+            f"machine that made these figures, {duration(times['stages'][longest])} of it `{longest}` "
+            "(every stage: docs/results.md).")
 
 
 def tables(metrics: Metrics) -> str:
