@@ -30,10 +30,11 @@ from pydantic_core import ErrorDetails
 
 from seqlab.core import registry
 from seqlab.core.errors import ParamsError
-from seqlab.core.sections import NonNegativeInt, RunSection, Section
+from seqlab.core.sections import NonNegativeInt, RunSection, Section, TaskSection
 
 DEFAULT_PARAMS = "params.yaml"
 SectionT = TypeVar("SectionT", bound=Section)
+TaskSectionT = TypeVar("TaskSectionT", bound=TaskSection)
 
 
 class Params(Section):
@@ -43,11 +44,11 @@ class Params(Section):
 
     seed: NonNegativeInt
 
-    def section(self, task: str) -> Section:
+    def section(self, task: str) -> TaskSection:
         """A task's params section (params.yaml's `<task>` key)."""
-        return cast(Section, getattr(self, task))
+        return cast(TaskSection, getattr(self, task))
 
-    def section_of(self, task: str, kind: type[SectionT]) -> SectionT:
+    def section_of(self, task: str, kind: type[TaskSectionT]) -> TaskSectionT:
         """A task's params section as its own class, so that the type checker follows every key read from it
         (`params.section_of("ocr", OcrConfig).data.height`; core names no task's class, so `params.ocr` is
         not typed: the task sections are fields of the model params_model builds at run time)."""
@@ -57,15 +58,8 @@ class Params(Section):
         return section
 
     def run_section(self, task: str, variant: str | None = None) -> RunSection:
-        """The model/train pair a training run of `task` (and `variant`) reads: the task's section itself, or
-        for a task with variants the run its section's `run(variant)` assembles."""
-        section = self.section(task)
-        run = getattr(section, "run", None)
-        if variant is None and run is None:
-            return cast(RunSection, section)
-        if variant is not None and run is not None:
-            return cast(RunSection, run(variant))
-        raise ValueError(f"no training section for task {task!r}, variant {variant!r}")
+        """The model/train pair a training run of `task` (and `variant`) reads: its section's `run(variant)`."""
+        return self.section(task).run(variant)
 
 
 @cache

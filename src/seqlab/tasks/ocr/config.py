@@ -23,6 +23,7 @@ from seqlab.core.sections import (
     PositiveInt,
     Ratio,
     Section,
+    TaskSection,
     TrainConfig,
     fail,
     python_kind,
@@ -382,7 +383,7 @@ class OcrRun(Section):
     augment: AugmentConfig
 
 
-class OcrConfig(Section):
+class OcrConfig(TaskSection):
     data: OcrDataConfig
     reserved: OcrReservedConfig
     augment: AugmentConfig
@@ -398,15 +399,14 @@ class OcrConfig(Section):
         """params.yaml's `ocr` section, typed (`OcrConfig.of(params).data.height` is checked by mypy)."""
         return params.section_of("ocr", cls)
 
-    def run(self, name: str) -> OcrRun:
-        """The training run of one OCR variant."""
-        variant = self.variant(name)
-        return OcrRun(model=variant.model, train=variant.train, augment=self.augment)
+    def run(self, variant: str | None) -> OcrRun:
+        """The training run of one OCR variant: its model and train sections, and the shared augmentation."""
+        section = self.variant(variant)
+        return OcrRun(model=section.model, train=section.train, augment=self.augment)
 
-    def variant(self, name: str) -> BiLSTMVariantConfig | CRNNVariantConfig:
+    def variant(self, name: str | None) -> BiLSTMVariantConfig | CRNNVariantConfig:
         """The model/train section of one OCR variant (the registry's variants: one field each)."""
-        variants = entry("ocr").variants
-        if name not in variants:
-            raise ValueError(f"unknown OCR variant {name!r} (choose from {', '.join(variants)})")
-        section: BiLSTMVariantConfig | CRNNVariantConfig = getattr(self, name)
-        return section
+        sections: dict[str | None, BiLSTMVariantConfig | CRNNVariantConfig] = {"bilstm": self.bilstm, "crnn": self.crnn}
+        if name not in sections:
+            raise ValueError(f"unknown OCR variant {name!r} (choose from {', '.join(entry('ocr').variants)})")
+        return sections[name]
