@@ -2,7 +2,7 @@
 
     params = load_params("params.yaml")           # validated once, at start-up
     params.section_of("kth", KthConfig).data.k     # a stage reads its own section, typed (OcrConfig.of) ...
-    params.run_section("ocr", "crnn").model        # ... or the model/train pair of one training run
+    params.section("ocr").run("crnn").model        # ... or the model/train pair of one training run
     load_params("params.yaml", "kth")              # seed and the kth section only (a stage's own)
 
 The building blocks (strict base model, shared train/recurrent sections) live in seqlab.core.sections; each
@@ -30,7 +30,7 @@ from pydantic_core import ErrorDetails
 
 from seqlab.core import registry
 from seqlab.core.errors import ParamsError
-from seqlab.core.sections import NonNegativeInt, RunSection, Section, TaskSection
+from seqlab.core.sections import NonNegativeInt, Section, TaskSection
 
 DEFAULT_PARAMS = "params.yaml"
 SectionT = TypeVar("SectionT", bound=Section)
@@ -45,7 +45,7 @@ class Params(Section):
     seed: NonNegativeInt
 
     def section(self, task: str) -> TaskSection:
-        """A task's params section (params.yaml's `<task>` key)."""
+        """A task's params section (params.yaml's `<task>` key); `.run(variant)` is what a training run reads."""
         return cast(TaskSection, getattr(self, task))
 
     def section_of(self, task: str, kind: type[TaskSectionT]) -> TaskSectionT:
@@ -56,10 +56,6 @@ class Params(Section):
         if not isinstance(section, kind):
             raise TypeError(f"params section {task!r} is a {type(section).__name__}, not {kind.__name__}")
         return section
-
-    def run_section(self, task: str, variant: str | None = None) -> RunSection:
-        """The model/train pair a training run of `task` (and `variant`) reads: its section's `run(variant)`."""
-        return self.section(task).run(variant)
 
 
 @cache
