@@ -22,9 +22,10 @@ from PIL import Image, ImageDraw, ImageFont
 
 from seqlab.bench.compute import median_seconds
 from seqlab.core.config import load_params
+from seqlab.tasks.ocr.config import CRNNConfig
 from seqlab.tasks.ocr.normalize import normalize
 from seqlab.tasks.ocr.recognizer.augment import augment, sample_params
-from seqlab.tasks.ocr.recognizer.models import CRNN
+from seqlab.tasks.ocr.recognizer.models import CRNN, model_config
 from seqlab.tasks.ocr.synth.fonts import draws_lowercase_as_capitals
 from seqlab.tasks.ocr.synth.trdg_compat import trdg_dir
 
@@ -122,7 +123,7 @@ def main() -> None:
         return normalize(out, new_widths), new_widths
 
     torch.manual_seed(args.seed)
-    model = CRNN(num_classes=len(CHARS) + 1, height=HEIGHT)
+    model = CRNN(model_config(CRNNConfig), len(CHARS) + 1, HEIGHT)
     optimizer = torch.optim.Adam(model.parameters(), 1e-3)
     ctc = torch.nn.CTCLoss(zero_infinity=True)
     targets = torch.tensor([CHARS.index(c) + 1 for w in words for c in w])

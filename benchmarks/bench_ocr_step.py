@@ -71,8 +71,7 @@ def main() -> None:
     plain, augmented = batches(False), batches(True)
 
     torch.manual_seed(0)
-    model = models.CRNN(num_classes=charset.num_classes, height=meta["height"],
-                        **params.ocr.crnn.model.model_dump())
+    model = models.CRNN(params.ocr.crnn.model, charset.num_classes, meta["height"])
     variants = {"PaddedBiLSTM": model.lstm, "packed nn.LSTM": PackedBiLSTM(model.lstm)}
     print(f"CRNN {params.ocr.crnn.model.model_dump()}, batch {args.batch}, {args.threads} threads, "
           f"median of {args.steps} steps")

@@ -38,12 +38,13 @@ from seqlab.core.seeding import derive_seed, seed_everything
 from seqlab.core.storage import atomic_path, write_json
 from seqlab.tasks.ocr import data as ocr_data
 from seqlab.tasks.ocr.charset import Charset
+from seqlab.tasks.ocr.config import CRNNConfig
 from seqlab.tasks.ocr.data import OcrSplit
 from seqlab.tasks.ocr.images import fit_split
 from seqlab.tasks.ocr.recognizer.batching import iterate_batches
 from seqlab.tasks.ocr.recognizer.ctc import CtcReader, ctc_loss
 from seqlab.tasks.ocr.recognizer.metrics import summarize
-from seqlab.tasks.ocr.recognizer.models import CRNN
+from seqlab.tasks.ocr.recognizer.models import CRNN, model_config
 
 # name -> (CRNN arguments, batch size, peak learning rate). All read the same images; input_height
 # rescales them inside the model.
@@ -103,7 +104,7 @@ def run_candidate(name: str, train: OcrSplit, evals: dict[str, OcrSplit], charse
                   log: Callable[[str], None]) -> dict[str, Any]:
     args, batch_size, lr = CANDIDATES[name]
     seed_everything(derive_seed(seed, "architectures", name))
-    model = CRNN(charset.num_classes, height, **args)
+    model = CRNN(model_config(CRNNConfig, **args), charset.num_classes, height)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(EMA_DECAY), use_buffers=True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=WEIGHT_DECAY)
     model.train()

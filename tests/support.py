@@ -63,12 +63,13 @@ def tiny_params() -> dict:
 def tiny_ocr_checkpoint(path: Path, charset: str, height: int) -> Path:
     """An untrained, tiny CRNN checkpoint (seconds to load and run): predict's plumbing, not its accuracy."""
     from seqlab.core.checkpoint import save_checkpoint
-    from seqlab.tasks.ocr.recognizer.models import CRNN
+    from seqlab.tasks.ocr.config import CRNNConfig
+    from seqlab.tasks.ocr.recognizer.models import CRNN, model_config
 
     model_params = {"channels": [8, 16], "hidden_size": 16, "num_layers": 1, "downsample": 4, "pool": "stride",
                     "frames_per_step": 1, "dropout": 0.0}
     torch.manual_seed(0)
-    model = CRNN(len(charset) + 1, height, **model_params)
+    model = CRNN(model_config(CRNNConfig, **model_params), len(charset) + 1, height)
     config = {"task": "ocr", "variant": "crnn", "seed": 0, "model": model_params, "train": {},
               "meta": {"charset": charset, "height": height}}
     save_checkpoint(path, {"task": "ocr", "variant": "crnn", "config": config, "model_state": model.state_dict(),

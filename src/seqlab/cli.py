@@ -144,7 +144,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from seqlab.training import distributed
 
     variant = check_variant(args.task, args.variant)
-    section = params.run_section(args.task, variant)
+    section = params.section(args.task).run(variant)
     if section.train.nproc > 1 and not distributed.is_rank():
         # This process becomes torchrun: it starts nproc ranks of this same command, each trains.
         distributed.launch(section.train.nproc, ["--params", str(args.params), "train", args.task,

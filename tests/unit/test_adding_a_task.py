@@ -22,7 +22,7 @@ from torch import nn
 
 from seqlab import cli
 from seqlab.core import registry
-from seqlab.core.sections import PositiveInt, RecurrentModelConfig, Section, TrainConfig
+from seqlab.core.sections import PositiveInt, RecurrentModelConfig, Section, TaskSection, TrainConfig
 from seqlab.core.storage import Arrays
 from seqlab.tasks.sequence.common import (
     PaddedSplit,
@@ -47,7 +47,7 @@ class FirstDataConfig(Section):
     n_generalization: PositiveInt
 
 
-class FirstConfig(Section):
+class FirstConfig(TaskSection):
     data: FirstDataConfig
     model: RecurrentModelConfig
     train: TrainConfig

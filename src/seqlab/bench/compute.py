@@ -38,7 +38,7 @@ def run(params: Params, repeats: int, images: Sequence[np.ndarray], texts: Seque
     batch = _batch(images, texts, charset, batch_size)
     section = ocr.crnn
     torch.manual_seed(params.seed)
-    model = CRNN.from_config(section.model, charset.num_classes, ocr.data.height).train()
+    model = CRNN(section.model, charset.num_classes, ocr.data.height).train()
     task = OcrTask("crnn", charset)
     optimizer = torch.optim.AdamW(model.parameters(), lr=section.train.lr, weight_decay=section.train.weight_decay)
     scheduler = make_scheduler(optimizer, section.train.scheduler, (steps + 2) * repeats + 2)

@@ -72,5 +72,5 @@ def _crnn(params: Params) -> tuple[torch.nn.Module, Charset, str]:
     ocr = OcrConfig.of(params)
     charset = Charset.from_name(ocr.data.charset)
     torch.manual_seed(params.seed)
-    model = CRNN.from_config(ocr.crnn.model, charset.num_classes, ocr.data.height)
+    model = CRNN(ocr.crnn.model, charset.num_classes, ocr.data.height)
     return model.eval(), charset, "untrained (params.yaml ocr.crnn.model)"

@@ -155,7 +155,7 @@ def _sequence_step(params: Params, name: str) -> tuple[Any, Any, Any, Any]:
     from seqlab.core.storage import Arrays
     from seqlab.tasks.sequence.common import SequenceTask
 
-    section = params.run_section(name)
+    section = params.section(name).run()
     task = task_class(name).for_training(section, None)
     assert isinstance(task, SequenceTask)
     data_cfg = getattr(params, name).data

@@ -32,7 +32,7 @@ def run(params: Params, repeats: int, samples: int, seed_samples: int) -> dict[s
     """The training section: per task, `repeats` pairs of (our epoch over `samples`, seed loop over `seed_samples`)."""
     figures = {}
     for name in TASKS:
-        section = params.run_section(name)
+        section = params.section(name).run()
         task = task_class(name).for_training(section, None)
         assert isinstance(task, SequenceTask)
         data = _train_split(task, getattr(params, name).data, samples, params.seed)
@@ -43,7 +43,7 @@ def run(params: Params, repeats: int, samples: int, seed_samples: int) -> dict[s
         figures[name] = figure(ours, seed_style, unit="samples/s", ours_label="batched train_step",
                                baseline_label="seed-style batch-1 loop", target=TARGET)
     settings = {"samples": samples, "seed_loop_samples": seed_samples, "threads": torch.get_num_threads(),
-                "batch_size": {name: params.run_section(name).train.batch_size for name in TASKS}}
+                "batch_size": {name: params.section(name).run().train.batch_size for name in TASKS}}
     return {"settings": settings, "figures": figures}
 
 

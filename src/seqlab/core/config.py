@@ -2,7 +2,7 @@
 
     params = load_params("params.yaml")           # validated once, at start-up
     params.section_of("kth", KthConfig).data.k     # a stage reads its own section, typed (OcrConfig.of) ...
-    params.run_section("ocr", "crnn").model        # ... or the model/train pair of one training run
+    params.section("ocr").run("crnn").model        # ... or the model/train pair of one training run
     load_params("params.yaml", "kth")              # seed and the kth section only (a stage's own)
 
 The building blocks (strict base model, shared train/recurrent sections) live in seqlab.core.sections; each
@@ -30,10 +30,11 @@ from pydantic_core import ErrorDetails
 
 from seqlab.core import registry
 from seqlab.core.errors import ParamsError
-from seqlab.core.sections import NonNegativeInt, RunSection, Section
+from seqlab.core.sections import NonNegativeInt, Section, TaskSection
 
 DEFAULT_PARAMS = "params.yaml"
 SectionT = TypeVar("SectionT", bound=Section)
+TaskSectionT = TypeVar("TaskSectionT", bound=TaskSection)
 
 
 class Params(Section):
@@ -43,11 +44,11 @@ class Params(Section):
 
     seed: NonNegativeInt
 
-    def section(self, task: str) -> Section:
-        """A task's params section (params.yaml's `<task>` key)."""
-        return cast(Section, getattr(self, task))
+    def section(self, task: str) -> TaskSection:
+        """A task's params section (params.yaml's `<task>` key); `.run(variant)` is what a training run reads."""
+        return cast(TaskSection, getattr(self, task))
 
-    def section_of(self, task: str, kind: type[SectionT]) -> SectionT:
+    def section_of(self, task: str, kind: type[TaskSectionT]) -> TaskSectionT:
         """A task's params section as its own class, so that the type checker follows every key read from it
         (`params.section_of("ocr", OcrConfig).data.height`; core names no task's class, so `params.ocr` is
         not typed: the task sections are fields of the model params_model builds at run time)."""
@@ -55,17 +56,6 @@ class Params(Section):
         if not isinstance(section, kind):
             raise TypeError(f"params section {task!r} is a {type(section).__name__}, not {kind.__name__}")
         return section
-
-    def run_section(self, task: str, variant: str | None = None) -> RunSection:
-        """The model/train pair a training run of `task` (and `variant`) reads: the task's section itself, or
-        for a task with variants the run its section's `run(variant)` assembles."""
-        section = self.section(task)
-        run = getattr(section, "run", None)
-        if variant is None and run is None:
-            return cast(RunSection, section)
-        if variant is not None and run is not None:
-            return cast(RunSection, run(variant))
-        raise ValueError(f"no training section for task {task!r}, variant {variant!r}")
 
 
 @cache

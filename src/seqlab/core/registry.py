@@ -18,7 +18,7 @@ from seqlab.core.errors import SeqlabError
 from seqlab.core.paths import model_id
 
 if TYPE_CHECKING:
-    from seqlab.core.sections import Section
+    from seqlab.core.sections import TaskSection
     from seqlab.core.task import Task
 
 __all__ = ["TaskEntry", "check_variant", "config_class", "data_generator", "entries", "model_id", "reader_class",
@@ -98,7 +98,7 @@ def reader_class(name: str) -> type[Task]:
     return _load(known.reader or known.task)
 
 
-def config_class(name: str) -> type[Section]:
+def config_class(name: str) -> type[TaskSection]:
     return _load(entry(name).config)
 
 

@@ -8,13 +8,13 @@ assembles the root `Params` from the sections the registry names. Nothing here i
 
 Every section is strict (no "3" -> 3 coercion, a bool is not a number; an int is accepted where a float
 is expected), forbids unknown keys, has no defaults (params.yaml is the complete contract) and is frozen.
-Field names are the arguments of the constructors they feed, so a model is built with
-`Model(**section.model.model_dump())`.
+A model section is what its model is built from: the OCR models take it whole (`CRNN(section, ...)`), the
+sequence models its fields as keyword arguments.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, NoReturn, Protocol
+from typing import Annotated, Any, Literal, NoReturn, Protocol, cast
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
@@ -101,3 +101,14 @@ class RunSection(Protocol):
     def train(self) -> TrainConfig: ...
 
     def model_dump(self) -> dict[str, Any]: ...
+
+
+class TaskSection(Section):
+    """A task's params.yaml section, the class its registry entry names. A task without variants has its
+    `model` and `train` here, and is its own training run; a task with variants overrides `run`."""
+
+    def run(self, variant: str | None = None) -> RunSection:
+        """What a training run of `variant` reads (the `--variant` given, or the task's default)."""
+        if variant is not None:
+            raise ValueError(f"{type(self).__name__} has no variants (got {variant!r})")
+        return cast(RunSection, self)

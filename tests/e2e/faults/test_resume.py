@@ -357,7 +357,7 @@ def _train_ocr(params, interrupt_at_call: int | None = None) -> dict:
     from seqlab.tasks.ocr.recognizer.task import OcrTask
     from seqlab.training.loop import train
 
-    section = params.run_section("ocr", OCR_VARIANT)
+    section = params.section("ocr").run(OCR_VARIANT)
     task = OcrTask.for_training(section, OCR_VARIANT)
     assert task.augment == params.ocr.augment  # the training batches are augmented
     if interrupt_at_call is None:

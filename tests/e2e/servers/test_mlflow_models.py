@@ -225,7 +225,8 @@ from seqlab.core.checkpoint import save_checkpoint
 from seqlab.core.checkpoint import load_model
 from seqlab.tracking.mlflow_model import log_model
 from seqlab.tasks.ocr.data import save_split
-from seqlab.tasks.ocr.recognizer.models import CRNN
+from seqlab.tasks.ocr.config import CRNNConfig
+from seqlab.tasks.ocr.recognizer.models import CRNN, model_config
 from seqlab.core.results import write_results
 from seqlab.core.task import Evaluation
 from seqlab.tasks.ocr.recognizer.tesseract import reference
@@ -235,7 +236,7 @@ torch.manual_seed(0)
 args = {{"channels": [8, 16], "hidden_size": 16, "num_layers": 1, "downsample": 4, "pool": "stride",
         "frames_per_step": 1, "dropout": 0.0}}
 meta = {{"charset": "{OCR_CHARSET}", "height": 32}}
-model = CRNN(len(meta["charset"]) + 1, 32, **args)
+model = CRNN(model_config(CRNNConfig, **args), len(meta["charset"]) + 1, 32)
 config = {{"task": "ocr", "variant": "crnn", "seed": 0, "model": args, "train": {{}}, "meta": meta}}
 save_checkpoint("ocr-crnn.pt", {{"task": "ocr", "variant": "crnn", "config": config,
                                 "model_state": model.state_dict(), "meta": {{}}}})

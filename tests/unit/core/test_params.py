@@ -1,7 +1,6 @@
 """Typed params: strict sections, one-line errors naming the params.yaml key, field names = constructor
 arguments, a torch-free load, and checkpoints of the previous code still loading."""
 
-import inspect
 import subprocess
 import sys
 
@@ -15,7 +14,7 @@ from seqlab.core.config import load_params, params_model, parse_params
 from seqlab.core.errors import ParamsError
 from seqlab.core.registry import entry
 from seqlab.tasks.ocr.config import OcrConfig
-from seqlab.tasks.ocr.recognizer.models import MODELS
+from seqlab.tasks.ocr.recognizer.models import DEFAULTS, MODELS
 from seqlab.tasks.sequence.common import SequenceClassifier, SequenceTagger
 from seqlab.tracking.runs import flatten
 from tests.e2e.faults.test_params import CASES, DVC_CASES, MISSING_CHARS, _apply
@@ -26,9 +25,18 @@ def test_repo_params_are_valid(raw_params):
     params = parse_params(raw_params)
     assert params.kth.data.k == raw_params["kth"]["data"]["k"]
     assert isinstance(params.kth.train.lr, float)
-    run = params.run_section("ocr", "crnn")  # the variant's model/train plus the shared augmentation
+    run = params.section("ocr").run("crnn")  # the variant's model/train plus the shared augmentation
     assert (run.model, run.train, run.augment) == (params.ocr.crnn.model, params.ocr.crnn.train, params.ocr.augment)
-    assert params.run_section("binary_add").train.loss == raw_params["binary_add"]["train"]["loss"]
+    assert params.section("binary_add").run().train.loss == raw_params["binary_add"]["train"]["loss"]
+
+
+def test_a_training_run_needs_a_variant_exactly_where_the_task_has_variants(raw_params):
+    params = parse_params(raw_params)
+    assert params.section("kth").run() is params.kth
+    with pytest.raises(ValueError, match="^KthConfig has no variants \\(got 'crnn'\\)$"):
+        params.section("kth").run("crnn")
+    with pytest.raises(ValueError, match="^unknown OCR variant None \\(choose from bilstm, crnn\\)$"):
+        params.section("ocr").run()
 
 
 def test_model_dump_round_trips(raw_params):
@@ -189,10 +197,10 @@ def test_model_sections_feed_their_constructors(raw_params):
     params = parse_params(raw_params)
     torch.manual_seed(0)
     for variant, cls in MODELS.items():
-        args = params.ocr.variant(variant).model.model_dump()
-        assert set(args) <= set(inspect.signature(cls).parameters)
-        model = cls(num_classes=37, height=params.ocr.data.height, **args)
-        assert model.frames == args["frames_per_step"]
+        section = params.ocr.variant(variant).model
+        assert set(DEFAULTS[type(section)]) == set(type(section).model_fields)  # an old checkpoint reads back whole
+        model = cls(section, 37, params.ocr.data.height)
+        assert model.frames == section.frames_per_step
     assert isinstance(SequenceClassifier(input_size=10, num_classes=10, **params.kth.model.model_dump()).rnn,
                       torch.nn.LSTM)
     tagger = SequenceTagger(input_size=2, **params.binary_add.model.model_dump())

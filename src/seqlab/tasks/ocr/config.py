@@ -1,8 +1,8 @@
 """The `ocr` section of params.yaml: rendering (`data`), the reserved-family test splits (`reserved`),
 training-time augmentation (`augment`), one model/train pair per variant, Tesseract, fine-tuning (`finetune`).
 
-Model sections are named for the constructors they feed (seqlab.tasks.ocr.recognizer.models): `ocr.bilstm.model`
-holds ColumnBiLSTM's arguments, `ocr.crnn.model` CRNN's. Torch-free and trdg-free (fonts are listed
+Model sections are what the models are built from (seqlab.tasks.ocr.recognizer.models): `ColumnBiLSTM(ocr.bilstm.model,
+...)`, `CRNN(ocr.crnn.model, ...)`. Torch-free and trdg-free (fonts are listed
 from trdg's package directory without importing it), so `seqlab validate` stays fast.
 """
 
@@ -23,6 +23,7 @@ from seqlab.core.sections import (
     PositiveInt,
     Ratio,
     Section,
+    TaskSection,
     TrainConfig,
     fail,
     python_kind,
@@ -276,18 +277,18 @@ class AugmentConfig(Section):
 
 
 class ColumnBiLSTMConfig(Section):
-    """seqlab.tasks.ocr.recognizer.models.ColumnBiLSTM's arguments."""
+    """The keys seqlab.tasks.ocr.recognizer.models.ColumnBiLSTM is built from, each documented there."""
 
     hidden_size: PositiveInt
     num_layers: PositiveInt
-    projection: NonNegativeInt  # 0 feeds raw pixel columns to the LSTM
+    projection: NonNegativeInt
     stride: PositiveInt
     frames_per_step: FramesPerStep
     dropout: Dropout
 
 
 class CRNNConfig(Section):
-    """seqlab.tasks.ocr.recognizer.models.CRNN's arguments."""
+    """The keys seqlab.tasks.ocr.recognizer.models.CRNN is built from, each documented there."""
 
     channels: list[PositiveInt]
     hidden_size: PositiveInt
@@ -296,8 +297,8 @@ class CRNNConfig(Section):
     pool: Literal["stride", "max"]
     frames_per_step: FramesPerStep
     dropout: Dropout
-    collapse: Literal["conv", "flatten"]  # rows -> one column: a conv over them, or all C * rows features
-    input_height: Annotated[int, Field(ge=0, le=128)]  # rows the conv stack reads; 0: ocr.data.height
+    collapse: Literal["conv", "flatten"]
+    input_height: Annotated[int, Field(ge=0, le=128)]
 
     @model_validator(mode="after")
     def _shape(self) -> CRNNConfig:
@@ -382,7 +383,7 @@ class OcrRun(Section):
     augment: AugmentConfig
 
 
-class OcrConfig(Section):
+class OcrConfig(TaskSection):
     data: OcrDataConfig
     reserved: OcrReservedConfig
     augment: AugmentConfig
@@ -398,15 +399,14 @@ class OcrConfig(Section):
         """params.yaml's `ocr` section, typed (`OcrConfig.of(params).data.height` is checked by mypy)."""
         return params.section_of("ocr", cls)
 
-    def run(self, name: str) -> OcrRun:
-        """The training run of one OCR variant."""
-        variant = self.variant(name)
-        return OcrRun(model=variant.model, train=variant.train, augment=self.augment)
+    def run(self, variant: str | None = None) -> OcrRun:
+        """The training run of one OCR variant: its model and train sections, and the shared augmentation."""
+        section = self.variant(variant)
+        return OcrRun(model=section.model, train=section.train, augment=self.augment)
 
-    def variant(self, name: str) -> BiLSTMVariantConfig | CRNNVariantConfig:
+    def variant(self, name: str | None) -> BiLSTMVariantConfig | CRNNVariantConfig:
         """The model/train section of one OCR variant (the registry's variants: one field each)."""
-        variants = entry("ocr").variants
-        if name not in variants:
-            raise ValueError(f"unknown OCR variant {name!r} (choose from {', '.join(variants)})")
-        section: BiLSTMVariantConfig | CRNNVariantConfig = getattr(self, name)
-        return section
+        sections: dict[str | None, BiLSTMVariantConfig | CRNNVariantConfig] = {"bilstm": self.bilstm, "crnn": self.crnn}
+        if name not in sections:
+            raise ValueError(f"unknown OCR variant {name!r} (choose from {', '.join(entry('ocr').variants)})")
+        return sections[name]

@@ -6,7 +6,15 @@ from typing import Literal
 
 from pydantic import model_validator
 
-from seqlab.core.sections import PositiveInt, Ratio, RecurrentModelConfig, Section, TrainConfig, rule
+from seqlab.core.sections import (
+    PositiveInt,
+    Ratio,
+    RecurrentModelConfig,
+    Section,
+    TaskSection,
+    TrainConfig,
+    rule,
+)
 
 
 class SplitSizes(Section):
@@ -34,7 +42,7 @@ class KthDataConfig(SplitSizes):
         return self
 
 
-class KthConfig(Section):
+class KthConfig(TaskSection):
     data: KthDataConfig
     model: RecurrentModelConfig
     train: TrainConfig
@@ -58,7 +66,7 @@ class BinaryAddTrainConfig(TrainConfig):
     loss: Literal["bce", "mse"]  # mse: the seed's squared error of the sigmoid output
 
 
-class BinaryAddConfig(Section):
+class BinaryAddConfig(TaskSection):
     data: BinaryAddDataConfig
     model: RecurrentModelConfig
     train: BinaryAddTrainConfig

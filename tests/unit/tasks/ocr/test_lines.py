@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from seqlab.tasks.ocr.charset import Charset
+from seqlab.tasks.ocr.config import ColumnBiLSTMConfig, CRNNConfig
 from seqlab.tasks.ocr.recognizer.batching import WidthBucketSampler, collate
 from seqlab.tasks.ocr.recognizer.ctc import CtcReader, ctc_loss
 from seqlab.tasks.ocr.recognizer.metrics import by_words, summarize, wer
-from seqlab.tasks.ocr.recognizer.models import CRNN, ColumnBiLSTM
+from seqlab.tasks.ocr.recognizer.models import CRNN, ColumnBiLSTM, model_config
 from seqlab.tasks.ocr.synth import trdg_render as render
 from seqlab.tasks.ocr.synth.prose import ProseSource
 from seqlab.tasks.ocr.synth.reserved_render import RESERVED_CHARS, render_reserved_split, reserved_lines
@@ -127,8 +128,9 @@ def test_reserved_lines_render_clean_and_degraded(tmp_path) -> None:
 # --- CTC over wide images -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("model", [
-    CRNN(CHARSET.num_classes, 32, channels=[8, 16], hidden_size=16, downsample=4, frames_per_step=2),
-    ColumnBiLSTM(CHARSET.num_classes, 32, hidden_size=16, stride=4),
+    CRNN(model_config(CRNNConfig, channels=[8, 16], hidden_size=16, downsample=4, frames_per_step=2),
+         CHARSET.num_classes, 32),
+    ColumnBiLSTM(model_config(ColumnBiLSTMConfig, hidden_size=16, stride=4), CHARSET.num_classes, 32),
 ], ids=["crnn", "bilstm"])
 def test_ctc_output_lengths_follow_each_images_width(model: torch.nn.Module) -> None:
     rng = np.random.default_rng(0)

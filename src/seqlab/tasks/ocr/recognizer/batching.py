@@ -1,4 +1,4 @@
-"""Variable-width batching for word and line images: width buckets, the padded batch type, augmentation hook.
+"""Variable-width batching for word and line images: width buckets, the padded batch type, augmented training batches.
 
 Image convention (shared with :mod:`seqlab.tasks.ocr.recognizer.models`): every batch, in training, evaluation and
 predict alike, goes through :func:`seqlab.tasks.ocr.normalize.normalize`, which turns the grayscale
@@ -94,18 +94,8 @@ class WidthBucketSampler(Sampler[list[int]]):
             yield batches[i]
 
 
-@dataclass(frozen=True)
-class BatchAugmentation:
-    """How to augment one training batch: a sample's augmentation depends on (seed, its index in the split),
-    the batch's noise on (seed, number) only."""
-
-    config: AugmentConfig
-    seed: int  # the epoch's seed (the training loop derives one per epoch)
-    number: int  # the batch's number in the epoch
-
-
 def collate(images: Sequence[np.ndarray], labels: Sequence[Sequence[int]], pad_multiple: int = 4,
-            index: Sequence[int] | None = None, augmentation: BatchAugmentation | None = None) -> OcrBatch:
+            index: Sequence[int] | None = None) -> OcrBatch:
     """Pad a list of uint8 (H, W) images to one normalised batch.
 
     Args:
@@ -113,28 +103,35 @@ def collate(images: Sequence[np.ndarray], labels: Sequence[Sequence[int]], pad_m
         labels: class indices of each image (charset index + 1; 0 is the CTC blank).
         pad_multiple: pad the batch width up to a multiple of this (>= the model's ``downsample``).
         index: each image's position in its split (default 0..B-1), so outputs can be put back in order.
-        augmentation: to augment a training batch first.
     """
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
+    gray, widths = _paper(images, pad_multiple)
+    return _ink_batch(gray, widths, labels, _positions(index, len(images)), pad_multiple)
+
+
+def _paper(images: Sequence[np.ndarray], pad_multiple: int) -> tuple[Tensor, Tensor]:
+    """uint8 (H, W) images of one height as float (B, 1, H, Wpad) grey levels in [0, 1], white paper beyond each
+    width, and their widths."""
     if not images:
         raise ValueError("cannot collate an empty batch")
     heights = {im.shape[0] for im in images}
     if len(heights) != 1 or any(im.ndim != 2 for im in images):
         raise ValueError(f"images must be 2-D with one common height, got heights {sorted(heights)}")
     wpad = -(-max(im.shape[1] for im in images) // pad_multiple) * pad_multiple
-    batch = np.ones((len(images), 1, heights.pop(), wpad), dtype=np.float32)  # white paper beyond each width
+    batch = np.ones((len(images), 1, heights.pop(), wpad), dtype=np.float32)
     for i, im in enumerate(images):
         batch[i, 0, :, : im.shape[1]] = im.astype(np.float32) / 255.0
-    gray = torch.from_numpy(batch)
-    widths = torch.tensor([im.shape[1] for im in images], dtype=torch.long)
-    positions = torch.tensor(range(len(images)) if index is None else index, dtype=torch.long)
-    if augmentation is not None and augmentation.config.enabled:
-        seed = augmentation.seed
-        need = torch.tensor([MIN_COLUMNS_PER_CTC_STEP * ctc_min_length(lab) for lab in labels])
-        gray, widths = augment(gray, widths, sample_params(seed, positions),
-                               torch.Generator().manual_seed(derive_seed(seed, "augment", augmentation.number)),
-                               augmentation.config, min_widths=need, pad_multiple=pad_multiple)
+    return torch.from_numpy(batch), torch.tensor([im.shape[1] for im in images], dtype=torch.long)
+
+
+def _positions(index: Sequence[int] | None, size: int) -> Tensor:
+    return torch.tensor(range(size) if index is None else index, dtype=torch.long)
+
+
+def _ink_batch(gray: Tensor, widths: Tensor, labels: Sequence[Sequence[int]], positions: Tensor,
+               pad_multiple: int) -> OcrBatch:
+    """Grey levels (B, 1, H, W) as the model reads them (normalised ink with margins), with the CTC targets."""
     flat = [c for lab in labels for c in lab]
     ink, widths = pad_margins(normalize(gray, widths), widths, round(MARGIN * gray.shape[2]), pad_multiple)
     return OcrBatch(
@@ -156,18 +153,28 @@ def iterate_batches(data: OcrSplit, batch_size: int, generator: torch.Generator 
                     shard: tuple[int, int] = (0, 1)) -> Iterator[OcrBatch]:
     """Batches of similar widths, shuffled by `generator` (training) or sorted by width when None (eval).
 
-    With `augment_config` and a generator, every batch is augmented; the generator's seed (the training
-    loop seeds it per epoch) makes the augmentation fresh each epoch and identical on a resumed run.
-    `shard` (rank, world): only batches rank, rank + world... of that sequence (seqlab.training.distributed).
+    With `augment_config` (enabled) and a generator, every batch is augmented before normalisation: a sample's
+    augmentation depends on (the generator's seed, its index in the split), the batch's noise on (seed, batch
+    number) only. The training loop seeds the generator per epoch, so the augmentation is fresh each epoch and
+    identical on a resumed run. `shard` (rank, world): only batches rank, rank + world... of that sequence
+    (seqlab.training.distributed).
     """
     sampler = WidthBucketSampler(data.widths, batch_size, generator, shuffle=generator is not None)
     seed = generator.initial_seed() if generator is not None else 0
+    augmenting = augment_config is not None and augment_config.enabled and generator is not None
+    config = augment_config if augmenting else None
     rank, world = shard
     for number, idx in enumerate(sampler):
         if number % world != rank:
             continue
-        augmentation = BatchAugmentation(augment_config, seed, number) if augment_config and generator is not None \
-            else None
-        yield collate([data.images[i] for i in idx], [data.labels[i] for i in idx], pad_multiple, index=idx,
-                      augmentation=augmentation)
-
+        images, labels = [data.images[i] for i in idx], [data.labels[i] for i in idx]
+        if config is None:
+            yield collate(images, labels, pad_multiple, index=idx)
+            continue
+        gray, widths = _paper(images, pad_multiple)
+        positions = _positions(idx, len(idx))
+        need = torch.tensor([MIN_COLUMNS_PER_CTC_STEP * ctc_min_length(lab) for lab in labels])
+        gray, widths = augment(gray, widths, sample_params(seed, positions),
+                               torch.Generator().manual_seed(derive_seed(seed, "augment", number)),
+                               config, min_widths=need, pad_multiple=pad_multiple)
+        yield _ink_batch(gray, widths, labels, positions, pad_multiple)

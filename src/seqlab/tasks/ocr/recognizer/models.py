@@ -13,19 +13,20 @@ statistics still include padded columns, which is harmless.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
 
+from seqlab.core.config import section_from_dict
+from seqlab.core.sections import Section
 from seqlab.tasks.ocr.config import ColumnBiLSTMConfig, CRNNConfig
 
 
-def _lstm(input_size: int, hidden_size: int) -> nn.LSTM:
-    lstm = nn.LSTM(input_size, hidden_size)
+def _forget_gate_bias_one(lstm: nn.LSTM) -> nn.LSTM:
     # Forget-gate bias 1 (gate order i, f, g, o): a standard trick that speeds up early CTC training.
     with torch.no_grad():
-        lstm.get_parameter("bias_ih_l0")[hidden_size:2 * hidden_size].fill_(1.0)
+        lstm.get_parameter("bias_ih_l0")[lstm.hidden_size:2 * lstm.hidden_size].fill_(1.0)
     return lstm
 
 
@@ -52,8 +53,8 @@ class PaddedBiLSTM(nn.Module):
         super().__init__()
         self.hidden_size, self.num_layers = hidden_size, num_layers
         sizes = [input_size] + [2 * hidden_size] * (num_layers - 1)
-        self.forward_layers = nn.ModuleList(_lstm(n, hidden_size) for n in sizes)
-        self.backward_layers = nn.ModuleList(_lstm(n, hidden_size) for n in sizes)
+        self.forward_layers = nn.ModuleList(_forget_gate_bias_one(nn.LSTM(n, hidden_size)) for n in sizes)
+        self.backward_layers = nn.ModuleList(_forget_gate_bias_one(nn.LSTM(n, hidden_size)) for n in sizes)
         self.dropout = nn.Dropout(dropout if num_layers > 1 else 0.0)
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
@@ -90,9 +91,10 @@ def _check_input(images: Tensor, widths: Tensor, height: int) -> None:
 class ColumnBiLSTM(nn.Module):
     """Raw pixel columns (in frames of ``stride``) are the time steps: projection -> BiLSTM -> linear.
 
-    Args:
-        num_classes: output classes including the CTC blank (len(charset) + 1).
-        height: image height in pixels = features per column.
+    Built from ``cfg`` (params.yaml's ``ocr.bilstm.model``, whose keys are these), the number of output classes
+    including the CTC blank (len(charset) + 1) and the image height in pixels (features per column).
+
+    Keys:
         projection: size of a Linear+ReLU projection of each time step before the LSTM; 0 feeds raw pixels.
         hidden_size: LSTM hidden size per direction.
         num_layers: stacked BiLSTM layers.
@@ -105,25 +107,16 @@ class ColumnBiLSTM(nn.Module):
         frames_per_step: CTC frames emitted per LSTM step (see :func:`_ctc_frames`).
     """
 
-    def __init__(self, num_classes: int, height: int = 32, projection: int = 64, hidden_size: int = 128,
-                 num_layers: int = 1, stride: int = 4, dropout: float = 0.0, frames_per_step: int = 1) -> None:
+    def __init__(self, cfg: ColumnBiLSTMConfig, num_classes: int, height: int) -> None:
         super().__init__()
-        if stride < 1 or frames_per_step < 1:
-            raise ValueError(f"stride and frames_per_step must be >= 1, got {stride} and {frames_per_step}")
         self.height = height
-        self.downsample = stride  # pixel columns per LSTM step; batching pads to a multiple of it
-        self.frames = frames_per_step
-        features = height * stride
+        self.downsample = cfg.stride  # pixel columns per LSTM step; batching pads to a multiple of it
+        self.frames = cfg.frames_per_step
+        features = height * cfg.stride
+        projection = cfg.projection
         self.proj = nn.Sequential(nn.Linear(features, projection), nn.ReLU()) if projection else nn.Identity()
-        self.lstm = PaddedBiLSTM(projection or features, hidden_size, num_layers, dropout)
-        self.fc = nn.Linear(2 * hidden_size, num_classes * frames_per_step)
-
-    @classmethod
-    def from_config(cls, cfg: ColumnBiLSTMConfig, num_classes: int, height: int) -> ColumnBiLSTM:
-        """The model `ocr.bilstm.model` describes, each key read by name (a renamed key is a type error)."""
-        return cls(num_classes, height, projection=cfg.projection, hidden_size=cfg.hidden_size,
-                   num_layers=cfg.num_layers, stride=cfg.stride, dropout=cfg.dropout,
-                   frames_per_step=cfg.frames_per_step)
+        self.lstm = PaddedBiLSTM(projection or features, cfg.hidden_size, cfg.num_layers, cfg.dropout)
+        self.fc = nn.Linear(2 * cfg.hidden_size, num_classes * cfg.frames_per_step)
 
     def output_lengths(self, widths: Tensor) -> Tensor:
         """Number of valid CTC frames for images of the given true widths (a partial step counts)."""
@@ -159,9 +152,10 @@ class CRNN(nn.Module):
     the height to 1, giving ``channels[-1]`` features per column; that keeps the LSTM input small (the
     LSTM input projection dominates the cost when C*h features are fed directly).
 
-    Args:
-        num_classes: output classes including the CTC blank (len(charset) + 1).
-        height: image height in pixels.
+    Built from ``cfg`` (params.yaml's ``ocr.crnn.model``, whose keys are these), the number of output classes
+    including the CTC blank (len(charset) + 1) and the data's image height in pixels.
+
+    Keys:
         channels: output channels of each conv stage.
         hidden_size: LSTM hidden size per direction.
         num_layers: stacked BiLSTM layers. One layer reached 1.1% val CER in a 4-minute CPU run where two
@@ -177,27 +171,14 @@ class CRNN(nn.Module):
             to it, aspect kept, inside the model, so one data set can feed models of several heights.
     """
 
-    def __init__(self, num_classes: int, height: int = 32, channels: Sequence[int] = (32, 64, 128),
-                 hidden_size: int = 128, num_layers: int = 1, downsample: int = 4, pool: str = "stride",
-                 dropout: float = 0.0, frames_per_step: int = 1, collapse: str = "conv",
-                 input_height: int = 0) -> None:
+    def __init__(self, cfg: CRNNConfig, num_classes: int, height: int) -> None:
         super().__init__()
-        if frames_per_step < 1:
-            raise ValueError(f"frames_per_step must be >= 1, got {frames_per_step}")
-        if collapse not in ("conv", "flatten"):
-            raise ValueError(f"collapse must be 'conv' or 'flatten', got {collapse!r}")
-        if input_height < 0 or 0 < input_height < 8:
-            raise ValueError(f"input_height must be 0 (the data's height) or >= 8, got {input_height}")
-        self.frames = frames_per_step
+        # cfg's own rules (CRNNConfig) hold: downsample a power of 2 up to 2 ** len(channels), input_height 0 or >= 8.
+        channels, downsample, pool = cfg.channels, cfg.downsample, cfg.pool
+        self.frames = cfg.frames_per_step
         self.data_height = height
-        height = input_height or height
-        width_steps = int(math.log2(downsample)) if downsample >= 1 else -1
-        if 2 ** width_steps != downsample or width_steps > len(channels):
-            raise ValueError(f"downsample must be a power of 2 up to 2**{len(channels)}, got {downsample}")
-        if pool not in ("stride", "max"):
-            raise ValueError(f"pool must be 'stride' or 'max', got {pool!r}")
-        if not channels:
-            raise ValueError("channels must list at least one conv stage")
+        height = cfg.input_height or height
+        width_steps = int(math.log2(downsample))
         self.height = height
         self.downsample = downsample
         self.pool = pool
@@ -213,7 +194,7 @@ class CRNN(nn.Module):
             self.steps.append(step)
             prev, h = ch, -(-h // step[0]) if pool == "stride" else h // step[0]
         features = prev
-        if collapse == "flatten":
+        if cfg.collapse == "flatten":
             self.collapse: nn.Module = nn.Flatten(1, 2)  # (B, C, h, T) -> (B, C*h, T)
             features = prev * h
         elif h > 1:
@@ -221,15 +202,8 @@ class CRNN(nn.Module):
                                           nn.ReLU(inplace=True), nn.Flatten(1, 2))
         else:
             self.collapse = nn.Flatten(1, 2)
-        self.lstm = PaddedBiLSTM(features, hidden_size, num_layers, dropout)
-        self.fc = nn.Linear(2 * hidden_size, num_classes * frames_per_step)
-
-    @classmethod
-    def from_config(cls, cfg: CRNNConfig, num_classes: int, height: int) -> CRNN:
-        """The model `ocr.crnn.model` describes, each key read by name (a renamed key is a type error)."""
-        return cls(num_classes, height, channels=cfg.channels, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
-                   downsample=cfg.downsample, pool=cfg.pool, dropout=cfg.dropout, frames_per_step=cfg.frames_per_step,
-                   collapse=cfg.collapse, input_height=cfg.input_height)
+        self.lstm = PaddedBiLSTM(features, cfg.hidden_size, cfg.num_layers, cfg.dropout)
+        self.fc = nn.Linear(2 * cfg.hidden_size, num_classes * cfg.frames_per_step)
 
     def _shrink(self, lengths: Tensor, sw: int) -> Tensor:
         # Strided conv (k=3, p=1): ceil(L / s); max-pool (k=s, no padding): floor(L / s).
@@ -278,10 +252,26 @@ class CRNN(nn.Module):
         return _ctc_frames(self.fc(out), lengths, self.frames)
 
 
-# OCR variant -> model class and its params section ocr.<variant>.model, which holds the class's arguments
-# (besides num_classes and height, which come from the data): <class>.from_config(section, num_classes, height).
+# OCR variant -> model class and its params section ocr.<variant>.model: <class>(section, num_classes, height),
+# num_classes and height coming from the data.
 MODELS: dict[str, type[nn.Module]] = {"bilstm": ColumnBiLSTM, "crnn": CRNN}
 MODEL_SECTIONS: dict[str, type[ColumnBiLSTMConfig | CRNNConfig]] = {"bilstm": ColumnBiLSTMConfig, "crnn": CRNNConfig}
+# Each model key's value before params.yaml set it (the constructors' keyword defaults, kept): a checkpoint written
+# before a key existed (CRNN's `collapse`, `input_height`) reads back as the model it holds (OcrTask.model_section);
+# tests and benchmarks build small models from them (model_config).
+DEFAULTS: dict[type[Section], dict[str, Any]] = {
+    ColumnBiLSTMConfig: {"projection": 64, "hidden_size": 128, "num_layers": 1, "stride": 4, "dropout": 0.0,
+                         "frames_per_step": 1},
+    CRNNConfig: {"channels": [32, 64, 128], "hidden_size": 128, "num_layers": 1, "downsample": 4, "pool": "stride",
+                 "dropout": 0.0, "frames_per_step": 1, "collapse": "conv", "input_height": 0},
+}
+ModelSectionT = TypeVar("ModelSectionT", bound=Section)
+
+
+def model_config(kind: type[ModelSectionT], **keys: Any) -> ModelSectionT:
+    """`kind` (ColumnBiLSTMConfig or CRNNConfig) with `keys`, DEFAULTS for the others, checked as params.yaml is
+    (ValueError naming the key)."""
+    return section_from_dict(kind, {**DEFAULTS[kind], **keys})
 
 
 def extend_classes(model: nn.Module, added: int) -> None:

@@ -7,7 +7,6 @@ height; batches group similar widths and CTC gets each sample's true output leng
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Self, TextIO
 
@@ -16,7 +15,6 @@ import torch
 from torch import nn
 
 from seqlab.core import paths
-from seqlab.core.config import section_from_dict
 from seqlab.core.registry import entry
 from seqlab.core.sections import RunSection, Section
 from seqlab.core.task import Answer, Evaluation, Reference, Task
@@ -29,7 +27,7 @@ from seqlab.tasks.ocr.recognizer.batching import OcrBatch, iterate_batches
 from seqlab.tasks.ocr.recognizer.ctc import CtcReader, ctc_loss, greedy_decode
 from seqlab.tasks.ocr.recognizer.decoding import Decoder, decoder_for
 from seqlab.tasks.ocr.recognizer.metrics import summarize
-from seqlab.tasks.ocr.recognizer.models import CRNN, MODEL_SECTIONS, MODELS, ColumnBiLSTM
+from seqlab.tasks.ocr.recognizer.models import CRNN, MODEL_SECTIONS, ColumnBiLSTM, model_config
 from seqlab.tasks.ocr.recognizer.report import HEADLINE_METRIC, HEADLINE_SPLITS, evaluate_recognizer
 
 
@@ -96,20 +94,16 @@ class OcrTask(Task):
     def build_model(self, model: Section, meta: Mapping[str, Any]) -> nn.Module:
         num_classes, height = len(meta["charset"]) + 1, meta["height"]
         if self.variant == "crnn" and isinstance(model, CRNNConfig):
-            return CRNN.from_config(model, num_classes, height)
+            return CRNN(model, num_classes, height)
         if self.variant == "bilstm" and isinstance(model, ColumnBiLSTMConfig):
-            return ColumnBiLSTM.from_config(model, num_classes, height)
+            return ColumnBiLSTM(model, num_classes, height)
         raise TypeError(f"the {self.variant} model is built from {MODEL_SECTIONS[self.variant].__name__}, "
                         f"not {type(model).__name__}")
 
     def model_section(self, args: Mapping[str, Any]) -> ColumnBiLSTMConfig | CRNNConfig:
         """A checkpoint's model dict as its variant's section. A key the section gained after the checkpoint was
-        written (CRNN's `collapse`, `input_height`) takes the constructor's default: what the model was then."""
-        section = MODEL_SECTIONS[self.variant]
-        defaults = {name: list(p.default) if isinstance(p.default, tuple) else p.default
-                    for name, p in inspect.signature(MODELS[self.variant]).parameters.items()
-                    if name in section.model_fields and p.default is not p.empty}
-        return section_from_dict(section, {**defaults, **args})
+        written (CRNN's `collapse`, `input_height`) takes its value from before (models.DEFAULTS)."""
+        return model_config(MODEL_SECTIONS[self.variant], **args)
 
     def loss(self, model: nn.Module, batch: OcrBatch) -> torch.Tensor:
         log_probs, out_lengths = model(batch.images, batch.widths)

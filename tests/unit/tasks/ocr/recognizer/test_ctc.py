@@ -61,12 +61,13 @@ def _tiny_reader():
     import numpy as np
 
     from seqlab.tasks.ocr.charset import Charset
+    from seqlab.tasks.ocr.config import CRNNConfig
     from seqlab.tasks.ocr.recognizer.ctc import CtcReader
-    from seqlab.tasks.ocr.recognizer.models import CRNN
+    from seqlab.tasks.ocr.recognizer.models import CRNN, model_config
 
     charset = Charset.from_name("digits_lower")
     torch.manual_seed(0)
-    model = CRNN(charset.num_classes, 16, channels=[8, 16], hidden_size=16).eval()
+    model = CRNN(model_config(CRNNConfig, channels=[8, 16], hidden_size=16), charset.num_classes, 16).eval()
     with torch.no_grad():  # push the blank down so an untrained model emits characters
         model.fc.bias[0] -= 4.0
     rng = np.random.default_rng(0)

@@ -16,10 +16,11 @@ from seqlab.core.checkpoint import load_checkpoint, save_checkpoint
 from seqlab.core.config import parse_params
 from seqlab.core.errors import ParamsError
 from seqlab.tasks.ocr.charset import Charset
+from seqlab.tasks.ocr.config import ColumnBiLSTMConfig, CRNNConfig
 from seqlab.tasks.ocr.data import save_split, write_meta
 from seqlab.tasks.ocr.documents.ground_truth import GtLine
 from seqlab.tasks.ocr.recognizer.finetune import hold_out
-from seqlab.tasks.ocr.recognizer.models import CRNN, ColumnBiLSTM, extend_classes
+from seqlab.tasks.ocr.recognizer.models import CRNN, ColumnBiLSTM, extend_classes, model_config
 from tests.support import (
     SANDBOX,
     kill_after_first_epoch,
@@ -42,8 +43,9 @@ ALPHABET = "abcdefghij+"  # '+' is not in digits_lower: the charset must grow by
 
 
 @pytest.mark.parametrize("make", [
-    lambda n: CRNN(num_classes=n, height=HEIGHT, channels=[8, 16], hidden_size=16, frames_per_step=2),
-    lambda n: ColumnBiLSTM(num_classes=n, height=HEIGHT, hidden_size=16, projection=8, frames_per_step=3),
+    lambda n: CRNN(model_config(CRNNConfig, channels=[8, 16], hidden_size=16, frames_per_step=2), n, HEIGHT),
+    lambda n: ColumnBiLSTM(model_config(ColumnBiLSTMConfig, hidden_size=16, projection=8, frames_per_step=3), n,
+                           HEIGHT),
 ], ids=["crnn", "bilstm"])
 def test_extending_the_classes_leaves_the_old_logits_unchanged(make) -> None:
     torch.manual_seed(0)
@@ -145,7 +147,7 @@ def make_repo(root: Path, gt_lines: int, synthetic: int = 32, **finetune) -> Pat
     save_split(root / "data" / "ocr" / "train.npz", images, texts, ["default"] * len(texts), HEIGHT)
     write_meta(root / "data" / "ocr", Charset.from_name(CHARSET), HEIGHT)
     torch.manual_seed(0)
-    model = CRNN(num_classes=Charset.from_name(CHARSET).num_classes, height=HEIGHT, **MODEL)
+    model = CRNN(model_config(CRNNConfig, **MODEL), Charset.from_name(CHARSET).num_classes, HEIGHT)
     save_checkpoint(root / "models" / "start.pt", {
         "task": "ocr", "variant": "crnn", "config": {
             "task": "ocr", "variant": "crnn", "seed": 0, "model": MODEL, "train": {},

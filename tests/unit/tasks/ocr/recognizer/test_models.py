@@ -1,8 +1,9 @@
 import pytest
 import torch
 
+from seqlab.tasks.ocr.config import ColumnBiLSTMConfig, CRNNConfig
 from seqlab.tasks.ocr.recognizer.ctc import greedy_decode
-from seqlab.tasks.ocr.recognizer.models import CRNN, MODELS, ColumnBiLSTM
+from seqlab.tasks.ocr.recognizer.models import CRNN, MODEL_SECTIONS, MODELS, ColumnBiLSTM, model_config
 
 HEIGHT = 8
 NUM_CLASSES = 5
@@ -28,9 +29,10 @@ EXPECTED_LENGTHS = {"bilstm": [23, 17, 9], "bilstm-stride": [6, 5, 3], "crnn": [
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py: tiny models on one thread
 
 
-def tiny(variant: str) -> torch.nn.Module:
+def tiny(variant: str, **keys: object) -> torch.nn.Module:
     torch.manual_seed(0)
-    return MODELS[variant.split("-")[0]](NUM_CLASSES, HEIGHT, **TINY[variant])
+    kind = variant.split("-")[0]
+    return MODELS[kind](model_config(MODEL_SECTIONS[kind], **{**TINY[variant], **keys}), NUM_CLASSES, HEIGHT)
 
 
 def glyph_images(labels: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,19 +114,19 @@ def test_overfits_three_words(variant: str) -> None:
     assert decoded == labels
 
 
-def test_constructor_defaults_and_errors() -> None:
-    """The constructors check their own arguments for direct use (params are checked in seqlab.core.config)."""
-    assert isinstance(MODELS["bilstm"](63, 32), ColumnBiLSTM)
-    crnn = MODELS["crnn"](63, 32, channels=[16, 32, 64], downsample=4)
-    assert isinstance(crnn, CRNN) and crnn.downsample == 4
-    with pytest.raises(TypeError, match="hiden"):
-        ColumnBiLSTM(63, 32, hiden_size=64)  # type: ignore[call-arg]
+def test_model_config_defaults_and_errors() -> None:
+    """A model's keys are its section's, checked as params.yaml is (seqlab.core.config), with the old defaults."""
+    assert isinstance(ColumnBiLSTM(model_config(ColumnBiLSTMConfig), 63, 32), ColumnBiLSTM)
+    crnn = CRNN(model_config(CRNNConfig, channels=[16, 32, 64], downsample=4), 63, 32)
+    assert crnn.downsample == 4 and [s[0].out_channels for s in crnn.stages] == [16, 32, 64]
+    with pytest.raises(ValueError, match="^hiden_size is not a known key \\(did you mean hidden_size\\?\\)$"):
+        model_config(ColumnBiLSTMConfig, hiden_size=64)
     with pytest.raises(ValueError, match="downsample"):
-        CRNN(63, 32, channels=[8], downsample=4)
+        model_config(CRNNConfig, channels=[8], downsample=4)
     with pytest.raises(ValueError, match="pool"):
-        CRNN(63, 32, pool="avg")
+        model_config(CRNNConfig, pool="avg")
     with pytest.raises(ValueError):
-        ColumnBiLSTM(63, 32)(torch.zeros(1, 1, 16, 10), torch.tensor([10]))
+        ColumnBiLSTM(model_config(ColumnBiLSTMConfig), 63, 32)(torch.zeros(1, 1, 16, 10), torch.tensor([10]))
 
 
 # --- PaddedBiLSTM: nn.LSTM(bidirectional=True) with packed sequences, without their cost --------------------
@@ -160,9 +162,7 @@ def test_padded_bilstm_equals_packed_bidirectional_lstm(num_layers: int) -> None
 @pytest.mark.parametrize("variant", ["bilstm", "bilstm-stride", "crnn", "crnn-max"])
 def test_batch_padding_does_not_change_outputs_with_two_layers(variant: str) -> None:
     """Every sample of a batch reads the same when the batch is padded wider (eval mode), with stacked layers."""
-    torch.manual_seed(0)
-    kind = variant.split("-")[0]
-    model = MODELS[kind](NUM_CLASSES, HEIGHT, **{**TINY[variant], "num_layers": 2}).eval()
+    model = tiny(variant, num_layers=2).eval()
     widths = torch.tensor([21, 13, 6])
     images = torch.rand(3, 1, HEIGHT, 21)
     wider = torch.rand(3, 1, HEIGHT, 50)  # 29 more columns, and garbage beyond each sample's width

@@ -96,10 +96,11 @@ def test_splits_with_kinds_are_scored_by_kind() -> None:
 def test_ctc_evaluation_reads_native_height_scans_as_predict_would(tmp_path, monkeypatch) -> None:
     """Every test split is scored; the scans, stored at their own heights, reach the model through
     images.fit_split (the normaliser predict uses), at the model's height."""
+    from seqlab.tasks.ocr.config import CRNNConfig
     from seqlab.tasks.ocr.data import LINE_SPLITS, TEST_SPLITS, save_split, split_path
     from seqlab.tasks.ocr.images import fit_image
     from seqlab.tasks.ocr.recognizer import task as task_module
-    from seqlab.tasks.ocr.recognizer.models import CRNN
+    from seqlab.tasks.ocr.recognizer.models import CRNN, model_config
 
     monkeypatch.chdir(tmp_path)
     rng = np.random.default_rng(0)
@@ -123,7 +124,7 @@ def test_ctc_evaluation_reads_native_height_scans_as_predict_would(tmp_path, mon
 
     monkeypatch.setattr(task_module, "CtcReader", Spy)
     torch.manual_seed(0)
-    model = CRNN(len(CHARSET.chars) + 1, 32, channels=[4, 8], hidden_size=8, downsample=4).eval()
+    model = CRNN(model_config(CRNNConfig, channels=[4, 8], hidden_size=8, downsample=4), len(CHARSET.chars) + 1, 32).eval()
     task = task_module.OcrTask("crnn", CHARSET, height=32)
     metrics, _, figures = task.evaluate(model, torch.device("cpu"))
     assert set(metrics) == set(TEST_SPLITS) and metrics["test_reserved_scans"]["count"] == 3

@@ -28,7 +28,7 @@ def ocr_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_training_run_takes_the_augmentation_of_its_section(ocr_data: None, raw_params: dict) -> None:
     raw_params["ocr"]["augment"]["p_zoom"] = 0.25
     params = parse_params(raw_params)
-    task = OcrTask.for_training(params.run_section("ocr", "crnn"), "crnn")
+    task = OcrTask.for_training(params.section("ocr").run("crnn"), "crnn")
     assert task.augment == OcrConfig.of(params).augment and task.augment is not None and task.augment.p_zoom == 0.25
     assert (task.charset.name, task.height) == (Charset.from_name("digits_lower").name, 32)
 
@@ -52,7 +52,7 @@ def test_the_model_hidden_size_in_params_reaches_every_lstm(ocr_data: None, raw_
                                                             cls: type[nn.Module]) -> None:
     """params.yaml -> load_params -> run section -> the training loop's build_model call -> nn.LSTM."""
     raw_params["ocr"][variant]["model"]["hidden_size"] = 24  # neither a constructor default nor params.yaml's
-    section = parse_params(raw_params).run_section("ocr", variant)
+    section = parse_params(raw_params).section("ocr").run(variant)
     task = OcrTask.for_training(section, variant)
     model = task.build_model(section.model, task.data_meta(OcrSplit.unlabelled([])))  # as the loop calls it
     lstms = [m for m in model.modules() if isinstance(m, nn.LSTM)]
@@ -82,7 +82,7 @@ def test_augment_p_zoom_in_params_reaches_the_augmenters_plan(ocr_data: None, ra
                                                               monkeypatch: pytest.MonkeyPatch, p_zoom: float) -> None:
     """params.yaml -> load_params -> run section -> the task -> its training batches -> augment's plan."""
     raw_params["ocr"]["augment"].update(enabled=True, p_identity=0.0, p_zoom=p_zoom)
-    section = parse_params(raw_params).run_section("ocr", "crnn")
+    section = parse_params(raw_params).section("ocr").run("crnn")
     task = OcrTask.for_training(section, "crnn")
     plans: list[augment.Plan] = []
     draw_plan = augment.draw_plan
