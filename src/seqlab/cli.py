@@ -129,7 +129,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     params = load_params(args.params, args.task)
     t0 = time.perf_counter()
-    stats = data_generator(args.task)(getattr(params, args.task).data, params.seed)
+    stats = data_generator(args.task)(params.section(args.task).data, params.seed)
     print(f"[{args.task}] generated {stats} in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
     return 0
 

@@ -84,9 +84,7 @@ class FirstTask(SequenceTask):
         return F.one_hot(x, 10).float()
 
     def build_model(self, model: Section, meta: Mapping[str, Any]) -> nn.Module:
-        assert isinstance(model, RecurrentModelConfig)  # model_section (SequenceTask's) reads checkpoints back
-        return SequenceClassifier(model.cell, input_size=10, hidden_size=model.hidden_size,
-                                  num_layers=model.num_layers, num_classes=10)
+        return SequenceClassifier(self.recurrence(model), input_size=10, num_classes=10)
 
     def loss(self, model: nn.Module, batch: SequenceBatch) -> torch.Tensor:
         return F.cross_entropy(model(batch.x, batch.lengths), batch.y)

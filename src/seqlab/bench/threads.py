@@ -158,7 +158,7 @@ def _sequence_step(params: Params, name: str) -> tuple[Any, Any, Any, Any]:
     section = params.section(name).run()
     task = task_class(name).for_training(section, None)
     assert isinstance(task, SequenceTask)
-    data_cfg = getattr(params, name).data
+    data_cfg = params.section(name).data
     lo, hi, _ = task.length_range(data_cfg)
     size = section.train.batch_size
     arrays = task.make_split(np.random.default_rng(params.seed), "train", lo, hi, size, data_cfg)

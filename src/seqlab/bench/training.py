@@ -35,7 +35,7 @@ def run(params: Params, repeats: int, samples: int, seed_samples: int) -> dict[s
         section = params.section(name).run()
         task = task_class(name).for_training(section, None)
         assert isinstance(task, SequenceTask)
-        data = _train_split(task, getattr(params, name).data, samples, params.seed)
+        data = _train_split(task, params.section(name).data, samples, params.seed)
         ours, seed_style = [], []
         for _ in range(repeats):
             ours.append(_batched_epoch(task, section, data, params.seed))

@@ -107,6 +107,8 @@ class TaskSection(Section):
     """A task's params.yaml section, the class its registry entry names. A task without variants has its
     `model` and `train` here, and is its own training run; a task with variants overrides `run`."""
 
+    data: Section  # what its generate stage reads (each task narrows it to its own data section)
+
     def run(self, variant: str | None = None) -> RunSection:
         """What a training run of `variant` reads (the `--variant` given, or the task's default)."""
         if variant is not None:

@@ -13,6 +13,7 @@ from seqlab.core.checkpoint import save_checkpoint
 from seqlab.core.config import load_params, params_model, parse_params
 from seqlab.core.errors import ParamsError
 from seqlab.core.registry import entry
+from seqlab.core.sections import RecurrentModelConfig
 from seqlab.tasks.ocr.config import OcrConfig
 from seqlab.tasks.ocr.recognizer.models import DEFAULTS, MODELS
 from seqlab.tasks.sequence.common import SequenceClassifier, SequenceTagger
@@ -201,9 +202,9 @@ def test_model_sections_feed_their_constructors(raw_params):
         assert set(DEFAULTS[type(section)]) == set(type(section).model_fields)  # an old checkpoint reads back whole
         model = cls(section, 37, params.ocr.data.height)
         assert model.frames == section.frames_per_step
-    assert isinstance(SequenceClassifier(input_size=10, num_classes=10, **params.kth.model.model_dump()).rnn,
+    assert isinstance(SequenceClassifier(params.kth.model, input_size=10, num_classes=10).rnn,
                       torch.nn.LSTM)
-    tagger = SequenceTagger(input_size=2, **params.binary_add.model.model_dump())
+    tagger = SequenceTagger(params.binary_add.model, input_size=2)
     assert tagger.rnn.hidden_size == params.binary_add.model.hidden_size
 
 
@@ -223,7 +224,7 @@ def test_binary_add_checkpoint_without_its_loss_param_is_one_line_error(tmp_path
               "meta": {"max_trained_bits": 8}}
     path = tmp_path / "binary_add.pt"
     save_checkpoint(path, {"task": "binary_add", "variant": None, "config": config,
-                           "model_state": SequenceTagger(input_size=2, **model_args).state_dict(), "meta": {}})
+                           "model_state": SequenceTagger(RecurrentModelConfig(**model_args), input_size=2).state_dict(), "meta": {}})
     with pytest.raises(CheckpointError, match="unusable model config .*'loss'"):
         load_model(path, "binary_add")
 

@@ -152,7 +152,7 @@ class BinaryAddTask(SequenceTask):
         return {"max_trained_bits": int(data.group.max())}
 
     def build_model(self, model: Section, meta: Mapping[str, Any]) -> nn.Module:
-        return SequenceTagger(input_size=self.input_size, **model.model_dump())
+        return SequenceTagger(self.recurrence(model), self.input_size)
 
     def loss(self, model: nn.Module, batch: SequenceBatch) -> torch.Tensor:
         return masked_loss(model(batch.x, batch.lengths), batch.y, batch.lengths, self.loss_kind)

@@ -26,7 +26,7 @@ from torch import nn
 from seqlab.core import paths
 from seqlab.core.config import section_from_dict
 from seqlab.core.plots import line_plot
-from seqlab.core.sections import RecurrentModelConfig, RunSection
+from seqlab.core.sections import RecurrentModelConfig, RunSection, Section
 from seqlab.core.seeding import derive_seed
 from seqlab.core.storage import Arrays, load_arrays, save_arrays
 from seqlab.core.task import Answer, Evaluation, Task
@@ -49,10 +49,10 @@ def make_rnn(cell: str, input_size: int, hidden_size: int, num_layers: int) -> n
 class SequenceClassifier(nn.Module):
     """seq2one: a linear head on the hidden state at each sequence's last valid step."""
 
-    def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int, num_classes: int) -> None:
+    def __init__(self, cfg: RecurrentModelConfig, input_size: int, num_classes: int) -> None:
         super().__init__()
-        self.rnn = make_rnn(cell, input_size, hidden_size, num_layers)
-        self.head = nn.Linear(hidden_size, num_classes)
+        self.rnn = make_rnn(cfg.cell, input_size, cfg.hidden_size, cfg.num_layers)
+        self.head = nn.Linear(cfg.hidden_size, num_classes)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         out = self.rnn(x)[0]  # (B, T, H): top layer's state after every step
@@ -63,10 +63,10 @@ class SequenceClassifier(nn.Module):
 class SequenceTagger(nn.Module):
     """Aligned seq2seq: one output per input step (outputs at padding positions are meaningless: mask them)."""
 
-    def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int, outputs: int = 1) -> None:
+    def __init__(self, cfg: RecurrentModelConfig, input_size: int, outputs: int = 1) -> None:
         super().__init__()
-        self.rnn = make_rnn(cell, input_size, hidden_size, num_layers)
-        self.head = nn.Linear(hidden_size, outputs)
+        self.rnn = make_rnn(cfg.cell, input_size, cfg.hidden_size, cfg.num_layers)
+        self.head = nn.Linear(cfg.hidden_size, outputs)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         out = self.rnn(x)[0]
@@ -175,6 +175,13 @@ class SequenceTask(Task):
 
     def model_section(self, args: Mapping[str, Any]) -> RecurrentModelConfig:
         return section_from_dict(RecurrentModelConfig, args)
+
+    @staticmethod
+    def recurrence(model: Section) -> RecurrentModelConfig:
+        """`model` as the section the sequence models are built from (build_model's argument)."""
+        if not isinstance(model, RecurrentModelConfig):
+            raise TypeError(f"a sequence model is built from RecurrentModelConfig, not {type(model).__name__}")
+        return model
 
     # --- data -----------------------------------------------------------------------------
     @classmethod

@@ -82,7 +82,7 @@ class KthTask(SequenceTask):
         return {"k": k, "max_len": int(data.lengths.max())}
 
     def build_model(self, model: Section, meta: Mapping[str, Any]) -> nn.Module:
-        return SequenceClassifier(input_size=self.input_size, num_classes=10, **model.model_dump())
+        return SequenceClassifier(self.recurrence(model), self.input_size, num_classes=10)
 
     def loss(self, model: nn.Module, batch: SequenceBatch) -> torch.Tensor:
         return F.cross_entropy(model(batch.x, batch.lengths), batch.y)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from seqlab.core.sections import RecurrentModelConfig
 from seqlab.tasks.sequence.binary_add import (
     BinaryAddTask,
     encode_pair,
@@ -119,14 +120,14 @@ def test_flatten_unflatten_round_trip():
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 def test_models_shapes_and_padding_invariance(cell):
     torch.manual_seed(0)
-    clf = SequenceClassifier(cell, input_size=10, hidden_size=8, num_layers=2, num_classes=10).eval()
+    clf = SequenceClassifier(RecurrentModelConfig(cell=cell, hidden_size=8, num_layers=2), input_size=10, num_classes=10).eval()
     x = torch.randn(3, 7, 10)
     lengths = torch.tensor([7, 3, 5])
     out = clf(x, lengths)
     assert out.shape == (3, 10)
     alone = clf(x[1:2, :3], lengths[1:2])  # same sequence without padding
     assert torch.allclose(out[1], alone[0], atol=1e-6)
-    tagger = SequenceTagger(cell, input_size=2, hidden_size=8, num_layers=1).eval()
+    tagger = SequenceTagger(RecurrentModelConfig(cell=cell, hidden_size=8, num_layers=1), input_size=2).eval()
     pairs = torch.randn(2, 6, 2)  # sample 1 has 4 real steps and random garbage after them
     seq = tagger(pairs, torch.tensor([6, 4]))
     assert seq.shape == (2, 6)
