@@ -1,7 +1,7 @@
 """Which CTC decoding a reader uses, from params.yaml's `ocr.decode`, and the language model it reads.
 
-Every reader of a trained model (evaluate, predict on torch or onnxruntime, pages, scoring ground truth)
-decodes through :func:`decoder_for`, so the figures and the answers come from the same search. Validation
+Every reader of a trained model (evaluate, predict on torch or onnxruntime, pages, scoring ground truth,
+fine-tuning's scoring, the MLflow model: OcrTask.reading / use_reading) decodes through :func:`decoder_for`, so the figures and the answers come from the same search. Validation
 during training stays greedy: it only ranks epochs, and a beam search per validation pass would cost more
 than the epoch's gain in ranking.
 
