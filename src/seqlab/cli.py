@@ -160,7 +160,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     given = [flag for flag, value in (("--model", args.model), ("--grid", args.grid), ("--no-tesseract", args.no_tesseract),
-                                      ("--drop-bad", args.drop_bad)) if value]
+                                      ("--drop-bad", args.drop_bad), ("--greedy", args.greedy)) if value]
     if given:
         raise SeqlabError(f"{', '.join(given)}: only with --gt DIR (scoring on your own ground truth)")
     from seqlab.core.config import load_params
@@ -190,6 +190,10 @@ def cmd_evaluate_gt(args: argparse.Namespace) -> int:
         checkpoint, name = model_checkpoint(args.task, args.model, args.variant, Path(tmp))
         task, model, _ = load_model(checkpoint, args.task, name=name)
     assert isinstance(task, OcrTask)  # load_model checked the checkpoint's task
+    if not args.greedy and Path(args.params).is_file():  # decoding as predict reads
+        from seqlab.core.config import load_params
+
+        task.use_params(load_params(args.params, args.task))
 
     def echo(line: str) -> None:
         print(line, file=sys.stderr)
@@ -310,11 +314,13 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     run = prepare(config, start, model, out, paths.state_dir() / "finetune" / model, ocr.augment,
                   split_path("train"), echo)
     echo(f"from {start.name}: {run.counts}")
+    reading = run.task.reading(params)  # scored, logged and registered decoding as predict reads
+    run.task.use_reading(reading)  # a missing language model fails now, not after training
     with server_outage("rerun: fine-tuning resumes after its last finished epoch"):
         summary = train(run.task, config.seed, run.section, run.cpu_budget_s)
-    files, metrics = score(run, summary, paths.metrics_dir(model), echo)
+    files, metrics = score(run, summary, paths.metrics_dir(model), echo, reading)
     with server_outage("rerun"):
-        log_evaluation(run.task, out, files, metrics)
+        log_evaluation(run.task, out, files, metrics, run.task.data_meta(None), reading)
     print(summary_line(model, metrics), file=sys.stderr)
     return 0
 
@@ -435,6 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--no-tesseract", action="store_true", help="with --gt: score the model only")
             p.add_argument("--drop-bad", action="store_true", help="with --gt: leave bad ground-truth lines out "
                            "(and say how many) instead of listing them and exiting 1")
+            p.add_argument("--greedy", action="store_true", help="with --gt: greedy CTC decoding instead of "
+                           "params.yaml's ocr.decode, as predict --greedy (without a params.yaml: greedy)")
         p.set_defaults(func=func)
 
     p = sub.add_parser("export", help="export a trained model to models/<id>.onnx, checked against torch")

@@ -65,6 +65,17 @@ class Reference(NamedTuple):
     files: list[Path]  # eval.json first, then its tables and figures
 
 
+class Reading(NamedTuple):
+    """How a trained model reads beyond its checkpoint, as params.yaml sets it (OCR: the CTC decoding and the
+    language model file it reads): what an MLflow model carries so that it answers what predict answers."""
+
+    settings: dict[str, Any]  # YAML-able (the MLflow model's model_config)
+    files: dict[str, Path]  # name -> file read (the MLflow model's artifacts)
+
+
+NO_READING = Reading({}, {})
+
+
 class Task(ABC):
     name: ClassVar[str]  # params.yaml section and data/<name>
     monitor: ClassVar[str] = "val_loss"  # validation metric that drives early stopping and model selection
@@ -85,6 +96,9 @@ class Task(ABC):
     # The MLflow model's input columns, name -> (MLflow type "string" or "binary", required). A row's input is
     # its first column that holds a value: binary values (encoded files) reach `answers` as temporary file paths.
     input_columns: ClassVar[dict[str, tuple[str, bool]]] = {"input": ("string", True)}
+    # True when params.yaml shapes the answers (Task.reading): the train stage has neither those params nor the files
+    # they name as deps, so the evaluate stage logs the MLflow model, with its reading, instead of training.
+    reads_with_params: ClassVar[bool] = False
     variant: str | None = None  # e.g. "crnn" for the OCR task
 
     @property
@@ -158,8 +172,17 @@ class Task(ABC):
         """Each test split's figures, named tables (breakdowns) and figures."""
 
     def use_params(self, params: Any) -> None:
-        """Settings of params.yaml that shape how a trained model reads (OCR: its decoding), applied by
-        evaluate and predict after from_checkpoint. `params` is a seqlab.core.config.Params. Default: none."""
+        """Read as params.yaml says (OCR: its decoding), applied by evaluate and predict after from_checkpoint.
+        `params` is a seqlab.core.config.Params."""
+        self.use_reading(self.reading(params))
+
+    def reading(self, params: Any) -> Reading:
+        """The settings of `params` that shape how a trained model reads, and the files they read. Default: none."""
+        return NO_READING
+
+    def use_reading(self, reading: Reading) -> None:
+        """Read as `reading` says (from Task.reading, or an MLflow model's config and artifacts). Default: nothing
+        to set."""
         return None
 
     def references(self) -> list[Reference]:

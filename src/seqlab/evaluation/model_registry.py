@@ -48,10 +48,10 @@ def beats(value: float, best: float | None, mode: str) -> bool:
     return value < best if mode == "min" else value > best
 
 
-def register(run_id: str, task: Task, value: float) -> Registration:
-    """Register run `run_id`'s model as a new version of `seqlab-<task's model id>`, tagged with the task's
-    headline metric (Task.headline_metric) and its `value`, and give it the champion alias if it beats the
-    holder (in Task.headline_mode's direction)."""
+def register(run_id: str, task: Task, value: float, model_uri: str | None = None) -> Registration:
+    """Register run `run_id`'s model (`model_uri`, default: the one its training logged) as a new version of
+    `seqlab-<task's model id>`, tagged with the task's headline metric (Task.headline_metric) and its `value`,
+    and give it the champion alias if it beats the holder (in Task.headline_mode's direction)."""
     mlflow = configure_mlflow()
     from mlflow.exceptions import MlflowException
 
@@ -64,7 +64,7 @@ def register(run_id: str, task: Task, value: float) -> Registration:
     # experiments share) also serializes them on a tracking server, where two evaluations registering and
     # setting the alias at once made one fail (registered-models/alias: 400).
     with store_lock(), FileLock(state_dir() / "registry.lock"):
-        version = mlflow.register_model(logged_model_uri(run_id), name,
+        version = mlflow.register_model(model_uri or logged_model_uri(run_id), name,
                                         tags={METRIC_TAG: metric, VALUE_TAG: repr(value)}).version
         try:
             holder = client.get_model_version_by_alias(name, CHAMPION)

@@ -2,7 +2,9 @@
 `seqlab predict` answers, because both call the task's `answers` on the model loaded by the same
 safe checkpoint loader.
 
-The model's one artifact is the checkpoint file itself (no second pickle of the weights); the seqlab
+The model's artifacts are the checkpoint file itself (no second pickle of the weights) and the files of the
+task's reading (OCR: the language model), whose settings (OCR: ocr.decode) are in the model's config
+(Task.reading), so the model reads anywhere as predict reads in the project that logged it; the seqlab
 package travels in the model's code folder and the requirements are the installed versions of what
 predict imports, given explicitly so logging does not spend seconds inferring them.
 
@@ -31,10 +33,11 @@ from torch import nn
 
 import seqlab
 from seqlab.core.errors import SeqlabError
-from seqlab.core.task import Answer, Task
+from seqlab.core.task import NO_READING, Answer, Reading, Task
 
 ARTIFACT_PATH = "model"  # runs:/<run id>/model
 CHECKPOINT = "checkpoint"  # the pyfunc artifact key
+READING = "reading"  # the model_config key of Task.reading's settings (its files are the other artifacts)
 # The distributions predict imports (pip names), pinned at the versions that trained the model.
 REQUIREMENTS = ("torch", "numpy", "pillow", "pydantic", "rapidfuzz", "tqdm", "pandas")
 
@@ -56,6 +59,8 @@ class SeqlabModel(PythonModel):
 
         self.task, self.model, ckpt = load_model(context.artifacts[CHECKPOINT], context.model_config["task"])
         self.meta = ckpt["config"]["meta"]
+        files = {name: Path(path) for name, path in context.artifacts.items() if name != CHECKPOINT}
+        self.task.use_reading(Reading(context.model_config.get(READING) or {}, files))
 
     # Annotated as a DataFrame, which MLflow passes through as is (the signature above does the checking).
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
@@ -130,21 +135,31 @@ def input_example(task: Task, meta: Mapping[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(task.input_example(meta))
 
 
-def log_model(run_id: str, task: Task, meta: Mapping[str, Any], checkpoint: Path) -> str:
-    """Log `checkpoint` as the MLflow model `model` of run `run_id`; return the logged model's id."""
+def log_model(run_id: str, task: Task, meta: Mapping[str, Any], checkpoint: Path, reading: Reading = NO_READING) -> str:
+    """Log `checkpoint` as the MLflow model `model` of run `run_id`, reading as `reading` says (its settings in
+    the model's config, its files as artifacts beside the checkpoint); return the logged model's id. By id, not
+    under mlflow.start_run(run_id): the evaluate stage logs into the finished training run, which must stay
+    finished with its training's duration."""
+    from mlflow.models import Model
+
     from seqlab.tracking.runs import configure_mlflow
 
+    if CHECKPOINT in reading.files:
+        raise ValueError(f"a reading file may not be named {CHECKPOINT!r}")
     mlflow = configure_mlflow()
     package = Path(seqlab.__file__).parent
+    # The model is filed under the current experiment, which must be the run's for `runs:/<run id>/model`.
+    mlflow.set_experiment(experiment_id=mlflow.MlflowClient().get_run(run_id).info.experiment_id)
     with tempfile.TemporaryDirectory(prefix="seqlab-code-") as tmp:
         code = Path(tmp) / "seqlab"  # a clean copy: no bytecode caches in the model
         shutil.copytree(package, code, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        with mlflow.start_run(run_id=run_id):
-            info = mlflow.pyfunc.log_model(
-                name=ARTIFACT_PATH, python_model=str(code / "tracking" / "pyfunc_entry.py"), artifacts={CHECKPOINT: str(checkpoint)},
-                code_paths=[str(code)], signature=signature(type(task)), input_example=input_example(task, meta),
-                pip_requirements=[f"{name}=={version(name)}" for name in REQUIREMENTS], model_config={"task": task.name},
-            )
+        info = Model.log(
+            artifact_path=None, name=ARTIFACT_PATH, flavor=mlflow.pyfunc, run_id=run_id, python_model=str(code / "tracking" / "pyfunc_entry.py"),
+            artifacts={CHECKPOINT: str(checkpoint), **{name: str(path) for name, path in reading.files.items()}},
+            code_paths=[str(code)], signature=signature(type(task)), input_example=input_example(task, meta),
+            pip_requirements=[f"{name}=={version(name)}" for name in REQUIREMENTS],
+            model_config={"task": task.name, READING: reading.settings},
+        )
     return info.model_id
 
 

@@ -398,5 +398,6 @@ def _write_outputs(task: Task, model: torch.nn.Module, config: dict[str, Any], s
         tracker.log_metrics({"parameters": summary["parameters"]})
         for f in (out / "history.csv", out / "history.png"):
             tracker.log_artifact(f)
-        log_model(tracker.run_id, task, config["meta"], model_file)  # the checkpoint, as an MLflow model
+        if not task.reads_with_params:  # else the evaluate stage logs it, with the params and files it reads
+            log_model(tracker.run_id, task, config["meta"], model_file)  # the checkpoint, as an MLflow model
         tracker.finish()

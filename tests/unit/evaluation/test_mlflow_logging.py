@@ -86,7 +86,7 @@ def test_evaluate_and_export_log_into_the_finished_training_run(repo: Path, capf
 
 def test_the_tesseract_baseline_is_logged_from_its_files_once(repo: Path, capsys: pytest.CaptureFixture[str]):
     from seqlab.core.results import write_results
-    from seqlab.core.task import Evaluation
+    from seqlab.core.task import NO_READING, Evaluation
     from seqlab.evaluation.evaluate import log_evaluation
     from seqlab.tasks.ocr.charset import Charset
     from seqlab.tasks.ocr.recognizer.task import OcrTask
@@ -103,7 +103,7 @@ def test_the_tesseract_baseline_is_logged_from_its_files_once(repo: Path, capsys
     model.write_bytes(b"a model no run of this store trained")
 
     def evaluate() -> None:  # what the evaluate stage does after scoring
-        log_evaluation(task, model, [], {"test": {"cer": 0.5}})
+        log_evaluation(task, model, [], {"test": {"cer": 0.5}}, {}, NO_READING)
 
     assert task.references() == []  # before the stage ran
     evaluate()  # nothing to log, and no training run either

@@ -12,7 +12,8 @@ validation epoch, MLflow run) on a :class:`FinetuneTask`, an OCR task whose
 - validation data are a seeded share of the lines held back, by line.
 
 Afterwards :func:`score` reads the scored lines (the held-back ones, or a separate test folder) with the
-starting model, the fine-tuned one and Tesseract, and writes metrics/<id>/ (see docs/finetuning.md).
+starting model and the fine-tuned one, decoding as predict does (params.yaml's ocr.decode), and with Tesseract,
+and writes metrics/<id>/ (see docs/finetuning.md).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from seqlab.core.results import SPLITS_FILE, split_records
 from seqlab.core.sections import Section, TrainConfig
 from seqlab.core.seeding import derive_seed
 from seqlab.core.storage import write_json
-from seqlab.core.task import Reference
+from seqlab.core.task import NO_READING, Reading, Reference
 from seqlab.tasks.ocr import data as ocr_data
 from seqlab.tasks.ocr.charset import Charset
 from seqlab.tasks.ocr.config import AugmentConfig, ColumnBiLSTMConfig, CRNNConfig, FinetuneConfig
@@ -75,10 +76,13 @@ class Start:
         return cls(name or str(path), file_digest(path), task.variant, task.model_section(ckpt["config"]["model"]),
                    task.charset, task.height, {k: v.clone() for k, v in model.state_dict().items()})
 
+    def task(self) -> OcrTask:
+        """The OCR task that reads with the starting model (its charset and height)."""
+        return OcrTask(self.variant, self.charset, height=self.height)
+
     def model(self) -> nn.Module:
         """The starting model itself, in eval mode."""
-        task = OcrTask(self.variant, self.charset, height=self.height)
-        model = task.build_model(self.architecture, {"charset": self.charset.chars, "height": self.height})
+        model = self.task().build_model(self.architecture, {"charset": self.charset.chars, "height": self.height})
         model.load_state_dict(self.state)
         return model.eval()
 
@@ -276,20 +280,22 @@ def _tesseract(charset: Charset) -> tuple[Recognizer | None, str]:
     return (Tesseract(charset, psm=7, threads=torch.get_num_threads()), "") if ok else (None, reason)
 
 
-def score(run: FineTuning, summary: Mapping[str, Any], out: Path,
-          echo: Callable[[str], None]) -> tuple[list[Path], dict[str, dict[str, Any]]]:
+def score(run: FineTuning, summary: Mapping[str, Any], out: Path, echo: Callable[[str], None],
+          reading: Reading = NO_READING) -> tuple[list[Path], dict[str, dict[str, Any]]]:
     """Read the scored lines with the starting model (`before`), the fine-tuned one as predict loads it
-    (`after`) and Tesseract (PSM 7, as the pipeline reads lines; skipped with a note when it is not installed),
-    and write `out`: eval.json (CER, case-insensitive CER and WER of each), splits.json (every figure),
-    predictions.png and predictions_before.png (errors first) and finetune.json. Returns the files (eval.json
-    first) and the figures."""
-    task = run.task
+    (`after`), both decoding as `reading` says (OcrTask.reading: params.yaml's ocr.decode, as predict reads), and
+    Tesseract (PSM 7, as the pipeline reads lines; skipped with a note when it is not installed), and write
+    `out`: eval.json (CER, case-insensitive CER and WER of each), splits.json (every figure), predictions.png and
+    predictions_before.png (errors first) and finetune.json. Returns the files (eval.json first) and the figures."""
+    task, before = run.task, run.task.start.task()
+    task.use_reading(reading)
+    before.use_reading(reading)
     _, tuned, _ = load_model(task.model_file, "ocr")
     fitted = fit_split(run.scored, task.height)  # as predict reads a line
     cpu = torch.device("cpu")
     readers: dict[str, tuple[Recognizer, OcrSplit]] = {
-        "before": (CtcReader(task.start.model(), task.start.charset, cpu), fitted),
-        "after": (CtcReader(tuned, task.charset, cpu), fitted)}
+        "before": (CtcReader(task.start.model(), before.charset, cpu, before.decode), fitted),
+        "after": (CtcReader(tuned, task.charset, cpu, task.decode), fitted)}
     tesseract, why_not = _tesseract(task.charset)
     if tesseract is not None:
         readers["tesseract"] = (tesseract, run.scored)  # at native height: it finds the x-height itself

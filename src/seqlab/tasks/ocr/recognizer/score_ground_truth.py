@@ -3,7 +3,8 @@ same ground-truth lines and are scored by the one scorer every OCR figure comes 
 (seqlab.tasks.ocr.recognizer.report.evaluate_recognizer: CER, case-insensitive CER, WER, lines/s).
 
 Each engine gets the lines as it gets any image: the model through the normaliser predict uses
-(images.fit_image: cropped to the text line, brought to its height), Tesseract at the lines' own resolution
+(images.fit_image: cropped to the text line, brought to its height), decoded as `task` decodes (the CLI sets
+params.yaml's ocr.decode, as predict does), Tesseract at the lines' own resolution
 in single-line mode (PSM 7), as the Tesseract stage hands it the scans, whitelisted to the model's charset so
 that both are asked for the same characters. Both read with torch's thread count.
 """
@@ -40,7 +41,8 @@ def score_ground_truth(task: OcrTask, model: nn.Module, lines: Sequence[GtLine],
     beside it as ``<stem>-tesseract.png``."""
     split = gt_split(lines, task.charset)
     engines: list[tuple[str, Recognizer, OcrSplit]] = [
-        (model_name, CtcReader(model.eval(), task.charset, torch.device("cpu")), _fitted(split, task.height))]
+        (model_name, CtcReader(model.eval(), task.charset, torch.device("cpu"), task.decode),
+         _fitted(split, task.height))]
     if tesseract:
         ok, reason = is_available()
         if ok:

@@ -17,22 +17,26 @@ from torch import nn
 from seqlab.core import paths
 from seqlab.core.registry import entry
 from seqlab.core.sections import RunSection, Section
-from seqlab.core.task import Answer, Evaluation, Reference, Task
+from seqlab.core.task import Answer, Evaluation, Reading, Reference, Task
 from seqlab.tasks.ocr import data as ocr_data
 from seqlab.tasks.ocr.charset import Charset
-from seqlab.tasks.ocr.config import AugmentConfig, ColumnBiLSTMConfig, CRNNConfig, OcrRun
+from seqlab.tasks.ocr.config import AugmentConfig, ColumnBiLSTMConfig, CRNNConfig, DecodeConfig, OcrRun
 from seqlab.tasks.ocr.data import OcrSplit
 from seqlab.tasks.ocr.recognizer import rapidocr, tesseract
 from seqlab.tasks.ocr.recognizer.batching import OcrBatch, iterate_batches
+from seqlab.tasks.ocr.recognizer.char_lm import lm_path
 from seqlab.tasks.ocr.recognizer.ctc import CtcReader, ctc_loss, greedy_decode
-from seqlab.tasks.ocr.recognizer.decoding import Decoder, decoder_for
+from seqlab.tasks.ocr.recognizer.decoding import Decoder, decoder_for, uses_lm
 from seqlab.tasks.ocr.recognizer.metrics import summarize
 from seqlab.tasks.ocr.recognizer.models import CRNN, MODEL_SECTIONS, ColumnBiLSTM, model_config
 from seqlab.tasks.ocr.recognizer.report import HEADLINE_METRIC, HEADLINE_SPLITS, evaluate_recognizer
 
+DECODE, LM = "decode", "lm"  # Reading's setting (ocr.decode's keys) and file (the language model)
+
 
 class OcrTask(Task):
     name = "ocr"
+    reads_with_params = True  # ocr.decode and the language model
     variants = entry("ocr").variants
     variant: str
     monitor = "val_cer"
@@ -65,12 +69,21 @@ class OcrTask(Task):
         variant, meta = config["variant"], config["meta"]
         return cls(variant, Charset.from_name(meta["charset"]), height=int(meta["height"]))
 
-    def use_params(self, params: Any) -> None:
-        """Decode as params.yaml's `ocr.decode` says (beam search: with models/ocr-lm.npz)."""
+    def reading(self, params: Any) -> Reading:
+        """params.yaml's `ocr.decode`, and models/ocr-lm.npz when that decoding reads the language model."""
         from seqlab.tasks.ocr.config import OcrConfig
 
         config = OcrConfig.of(params).decode
-        self.decode = decoder_for(self.charset, config)
+        return Reading({DECODE: config.model_dump()}, {LM: lm_path()} if uses_lm(config) else {})
+
+    def use_reading(self, reading: Reading) -> None:
+        """Decode as `reading` says (beam search: with its language model file); without a decoding, greedily, as
+        a model logged before decodings travelled with it was read."""
+        if DECODE not in reading.settings:
+            self.decode = greedy_decode
+            return
+        config = DecodeConfig.model_validate(reading.settings[DECODE])
+        self.decode = decoder_for(self.charset, config, reading.files.get(LM))
 
     # --- data -----------------------------------------------------------------------------
     def load_split(self, split: str) -> OcrSplit:

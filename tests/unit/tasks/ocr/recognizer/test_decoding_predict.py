@@ -51,7 +51,8 @@ def test_predict_decodes_with_the_params_and_the_language_model(project, capsys)
     build_language_model(["abc abc", "The cat sat."] * 10, task.charset, 3, project / "models" / "ocr-lm.npz")
     image = load_word_image(project / "line.png", HEIGHT)
     config = OcrConfig.of(load_params(project / "params.yaml", "ocr")).decode
-    beam = CtcReader(model.eval(), task.charset, torch.device("cpu"), decoder_for(task.charset, config)).read([image])[0]
+    beam = CtcReader(model.eval(), task.charset, torch.device("cpu"), decoder_for(task.charset, config, project / "models" / "ocr-lm.npz")
+    ).read([image])[0]
     greedy = CtcReader(model.eval(), task.charset, torch.device("cpu")).read([image])[0]
     assert beam != greedy  # else this test could not tell the two apart
 

@@ -19,12 +19,14 @@ from seqlab.tasks.ocr.charset import Charset
 from seqlab.tasks.ocr.config import ColumnBiLSTMConfig, CRNNConfig
 from seqlab.tasks.ocr.data import save_split, write_meta
 from seqlab.tasks.ocr.documents.ground_truth import GtLine
+from seqlab.tasks.ocr.recognizer.char_lm import build_language_model
 from seqlab.tasks.ocr.recognizer.finetune import hold_out
 from seqlab.tasks.ocr.recognizer.models import CRNN, ColumnBiLSTM, extend_classes, model_config
 from tests.support import (
     SANDBOX,
     kill_after_first_epoch,
     read_json,
+    read_params,
     run,
     sandbox_env,
     sha256,
@@ -153,6 +155,8 @@ def make_repo(root: Path, gt_lines: int, synthetic: int = 32, **finetune) -> Pat
             "task": "ocr", "variant": "crnn", "seed": 0, "model": MODEL, "train": {},
             "meta": {"charset": Charset.from_name(CHARSET).chars, "height": HEIGHT}},
         "model_state": model.state_dict(), "meta": {}})
+    # the ocr-lm stage's language model: before and after are scored, and the MLflow model reads, as predict does
+    build_language_model(texts, Charset.from_name(CHARSET), 3, root / "models" / "ocr-lm.npz")
     raw = tiny_params()
     raw["ocr"]["finetune"].update({"gt": "gt", "epochs": 4, "minutes": None, "lr": 0.01, "batch_size": 8,
                                    "augment": False, "synthetic_share": 0.5, "val_share": 0.25, **finetune})
@@ -201,6 +205,10 @@ def test_finetune_writes_a_model_predict_reads_and_its_metrics(tmp_path, monkeyp
     configure_mlflow()
     version = MlflowClient().get_model_version_by_alias("seqlab-ft", "champion")
     assert float(version.tags["seqlab.test_value"]) == scores["after"]["cer"]
+    import mlflow
+
+    decode = mlflow.pyfunc.load_model("models:/seqlab-ft@champion").model_config["reading"]["decode"]
+    assert decode == read_params(root)["ocr"]["decode"]  # the registered model decodes as predict
     assert not list((root / ".seqlab" / "resume").glob("*.pt"))
 
 

@@ -7,13 +7,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 from PIL import Image
 
 from seqlab.cli import main
 from seqlab.tasks.ocr.charset import Charset
+from seqlab.tasks.ocr.recognizer.char_lm import build_language_model
 from seqlab.tasks.ocr.recognizer.metrics import cer, wer
 from seqlab.tasks.ocr.recognizer.tesseract import is_available
-from tests.support import tiny_ocr_checkpoint
+from tests.support import REPO, tiny_ocr_checkpoint
 from tests.unit.tasks.ocr.documents.test_ground_truth import write_pair
 
 HEIGHT = 32
@@ -44,7 +46,8 @@ def test_evaluate_gt_scores_what_predict_reads(gt, tmp_path, capsys):
 
     model = tiny_checkpoint(tmp_path / "tiny.pt")
     grid = tmp_path / "out" / "grid.png"
-    assert main(["evaluate", "ocr", "--gt", str(gt), "--model", str(model), "--no-tesseract", "--grid", str(grid)]) == 0
+    assert main(["evaluate", "ocr", "--gt", str(gt), "--model", str(model), "--no-tesseract", "--greedy",
+                 "--grid", str(grid)]) == 0
     out = capsys.readouterr()
     rows = table_rows(out.out)
     assert list(rows) == [str(model)]  # the model only
@@ -61,11 +64,35 @@ def test_evaluate_gt_scores_what_predict_reads(gt, tmp_path, capsys):
     assert f"prediction grid written to {grid}" in out.err
 
 
+def test_evaluate_gt_decodes_as_predict(gt, tmp_path, monkeypatch, capsys):
+    """Without --greedy, the lines are read with params.yaml's ocr.decode and the language model beside the
+    models, as predict reads them: a long-winded beam whose texts differ from greedy decoding's."""
+    monkeypatch.chdir(tmp_path)
+    model = tiny_checkpoint(tmp_path / "tiny.pt")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["ocr"]["decode"].update(method="beam", beam_width=4, lm_weight=1.0, length_bonus=5.0, lm_order=3,
+                                   lm_gate=None)  # an untrained model reads noise: the gate would keep it greedy
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    build_language_model(["abc abc", "The cat sat."] * 10, Charset.from_name("english"), 3,
+                         tmp_path / "models" / "ocr-lm.npz")
+    images = [str(gt / f"line{i}.png") for i in range(len(TEXTS))]
+
+    def predicted(*flags: str) -> list[str]:
+        assert main(["predict", "ocr", *flags, "--model", str(model), *images]) == 0
+        return [line.split("\t", 1)[1] for line in capsys.readouterr().out.splitlines()]
+
+    beam, greedy = predicted(), predicted("--greedy")
+    assert f"{100 * cer(beam, TEXTS):.2f}%" != f"{100 * cer(greedy, TEXTS):.2f}%"  # else it could not tell them apart
+    for flags, preds in (((), beam), (("--greedy",), greedy)):
+        assert main(["evaluate", "ocr", "--gt", str(gt), "--model", str(model), "--no-tesseract", *flags]) == 0
+        assert table_rows(capsys.readouterr().out)[str(model)][1] == f"{100 * cer(preds, TEXTS):.2f}%", flags
+
+
 def test_bad_ground_truth_exits_1_unless_dropped(gt, tmp_path, capsys):
     model = tiny_checkpoint(tmp_path / "tiny.pt")
     write_pair(gt, "accent", "d\u00e9j\u00e0 vu")
     (gt / "orphan.gt.txt").write_text("no image\n")
-    args = ["evaluate", "ocr", "--gt", str(gt), "--model", str(model), "--no-tesseract"]
+    args = ["evaluate", "ocr", "--gt", str(gt), "--model", str(model), "--no-tesseract", "--greedy"]
     assert main(args) == 1
     err = capsys.readouterr().err.splitlines()
     assert err == [f"seqlab: error: 2 problems in the ground truth {gt} (5 lines; fix them, or drop those lines "
@@ -83,6 +110,8 @@ def test_bad_ground_truth_exits_1_unless_dropped(gt, tmp_path, capsys):
 def test_gt_options_need_gt_and_ocr(tmp_path, capsys):
     assert main(["evaluate", "ocr", "--no-tesseract"]) == 1
     assert "--no-tesseract: only with --gt DIR" in capsys.readouterr().err
+    assert main(["evaluate", "ocr", "--greedy"]) == 1
+    assert "--greedy: only with --gt DIR" in capsys.readouterr().err
     assert main(["evaluate", "kth", "--gt", str(tmp_path)]) == 1
     assert "--gt scores OCR models on transcribed lines, not kth" in capsys.readouterr().err
 
@@ -91,7 +120,7 @@ def test_gt_options_need_gt_and_ocr(tmp_path, capsys):
 def test_tesseract_reads_the_same_lines(gt, tmp_path, capsys):
     model = tiny_checkpoint(tmp_path / "tiny.pt")
     grid = tmp_path / "grid.png"
-    assert main(["evaluate", "ocr", "--gt", str(gt), "--model", str(model), "--grid", str(grid)]) == 0
+    assert main(["evaluate", "ocr", "--gt", str(gt), "--model", str(model), "--greedy", "--grid", str(grid)]) == 0
     rows = table_rows(capsys.readouterr().out)
     assert list(rows) == [str(model), "Tesseract (PSM 7)"]
     count, tess_cer, *_ = rows["Tesseract (PSM 7)"]
