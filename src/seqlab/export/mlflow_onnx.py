@@ -77,9 +77,19 @@ def log_onnx_model(run_id: str, path: Path) -> str:
                                  signature=signature(path),
                                  pip_requirements=[f"{n}=={version(n)}" for n in REQUIREMENTS],
                                  metadata=metadata, save_as_external_data=False,
+                                 onnx_execution_providers=execution_providers(),
                                  onnx_session_options={"intra_op_num_threads": 2, "execution_mode": "sequential",
                                                        "graph_optimization_level": 99})
     return str(info.model_id)
+
+
+def execution_providers() -> list[str]:
+    """The onnxruntime providers the model declares: MLflow's default (CUDA, then CPU) less what this
+    onnxruntime build lacks, so logging on a CPU-only machine does not warn that CUDA is missing."""
+    import onnxruntime
+
+    available = set(onnxruntime.get_available_providers())
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
 
 
 def attach_to_run(task_name: str, checkpoint: Path, path: Path) -> None:

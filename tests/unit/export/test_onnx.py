@@ -212,6 +212,7 @@ print(tracker.run_id)
            "MLFLOW_TRACKING_URI": uri}
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "are unavailable in this onnxruntime build" not in proc.stderr  # declares only the providers it has
     run_id = proc.stdout.strip().splitlines()[-1]
     user = f"""
 import json, sys
