@@ -8,8 +8,8 @@ assembles the root `Params` from the sections the registry names. Nothing here i
 
 Every section is strict (no "3" -> 3 coercion, a bool is not a number; an int is accepted where a float
 is expected), forbids unknown keys, has no defaults (params.yaml is the complete contract) and is frozen.
-A model section is what its model is built from: the OCR models take it whole (`CRNN(section, ...)`), the
-sequence models its fields as keyword arguments.
+A model section is what its model is built from: the models take it whole (`CRNN(section, ...)`,
+`SequenceClassifier(section, ...)`).
 """
 
 from __future__ import annotations

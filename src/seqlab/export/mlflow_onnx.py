@@ -61,7 +61,7 @@ def log_onnx_model(run_id: str, path: Path) -> str:
     import onnx
 
     from seqlab.export.onnx import METADATA_CONFIG, METADATA_MODEL_ID
-    from seqlab.tracking.runs import configure_mlflow
+    from seqlab.tracking.runs import configure_mlflow, file_models_under
 
     configure_mlflow()
     import mlflow.onnx
@@ -69,10 +69,7 @@ def log_onnx_model(run_id: str, path: Path) -> str:
     proto = onnx.load(str(path))
     props = {p.key: p.value for p in proto.metadata_props}
     metadata = {"seqlab_model_id": props[METADATA_MODEL_ID], "seqlab_config": json.loads(props[METADATA_CONFIG])}
-    # By id, not under mlflow.start_run(run_id), which would reopen the finished training run and end it again:
-    # its duration in the UI would then run up to the export. With no active run, MLflow files the logged model
-    # under the current experiment, which must be the run's for `runs:/<run id>/onnx` to find it.
-    mlflow.set_experiment(experiment_id=mlflow.MlflowClient().get_run(run_id).info.experiment_id)
+    file_models_under(run_id)  # the training run stays finished, with its own duration
     info = mlflow.onnx.log_model(proto, name=ARTIFACT_PATH, run_id=run_id, input_example=input_example(path),
                                  signature=signature(path),
                                  pip_requirements=[f"{n}=={version(n)}" for n in REQUIREMENTS],

@@ -142,14 +142,13 @@ def log_model(run_id: str, task: Task, meta: Mapping[str, Any], checkpoint: Path
     finished with its training's duration."""
     from mlflow.models import Model
 
-    from seqlab.tracking.runs import configure_mlflow
+    from seqlab.tracking.runs import configure_mlflow, file_models_under
 
     if CHECKPOINT in reading.files:
         raise ValueError(f"a reading file may not be named {CHECKPOINT!r}")
     mlflow = configure_mlflow()
     package = Path(seqlab.__file__).parent
-    # The model is filed under the current experiment, which must be the run's for `runs:/<run id>/model`.
-    mlflow.set_experiment(experiment_id=mlflow.MlflowClient().get_run(run_id).info.experiment_id)
+    file_models_under(run_id)
     with tempfile.TemporaryDirectory(prefix="seqlab-code-") as tmp:
         code = Path(tmp) / "seqlab"  # a clean copy: no bytecode caches in the model
         shutil.copytree(package, code, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))

@@ -91,6 +91,15 @@ def configure_mlflow() -> Any:
     return mlflow
 
 
+def file_models_under(run_id: str) -> None:
+    """Make run `run_id`'s experiment the current one, before logging a model into that (finished) run by id.
+    By id, not under mlflow.start_run(run_id), which would reopen the run and end it again (its duration in the
+    UI would then run up to this logging); with no active run MLflow files a logged model under the current
+    experiment, which must be the run's for `runs:/<run id>/<name>` to find it."""
+    mlflow = configure_mlflow()
+    mlflow.set_experiment(experiment_id=mlflow.MlflowClient().get_run(run_id).info.experiment_id)
+
+
 @contextmanager
 def store_lock() -> Iterator[None]:
     """Serialize opening a SQLite store and creating experiments across processes.
